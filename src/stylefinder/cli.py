@@ -1,0 +1,174 @@
+"""The `stylefinder` command: argument parsing and printing around the library's functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from stylefinder import __version__
+from stylefinder.embed.backbones import DEFAULT_BACKBONE, POOLINGS, list_backbones
+from stylefinder.errors import StylefinderError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 failure, 2 bad usage)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args) or 0
+    except (StylefinderError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"stylefinder: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stylefinder: interrupted; the index keeps its last checkpoint", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stylefinder",
+        description="Index a folder of clothing photos and find the most similar items.",
+    )
+    parser.add_argument("--version", action="version", version=f"stylefinder {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo-data", help="write the built-in labeled demo catalog")
+    demo.add_argument("directory", help="folder to write images/, queries/ and catalog.csv into")
+    demo.add_argument("--full", action="store_true", help="all 70,000 Fashion-MNIST images")
+    demo.add_argument("--queries", help="also write held-out query photos into this folder")
+    demo.set_defaults(run=_demo_data)
+
+    index = sub.add_parser("index", help="embed a catalog folder into an index (incremental)")
+    index.add_argument("catalog", help="folder of product photos (searched recursively)")
+    index.add_argument("--index", required=True, help="index directory (created if missing)")
+    index.add_argument("--meta", help="CSV with an id or path column plus metadata columns")
+    index.add_argument(
+        "--backbone",
+        default=DEFAULT_BACKBONE,
+        help=f"model name (default {DEFAULT_BACKBONE}; see `stylefinder backbones`)",
+    )
+    index.add_argument("--pooling", choices=POOLINGS, help="global pooling (default: backbone's)")
+    index.add_argument("--weights", help="local weights file or directory for the backbone")
+    index.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    index.add_argument("--batch-size", type=int, default=32)
+    index.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    index.add_argument("--json", action="store_true", help="print the summary as JSON")
+    index.set_defaults(run=_index)
+
+    recommend = sub.add_parser("recommend", help="the k catalog items most like a photo or item")
+    recommend.add_argument("image", nargs="?", help="query image file")
+    recommend.add_argument("--item", help="a catalog item id: more like this item")
+    recommend.add_argument("--index", required=True, help="index directory")
+    recommend.add_argument("-k", type=int, default=5, help="number of results (default 5)")
+    recommend.add_argument("--weights", help="local weights for the index's backbone")
+    recommend.add_argument("--json", action="store_true", help="print results as JSON")
+    recommend.set_defaults(run=_recommend)
+
+    info = sub.add_parser("info", help="summarize an index")
+    info.add_argument("--index", required=True, help="index directory")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(run=_info)
+
+    backbones = sub.add_parser("backbones", help="list the available backbones")
+    backbones.set_defaults(run=_backbones)
+    return parser
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from stylefinder.catalog.demo import write_demo_catalog
+
+    demo = write_demo_catalog(args.directory, full=args.full, queries_dir=args.queries)
+    print(f"wrote {demo.count} images and {demo.csv_path}")
+    if demo.queries:
+        print(f"wrote {len(demo.queries)} held-out query photos to {args.queries}")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    from stylefinder.pipeline import build_index
+
+    summary = build_index(
+        args.catalog,
+        args.index,
+        metadata_csv=args.meta,
+        backbone=args.backbone,
+        pooling=args.pooling,
+        weights=args.weights,
+        runtime=args.runtime,
+        batch_size=args.batch_size,
+        progress=not args.no_progress and not args.json,
+    )
+    if args.json:
+        payload = dict(summary.__dict__, images_per_second=summary.images_per_second)
+        print(json.dumps(payload, indent=2, default=list))
+        return 0
+    print(
+        f"indexed {summary.total} items in {args.index}: {summary.embedded} embedded "
+        f"({summary.embedded - summary.changed} new, {summary.changed} changed, "
+        f"{summary.images_per_second:.1f} images/s), {summary.reused} reused by content, "
+        f"{summary.updated_metadata} metadata updates, {summary.unchanged} unchanged, "
+        f"{summary.removed} removed ({summary.seconds:.1f} s)"
+    )
+    if summary.skipped:
+        print(f"skipped {len(summary.skipped)} files:")
+        for path, reason in summary.skipped:
+            print(f"  {path}: {reason}")
+    if summary.metadata_problems:
+        print(f"metadata problems ({len(summary.metadata_problems)}):")
+        for problem in summary.metadata_problems:
+            print(f"  {problem}")
+    if summary.metadata_rows_without_image:
+        print(f"{summary.metadata_rows_without_image} metadata rows matched no image")
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from stylefinder.recommend.engine import Engine
+
+    if (args.image is None) == (args.item is None):
+        raise ValueError("give either an IMAGE or --item ID (not both)")
+    engine = Engine.open(args.index, weights=args.weights)
+    if args.item is not None:
+        results = engine.similar(args.item, k=args.k)
+    else:
+        results = engine.recommend(args.image, k=args.k)
+    if args.json:
+        print(json.dumps({"results": [r.to_dict() for r in results]}, indent=2, ensure_ascii=False))
+        return 0
+    query = f"item {args.item}" if args.item else args.image
+    print(f"{len(results)} most similar to {query}:")
+    for rank, result in enumerate(results, 1):
+        meta = ", ".join(f"{key}={value}" for key, value in result.metadata.items())
+        print(f"{rank:>3}. {result.score:.3f}  {result.id}  {result.path}  {meta}".rstrip())
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from stylefinder.recommend.engine import Engine
+
+    info = Engine.open(args.index).info()
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2))
+        return 0
+    width = max(len(key) for key in info.to_dict())
+    for key, value in info.to_dict().items():
+        print(f"{key.replace('_', ' '):<{width}}  {value}")
+    return 0
+
+
+def _backbones(args: argparse.Namespace) -> int:
+    for spec in list_backbones():
+        prep = spec.preprocessing
+        print(
+            f"{spec.name:<20} {spec.dim:>5}-d  {prep.input_size}px  "
+            f"{spec.default_pooling:<4} {spec.description}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

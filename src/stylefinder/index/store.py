@@ -1,0 +1,460 @@
+"""The index directory: a JSON header, an SQLite manifest and a memory-mapped vector matrix.
+
+Layout of INDEX_DIR:
+
+    header.json          backbone, pooling, dim, weights fingerprint, package version (immutable)
+    manifest.sqlite      items (id, row, path, hash, metadata, timestamps) and state
+    vectors-<gen>.npy    float32 (N, dim); row i belongs to the item whose `row` is i
+    .lock                writers hold an exclusive lock on it
+
+A commit writes the new matrix to a new file, then switches the manifest to it in one SQLite
+transaction. Killing a writer at any moment therefore leaves the last committed generation
+loadable, and readers never see a manifest and a matrix that disagree.
+
+Example:
+    >>> store = IndexStore.open("my-index")  # doctest: +SKIP
+    >>> snapshot = store.snapshot()  # doctest: +SKIP
+    >>> len(snapshot), snapshot.vectors.shape  # doctest: +SKIP
+    (1000, (1000, 1280))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from stylefinder import __version__
+from stylefinder.errors import IndexStateError, UnknownItemError
+from stylefinder.types import EmbeddingSpace, Item
+
+FORMAT = 1
+HEADER_FILE = "header.json"
+MANIFEST_FILE = "manifest.sqlite"
+LOCK_FILE = ".lock"
+_COPY_ROWS = 65_536  # rows copied per step when writing a new matrix
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    row INTEGER NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    mtime_ns INTEGER NOT NULL DEFAULT 0,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    added_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_hash ON items (hash);
+"""
+_ITEM_COLUMNS = "id, path, hash, size, mtime_ns, metadata, added_at, updated_at"
+
+
+def utc_now() -> str:
+    """The current time as an ISO-8601 UTC string with seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class IndexHeader:
+    """The immutable facts of an index, stored as header.json."""
+
+    backbone: str
+    pooling: str
+    dim: int
+    weights_fingerprint: str
+    version: str
+    created_at: str
+    format: int = FORMAT
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        return EmbeddingSpace(self.backbone, self.pooling, self.weights_fingerprint, self.dim)
+
+    @classmethod
+    def for_space(cls, space: EmbeddingSpace) -> IndexHeader:
+        return cls(
+            space.backbone, space.pooling, space.dim, space.weights_fingerprint,
+            __version__, utc_now(),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent view of one committed generation: items in row order and their vectors."""
+
+    header: IndexHeader
+    generation: int
+    items: list[Item]
+    vectors: np.ndarray
+    state: dict[str, str]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        return {item.id: row for row, item in enumerate(self.items)}
+
+    @property
+    def catalog_root(self) -> str | None:
+        return self.state.get("catalog_root")
+
+
+class IndexStore:
+    """An index directory on disk. `create` makes one, `open` checks and opens one."""
+
+    def __init__(self, directory: str | Path, header: IndexHeader) -> None:
+        self.directory = Path(directory)
+        self.header = header
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def exists(directory: str | Path) -> bool:
+        """True when `directory` holds an index (its header file)."""
+        return (Path(directory) / HEADER_FILE).is_file()
+
+    @classmethod
+    def open(cls, directory: str | Path) -> IndexStore:
+        """Open an existing index, or raise `IndexStateError` saying what is wrong."""
+        directory = Path(directory)
+        header_path = directory / HEADER_FILE
+        if not header_path.is_file():
+            raise IndexStateError(
+                f"no index at {directory} (missing {HEADER_FILE}); build one with "
+                f"`stylefinder index CATALOG_DIR --index {directory}`"
+            )
+        try:
+            raw = json.loads(header_path.read_text(encoding="utf-8"))
+            header = IndexHeader(**raw)
+        except (ValueError, TypeError) as exc:
+            raise IndexStateError(f"{header_path} is damaged ({exc})") from exc
+        if header.format > FORMAT:
+            raise IndexStateError(
+                f"{directory} uses index format {header.format}; this stylefinder reads "
+                f"format {FORMAT} at most. Upgrade stylefinder."
+            )
+        if not (directory / MANIFEST_FILE).is_file():
+            raise IndexStateError(f"{directory} is damaged: {MANIFEST_FILE} is missing")
+        return cls(directory, header)
+
+    @classmethod
+    def create(cls, directory: str | Path, space: EmbeddingSpace) -> IndexStore:
+        """Create an empty index for vectors of `space` (the directory may exist, empty or not)."""
+        directory = Path(directory)
+        if cls.exists(directory):
+            raise IndexStateError(f"an index already exists at {directory}")
+        directory.mkdir(parents=True, exist_ok=True)
+        header = IndexHeader.for_space(space)
+        store = cls(directory, header)
+        with store._connect() as con:
+            con.executescript(_SCHEMA)
+            con.execute("INSERT OR IGNORE INTO state VALUES ('generation', '0')")
+            con.execute("INSERT OR IGNORE INTO state VALUES ('vectors', '')")
+        _atomic_write_text(directory / HEADER_FILE, json.dumps(asdict(header), indent=2) + "\n")
+        return store
+
+    @classmethod
+    def open_or_create(cls, directory: str | Path, space: EmbeddingSpace) -> IndexStore:
+        """Open the index at `directory` if there is one (it must match `space`), else create it."""
+        if not cls.exists(directory):
+            return cls.create(directory, space)
+        store = cls.open(directory)
+        store.check_space(space)
+        return store
+
+    def check_space(self, space: EmbeddingSpace) -> None:
+        """Raise `IndexStateError` unless vectors of `space` are comparable with this index's."""
+        if space != self.header.space:
+            raise IndexStateError(
+                f"the index at {self.directory} was built with {self.header.space.describe()}, "
+                f"but the query uses {space.describe()}. Use the same backbone and pooling, or "
+                "build a new index in another directory."
+            )
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def generation(self) -> int:
+        """The committed generation number (changes with every commit); cheap to call."""
+        with contextlib.closing(self._connect()) as con:
+            row = con.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def snapshot(self) -> Snapshot:
+        """Read the committed generation: items and a read-only memory map of the vectors."""
+        for _attempt in range(10):
+            with contextlib.closing(self._connect()) as con:
+                con.execute("BEGIN")
+                state = dict(con.execute("SELECT key, value FROM state"))
+                rows = con.execute(f"SELECT {_ITEM_COLUMNS} FROM items ORDER BY row").fetchall()
+                con.execute("COMMIT")
+            try:
+                vectors = self._load_vectors(state.get("vectors", ""), len(rows))
+            except FileNotFoundError:  # a writer replaced that generation meanwhile: read again
+                time.sleep(0.01)
+                continue
+            items = [_item_from_row(row) for row in rows]
+            return Snapshot(self.header, int(state.get("generation", 0)), items, vectors, state)
+        raise IndexStateError(f"{self.directory}: the vector file keeps disappearing")
+
+    def _load_vectors(self, name: str, count: int) -> np.ndarray:
+        if count == 0:
+            return np.zeros((0, self.header.dim), np.float32)
+        if not name:
+            raise IndexStateError(f"{self.directory} is damaged: items without a vector file")
+        try:
+            vectors = np.load(self.directory / name, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise IndexStateError(f"{self.directory / name} is damaged ({exc})") from exc
+        if vectors.shape != (count, self.header.dim) or vectors.dtype != np.float32:
+            raise IndexStateError(
+                f"{self.directory / name} is damaged: shape {vectors.shape} {vectors.dtype}, "
+                f"expected ({count}, {self.header.dim}) float32"
+            )
+        return vectors
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def writer(self, *, timeout: float = 60.0) -> IndexWriter:
+        """A writer holding the index's exclusive lock; use it as a context manager."""
+        return IndexWriter(self, timeout=timeout)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.directory / MANIFEST_FILE, timeout=30, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        return con
+
+
+class IndexWriter:
+    """Stages additions, replacements and removals, and commits them atomically.
+
+    Example:
+        >>> with store.writer() as writer:  # doctest: +SKIP
+        ...     writer.put(item, vector)
+        ...     writer.remove("old-id")
+        ...     writer.commit()  # also done on a clean exit; an exception discards staged work
+    """
+
+    def __init__(self, store: IndexStore, *, timeout: float) -> None:
+        self.store = store
+        self.timeout = timeout
+        self._lock_fd: int | None = None
+        self._base: Snapshot | None = None
+        self._puts: dict[str, tuple[Item, np.ndarray | None]] = {}
+        self._removals: set[str] = set()
+        self._state_updates: dict[str, str] = {}
+
+    def __enter__(self) -> IndexWriter:
+        self._lock()
+        try:
+            self._base = self.store.snapshot()
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.commit()
+        finally:
+            self._unlock()
+
+    @property
+    def base(self) -> Snapshot:
+        """The last committed snapshot (staged changes are not in it)."""
+        if self._base is None:
+            raise RuntimeError("use IndexWriter as a context manager")
+        return self._base
+
+    @property
+    def staged(self) -> int:
+        """How many changes wait for the next commit."""
+        return len(self._puts) + len(self._removals)
+
+    def put(self, item: Item, vector: np.ndarray | None) -> None:
+        """Add or replace `item`; `vector=None` keeps the vector the item already has."""
+        if vector is None and item.id not in self._puts and item.id not in self.base.row_of:
+            raise UnknownItemError(f"item {item.id!r} has no vector yet")
+        if vector is not None:
+            vector = np.asarray(vector, np.float32).reshape(-1)
+            if vector.shape != (self.store.header.dim,) or not np.isfinite(vector).all():
+                raise ValueError(
+                    f"vector for {item.id!r} must be {self.store.header.dim} finite floats"
+                )
+        elif item.id in self._puts:
+            vector = self._puts[item.id][1]
+        self._removals.discard(item.id)
+        self._puts[item.id] = (item, vector)
+
+    def remove(self, item_id: str) -> None:
+        """Remove an item (staged until commit); unknown ids raise `UnknownItemError`."""
+        if item_id not in self.base.row_of and item_id not in self._puts:
+            raise UnknownItemError(f"no item {item_id!r} in the index")
+        self._puts.pop(item_id, None)
+        if item_id in self.base.row_of:
+            self._removals.add(item_id)
+
+    def set_state(self, key: str, value: str) -> None:
+        """Record a key/value in the manifest's state table (committed with the next commit)."""
+        self._state_updates[key] = value
+
+    def commit(self) -> int:
+        """Write staged changes as a new generation; returns the generation number."""
+        base = self.base
+        if not self._puts and not self._removals and not self._state_updates:
+            return base.generation
+        dim = self.store.header.dim
+        row_of = base.row_of
+        dropped = self._removals | self._puts.keys()
+        kept_rows = [row for row, item in enumerate(base.items) if item.id not in dropped]
+        items = [base.items[row] for row in kept_rows] + [item for item, _ in self._puts.values()]
+        generation = base.generation + 1
+        name = f"vectors-{generation}.npy"
+        self._write_matrix(name, kept_rows, dim, row_of)
+        state = {
+            "generation": str(generation),
+            "vectors": name if items else "",
+            "updated_at": utc_now(),
+        }
+        state.update(self._state_updates)
+        with contextlib.closing(self.store._connect()) as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute("DELETE FROM items")
+                con.executemany(
+                    f"INSERT INTO items (row, {_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(row, *_item_to_row(item)) for row, item in enumerate(items)],
+                )
+                con.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        self._puts.clear()
+        self._removals.clear()
+        self._state_updates = {}
+        self._base = self.store.snapshot()
+        self._clean(keep={name, base.state.get("vectors", "")})
+        return generation
+
+    def _write_matrix(
+        self, name: str, kept_rows: list[int], dim: int, row_of: dict[str, int]
+    ) -> None:
+        total = len(kept_rows) + len(self._puts)
+        if total == 0:
+            return
+        directory = self.store.directory
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vectors-", suffix=".tmp")
+        os.close(fd)
+        try:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, dim))
+            old = self.base.vectors
+            kept = np.asarray(kept_rows, dtype=np.int64)
+            for start in range(0, len(kept), _COPY_ROWS):
+                part = kept[start : start + _COPY_ROWS]
+                out[start : start + len(part)] = old[part]
+            for offset, (item, vector) in enumerate(self._puts.values(), start=len(kept)):
+                out[offset] = old[row_of[item.id]] if vector is None else vector
+            out.flush()
+            del out
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, directory / name)
+            _fsync_dir(directory)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def _clean(self, keep: set[str]) -> None:
+        for path in self.store.directory.iterdir():
+            stale_matrix = path.name.startswith("vectors-") and path.suffix == ".npy"
+            stale_tmp = path.name.startswith(".vectors-") and path.suffix == ".tmp"
+            if (stale_matrix and path.name not in keep) or stale_tmp:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    def _lock(self) -> None:
+        path = self.store.directory / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise IndexStateError(
+                        f"another process is writing the index at {self.store.directory} "
+                        f"(waited {self.timeout:.0f} s for its lock); try again when it finishes"
+                    ) from None
+                time.sleep(0.05)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _item_to_row(item: Item) -> tuple:
+    metadata = json.dumps(item.metadata, ensure_ascii=False, sort_keys=True)
+    added = item.added_at or utc_now()
+    return (
+        item.id,
+        item.path,
+        item.hash,
+        item.size,
+        item.mtime_ns,
+        metadata,
+        added,
+        item.updated_at or added,
+    )
+
+
+def _item_from_row(row: tuple) -> Item:
+    item_id, path, digest, size, mtime_ns, metadata, added_at, updated_at = row
+    return Item(item_id, path, digest, size, mtime_ns, json.loads(metadata), added_at, updated_at)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
