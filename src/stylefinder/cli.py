@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--weights", help="local weights file or directory for the backbone")
     index.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
     index.add_argument("--batch-size", type=int, default=32)
+    index.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=30.0,
+        help="commit finished work at least this often (default 30)",
+    )
     index.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
     index.set_defaults(run=_index)
@@ -100,6 +106,7 @@ def _index(args: argparse.Namespace) -> int:
         weights=args.weights,
         runtime=args.runtime,
         batch_size=args.batch_size,
+        checkpoint_seconds=args.checkpoint_seconds,
         progress=not args.no_progress and not args.json,
     )
     if args.json:

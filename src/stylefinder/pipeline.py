@@ -102,8 +102,10 @@ def build_index(
         for entry in entries:
             old = current.get(entry.item_id)
             same_file = old is not None and (old.path, old.size, old.mtime_ns) == (
-                entry.file.relpath, entry.file.size, entry.file.mtime_ns,
-            )  # fmt: skip
+                entry.file.relpath,
+                entry.file.size,
+                entry.file.mtime_ns,
+            )
             try:
                 digest = old.hash if same_file else file_hash(entry.file.abspath)
             except OSError as exc:

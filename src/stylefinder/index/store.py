@@ -86,9 +86,13 @@ class IndexHeader:
     @classmethod
     def for_space(cls, space: EmbeddingSpace) -> IndexHeader:
         return cls(
-            space.backbone, space.pooling, space.dim, space.weights_fingerprint,
-            __version__, utc_now(),
-        )  # fmt: skip
+            space.backbone,
+            space.pooling,
+            space.dim,
+            space.weights_fingerprint,
+            __version__,
+            utc_now(),
+        )
 
 
 @dataclass(frozen=True)

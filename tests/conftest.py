@@ -1,0 +1,73 @@
+"""Shared fixtures: the demo catalog and its index are built once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stylefinder.catalog.demo import DemoCatalog, write_demo_catalog
+
+REPORTED: dict[str, str] = {}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the measurements that tests reported (for example the demo's precision@5)."""
+    if REPORTED:
+        terminalreporter.section("measured by the tests")
+        for name, value in REPORTED.items():
+            terminalreporter.write_line(f"{name}: {value}")
+
+
+@pytest.fixture
+def report():
+    """Call report(name, value) to show a measurement in the test run's summary."""
+
+    def _report(name: str, value: object) -> None:
+        REPORTED[name] = str(value)
+
+    return _report
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Keep exported ONNX graphs in a per-session folder, so the export path is exercised."""
+    os.environ["STYLEFINDER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    yield
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from stylefinder.embed.runner import Embedder
+
+    return Embedder("efficientnet-lite0")
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoCatalog:
+    root = tmp_path_factory.mktemp("demo")
+    return write_demo_catalog(root / "catalog", queries_dir=root / "queries")
+
+
+@pytest.fixture(scope="session")
+def demo_index(demo: DemoCatalog, embedder, tmp_path_factory: pytest.TempPathFactory):
+    """(index directory, IndexSummary) for the whole 1,000-image demo catalog."""
+    from stylefinder.pipeline import build_index
+
+    index_dir = tmp_path_factory.mktemp("demo-index") / "index"
+    summary = build_index(demo.root, index_dir, metadata_csv=demo.csv_path, embedder=embedder)
+    return index_dir, summary
+
+
+@pytest.fixture
+def small_catalog(demo: DemoCatalog, tmp_path: Path) -> Path:
+    """A fresh 12-image catalog folder (a few of each of four categories)."""
+    root = tmp_path / "small"
+    (root / "images").mkdir(parents=True)
+    images = sorted((demo.root / "images").glob("*.png"))
+    for path in images[:12]:
+        shutil.copy2(path, root / "images" / path.name)
+    return root

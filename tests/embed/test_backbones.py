@@ -1,0 +1,80 @@
+"""Backbones: real ImageNet weights on a real photo, runtimes agree, loaders on local models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stylefinder.embed.backbones import get_backbone, imagenet_labels, list_backbones
+from stylefinder.embed.runner import Embedder
+from stylefinder.errors import BackboneUnavailableError
+
+
+@pytest.fixture(scope="module")
+def grace_hopper() -> Path:
+    """A real photo shipped by matplotlib: Grace Hopper in uniform."""
+    matplotlib = pytest.importorskip("matplotlib")
+    return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+
+def test_registry_entries_carry_their_preprocessing():
+    names = [spec.name for spec in list_backbones()]
+    assert {"efficientnet-lite0", "efficientnet-lite2", "resnet50"} <= set(names)
+    assert get_backbone("efficientnet-lite2").preprocessing.input_size == 260
+    assert get_backbone("resnet50").default_pooling == "max"
+    assert get_backbone("resnet50").dim == 2048
+    with pytest.raises(BackboneUnavailableError, match=r"choose one of: .*efficientnet-lite0"):
+        get_backbone("vgg16")
+
+
+def test_efficientnet_lite0_weights_recognize_a_real_photo(grace_hopper: Path):
+    embedder = Embedder("efficientnet-lite0", runtime="torch")
+    probabilities = embedder.classify(grace_hopper)
+    assert probabilities.shape == (1000,)
+    assert imagenet_labels()[int(np.argmax(probabilities))] == "military uniform"
+    assert probabilities.max() > 0.3
+
+
+def test_onnx_and_torch_runtimes_give_the_same_vectors(embedder, grace_hopper: Path, demo):
+    reference = Embedder("efficientnet-lite0", runtime="torch")
+    images = [grace_hopper, *sorted((demo.root / "images").glob("*.png"))[:3]]
+    fast, slow = embedder.embed(images), reference.embed(images)
+    assert fast.shape == slow.shape == (4, 1280)
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, rtol=1e-5)
+    assert (np.sum(fast * slow, axis=1) > 0.999).all()
+    assert embedder.space == reference.space
+
+
+def test_resnet50_loader_on_a_tiny_local_model(tmp_path: Path, grace_hopper: Path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], layer_type="basic"
+    )
+    model = transformers.ResNetForImageClassification(config)
+    model.save_pretrained(tmp_path / "tiny-resnet")
+    for runtime in ("onnx", "torch"):
+        embedder = Embedder("resnet50", weights=str(tmp_path / "tiny-resnet"), runtime=runtime)
+        vector = embedder.embed_one(grace_hopper)
+        assert vector.shape == (32,)  # the tiny model's width, not the real 2048
+        assert embedder.space.pooling == "max"
+        assert np.linalg.norm(vector) == pytest.approx(1.0, rel=1e-5)
+        assert (vector >= 0).all()  # max of post-ReLU maps
+
+
+def test_resnet50_offline_without_weights_says_how_to_provide_them(monkeypatch, tmp_path: Path):
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    monkeypatch.delenv("STYLEFINDER_RESNET50_WEIGHTS", raising=False)
+    with pytest.raises(BackboneUnavailableError, match="--weights") as info:
+        get_backbone("resnet50").load()
+    assert "save_pretrained" in str(info.value)
+    with pytest.raises(BackboneUnavailableError, match="--weights"):
+        get_backbone("resnet50").load(str(tmp_path / "no-such-folder"))
+
+
+def test_lite_weights_file_missing(tmp_path: Path):
+    with pytest.raises(BackboneUnavailableError, match="not found"):
+        get_backbone("efficientnet-lite0").load(str(tmp_path / "nope.pth"))

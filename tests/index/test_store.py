@@ -1,0 +1,152 @@
+"""The index directory: atomic commits, consistent snapshots, locking, refusing other spaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stylefinder.errors import IndexStateError, UnknownItemError
+from stylefinder.index.store import HEADER_FILE, IndexStore
+from stylefinder.types import EmbeddingSpace, Item
+
+SPACE = EmbeddingSpace("test-net", "gem", "abc123", 4)
+
+
+def _vec(*values: float) -> np.ndarray:
+    v = np.array(values, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _item(item_id: str, **metadata: str) -> Item:
+    return Item(item_id, f"{item_id}.png", f"hash-{item_id}", metadata=dict(metadata))
+
+
+def test_put_commit_snapshot_remove(tmp_path: Path):
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with store.writer() as writer:
+        writer.put(_item("a", category="Dress"), _vec(1, 0, 0, 0))
+        writer.put(_item("b"), _vec(0, 1, 0, 0))
+    snap = store.snapshot()
+    assert [i.id for i in snap.items] == ["a", "b"]
+    assert snap.items[0].metadata == {"category": "Dress"}
+    np.testing.assert_allclose(snap.vectors[1], _vec(0, 1, 0, 0))
+    assert isinstance(snap.vectors, np.memmap)  # memory-mapped, not read into RAM
+    with store.writer() as writer:
+        writer.remove("a")
+        writer.put(_item("c"), _vec(0, 0, 1, 0))
+        writer.put(_item("b", category="Top"), None)  # metadata only: keeps its vector
+    snap = IndexStore.open(tmp_path / "ix").snapshot()
+    assert sorted(snap.row_of) == ["b", "c"]
+    b = snap.row_of["b"]
+    assert snap.items[b].metadata == {"category": "Top"}
+    np.testing.assert_allclose(snap.vectors[b], _vec(0, 1, 0, 0))
+    np.testing.assert_allclose(snap.vectors[snap.row_of["c"]], _vec(0, 0, 1, 0))
+    assert snap.generation == 2
+    assert len(list((tmp_path / "ix").glob("vectors-*.npy"))) <= 2  # old generations cleaned
+
+
+def test_an_exception_discards_staged_work(tmp_path: Path):
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with pytest.raises(RuntimeError), store.writer() as writer:
+        writer.put(_item("a"), _vec(1, 0, 0, 0))
+        raise RuntimeError("boom")
+    assert len(store.snapshot()) == 0
+
+
+def test_a_failed_commit_leaves_the_previous_generation(tmp_path: Path, monkeypatch):
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with store.writer() as writer:
+        writer.put(_item("a"), _vec(1, 0, 0, 0))
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if str(dst).endswith(".npy"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"), store.writer() as writer:
+        writer.put(_item("b"), _vec(0, 1, 0, 0))
+    monkeypatch.undo()
+    snap = IndexStore.open(tmp_path / "ix").snapshot()
+    assert [i.id for i in snap.items] == ["a"]
+    assert not list((tmp_path / "ix").glob("*.tmp"))
+
+
+def test_bad_input_is_refused(tmp_path: Path):
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with store.writer() as writer:
+        with pytest.raises(ValueError, match="4 finite floats"):
+            writer.put(_item("a"), np.array([1, 2, 3], np.float32))
+        with pytest.raises(ValueError, match="finite"):
+            writer.put(_item("a"), np.array([np.nan, 0, 0, 1], np.float32))
+        with pytest.raises(UnknownItemError, match="no vector"):
+            writer.put(_item("a"), None)
+        with pytest.raises(UnknownItemError, match="no item 'zzz'"):
+            writer.remove("zzz")
+
+
+def test_open_errors(tmp_path: Path):
+    with pytest.raises(IndexStateError, match="no index at"):
+        IndexStore.open(tmp_path / "nothing")
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with pytest.raises(IndexStateError, match="already exists"):
+        IndexStore.create(tmp_path / "ix", SPACE)
+    other = EmbeddingSpace("other-net", "gem", "abc123", 4)
+    with pytest.raises(
+        IndexStateError, match=r"built with test-net .* but the query uses other-net"
+    ):
+        IndexStore.open_or_create(tmp_path / "ix", other)
+    (tmp_path / "ix" / HEADER_FILE).write_text("{not json")
+    with pytest.raises(IndexStateError, match="damaged"):
+        IndexStore.open(tmp_path / "ix")
+    header = dict(store.header.__dict__, format=99)
+    (tmp_path / "ix" / HEADER_FILE).write_text(json.dumps(header))
+    with pytest.raises(IndexStateError, match="Upgrade stylefinder"):
+        IndexStore.open(tmp_path / "ix")
+
+
+def test_a_truncated_vector_file_is_reported(tmp_path: Path):
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with store.writer() as writer:
+        writer.put(_item("a"), _vec(1, 0, 0, 0))
+        writer.put(_item("b"), _vec(0, 1, 0, 0))
+    (vectors,) = (tmp_path / "ix").glob("vectors-*.npy")
+    vectors.write_bytes(vectors.read_bytes()[:-8])
+    with pytest.raises(IndexStateError, match="damaged"):
+        store.snapshot()
+
+
+def test_second_writer_waits_then_gives_a_clear_error(tmp_path: Path):
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with store.writer(), pytest.raises(IndexStateError, match="another process is writing"):
+        IndexStore.open(tmp_path / "ix").writer(timeout=0.2).__enter__()
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path):
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    errors: list[BaseException] = []
+
+    def add(prefix: str) -> None:
+        try:
+            for n in range(5):
+                with store.writer(timeout=30) as writer:
+                    writer.put(_item(f"{prefix}{n}"), _vec(1, n, 0, 1))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(p,)) for p in "abcd"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    snap = store.snapshot()
+    assert sorted(i.id for i in snap.items) == sorted(f"{p}{n}" for p in "abcd" for n in range(5))
+    for row, item in enumerate(snap.items):
+        np.testing.assert_allclose(snap.vectors[row], _vec(1, int(item.id[1]), 0, 1), rtol=1e-6)

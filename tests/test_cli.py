@@ -1,0 +1,92 @@
+"""The command line: JSON output, summaries and clear errors (exit status 1)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stylefinder.cli import main
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_recommend_json(capsys, demo_index, demo):
+    index_dir, _ = demo_index
+    query, _ = demo.queries[0]
+    code, out, _ = _run(capsys, "recommend", query, "--index", index_dir, "--json")
+    assert code == 0
+    results = json.loads(out)["results"]
+    assert len(results) == 5
+    assert set(results[0]) == {"id", "path", "score", "metadata"}
+    assert results[0]["metadata"]["category"]
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+
+
+def test_more_like_this_and_k(capsys, demo_index):
+    index_dir, _ = demo_index
+    code, out, _ = _run(
+        capsys,
+        "recommend",
+        "--item",
+        "fmnist-test-00000",
+        "--index",
+        index_dir,
+        "-k",
+        "3",
+        "--json",
+    )
+    ids = [r["id"] for r in json.loads(out)["results"]]
+    assert code == 0 and len(ids) == 3 and "fmnist-test-00000" not in ids
+
+
+def test_human_output_and_info(capsys, demo_index, demo):
+    index_dir, _ = demo_index
+    code, out, _ = _run(capsys, "recommend", demo.queries[0][0], "--index", index_dir)
+    assert code == 0 and out.count("category=") == 5
+    code, out, _ = _run(capsys, "info", "--index", index_dir, "--json")
+    info = json.loads(out)
+    assert code == 0 and info["items"] == 1000 and info["backbone"] == "efficientnet-lite0"
+    assert info["dim"] == 1280
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["recommend", "--item", "nope"], "no item 'nope'"),
+        (["recommend"], "either an IMAGE or --item"),
+        (["recommend", "missing.jpg"], "not found"),
+    ],
+)
+def test_errors_exit_1_with_a_message(capsys, demo_index, args, message):
+    index_dir, _ = demo_index
+    code, out, err = _run(capsys, *args, "--index", index_dir)
+    assert code == 1 and message in err and out == ""
+
+
+def test_missing_index(capsys, tmp_path: Path):
+    code, _, err = _run(capsys, "info", "--index", tmp_path / "none")
+    assert code == 1 and "no index at" in err
+
+
+def test_index_prints_a_summary_with_skipped_files(capsys, small_catalog: Path, tmp_path: Path):
+    (small_catalog / "images" / "broken.jpg").write_bytes(b"\xff\xd8broken")
+    code, out, _ = _run(capsys, "index", small_catalog, "--index", tmp_path / "ix", "--no-progress")
+    assert code == 0
+    assert "indexed 12 items" in out and "skipped 1 files" in out and "broken.jpg" in out
+    code, out, _ = _run(capsys, "index", small_catalog, "--index", tmp_path / "ix", "--json")
+    summary = json.loads(out)
+    assert summary["embedded"] == 0 and summary["unchanged"] == 12
+
+
+def test_demo_data(capsys, tmp_path: Path):
+    code, out, _ = _run(capsys, "demo-data", tmp_path / "d", "--queries", tmp_path / "q")
+    assert code == 0 and "wrote 1000 images" in out
+    lines = (tmp_path / "d" / "catalog.csv").read_text().splitlines()
+    assert lines[0] == "id,path,category" and len(lines) == 1001
+    assert len(list((tmp_path / "q").glob("*.png"))) == 30
