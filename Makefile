@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := .demo
-DEBIAN_PACKAGES := dataset-fashion-mnist
+PORT   ?= 8501
+DEBIAN_PACKAGES := dataset-fashion-mnist chromium chromium-driver
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-all lint format demo clean
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test,lite2,resnet]'
+	$(BIN)/python -m pip install -q -e '.[test,lite2,resnet,app]'
 	touch $@
 
 lint: setup ## ruff lint and format check
@@ -40,11 +41,12 @@ test: lint ## lint, then the default (fast, offline) tests
 test-all: lint ## lint, then every test including the slow ones
 	$(BIN)/pytest -q -m ''
 
-demo: setup ## build the demo catalog and its index, show recommendations
+demo: setup ## build the demo catalog and index, show recommendations, start the web app
 	$(BIN)/stylefinder demo-data $(DEMO)/catalog --queries $(DEMO)/queries
 	$(BIN)/stylefinder index $(DEMO)/catalog --index $(DEMO)/index --meta $(DEMO)/catalog/catalog.csv
 	$(BIN)/stylefinder recommend $(DEMO)/queries/t-shirt-top-1.png --index $(DEMO)/index -k 5
 	$(BIN)/python benchmarks/demo_queries.py --index $(DEMO)/index --queries $(DEMO)/queries
+	$(BIN)/stylefinder app --index $(DEMO)/index --port $(PORT)
 
 clean: ## remove the demo data and caches (keeps .venv)
 	rm -rf $(DEMO) .pytest_cache .ruff_cache

@@ -79,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(run=_info)
 
+    app = sub.add_parser("app", help="start the web app (Streamlit) on an index")
+    app.add_argument("--index", required=True, help="index directory")
+    app.add_argument("--port", type=int, default=8501)
+    app.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    app.add_argument("--max-upload-mb", type=int, default=10, help="largest upload (default 10)")
+    app.set_defaults(run=_app)
+
     backbones = sub.add_parser("backbones", help="list the available backbones")
     backbones.set_defaults(run=_backbones)
     return parser
@@ -165,6 +172,14 @@ def _info(args: argparse.Namespace) -> int:
     for key, value in info.to_dict().items():
         print(f"{key.replace('_', ' '):<{width}}  {value}")
     return 0
+
+
+def _app(args: argparse.Namespace) -> int:
+    try:
+        from stylefinder.app import run_app
+    except ImportError as exc:
+        raise ValueError(f"the web app needs: pip install 'stylefinder[app]' ({exc})") from exc
+    return run_app(args.index, port=args.port, host=args.host, max_upload_mb=args.max_upload_mb)
 
 
 def _backbones(args: argparse.Namespace) -> int:

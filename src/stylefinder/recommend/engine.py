@@ -23,6 +23,7 @@ from stylefinder.embed.runner import Embedder
 from stylefinder.errors import BadImageError, UnknownItemError
 from stylefinder.index.search import top_k
 from stylefinder.index.store import IndexStore, Snapshot
+from stylefinder.recommend.filters import Filters, allowed_rows, column_values
 from stylefinder.types import EmbeddingSpace, Item
 
 
@@ -161,8 +162,10 @@ class Engine:
         """The unit vector of an image (path, bytes or PIL image) in this index's space."""
         return self.embedder.embed_one(image)
 
-    def recommend(self, image: ImageSource, k: int = 5) -> list[Recommendation]:
-        """The `k` catalog items most similar to `image`, best first.
+    def recommend(
+        self, image: ImageSource, k: int = 5, *, filters: Filters | None = None
+    ) -> list[Recommendation]:
+        """The `k` catalog items most similar to `image` that pass `filters`, best first.
 
         A catalog file byte-identical to the query is never returned.
         """
@@ -171,10 +174,14 @@ class Engine:
         vector = self.embed(image)
         snapshot = self._snapshot
         exclude = self._rows_with_hash(snapshot, digest) if digest else []
-        return self.search_vector(vector, k, exclude_rows=exclude, snapshot=snapshot)
+        return self.search_vector(
+            vector, k, exclude_rows=exclude, filters=filters, snapshot=snapshot
+        )
 
-    def similar(self, item_id: str, k: int = 5) -> list[Recommendation]:
-        """ "More like this": the `k` items most similar to catalog item `item_id`, without it."""
+    def similar(
+        self, item_id: str, k: int = 5, *, filters: Filters | None = None
+    ) -> list[Recommendation]:
+        """More like this: the `k` items most similar to catalog item `item_id`, without it."""
         _check_k(k)
         snapshot = self._snapshot
         row = snapshot.row_of.get(item_id)
@@ -182,7 +189,22 @@ class Engine:
             raise UnknownItemError(f"no item {item_id!r} in the index")
         vector = np.array(snapshot.vectors[row])
         exclude = [row, *self._rows_with_hash(snapshot, snapshot.items[row].hash)]
-        return self.search_vector(vector, k, exclude_rows=exclude, snapshot=snapshot)
+        return self.search_vector(
+            vector, k, exclude_rows=exclude, filters=filters, snapshot=snapshot
+        )
+
+    def browse(
+        self, *, offset: int = 0, limit: int = 20, filters: Filters | None = None
+    ) -> tuple[list[Item], int]:
+        """A page of catalog items (in index order) that pass `filters`, and how many pass."""
+        snapshot = self._snapshot
+        rows = np.flatnonzero(allowed_rows(snapshot.items, filters))
+        page = rows[max(0, offset) : max(0, offset) + max(0, limit)]
+        return [snapshot.items[row] for row in page], len(rows)
+
+    def filter_columns(self) -> dict[str, list[str]]:
+        """Metadata columns with few enough distinct values to filter on, and their values."""
+        return column_values(self._snapshot.items)
 
     def search_vector(
         self,
@@ -191,9 +213,10 @@ class Engine:
         *,
         space: EmbeddingSpace | None = None,
         exclude_rows: list[int] | None = None,
+        filters: Filters | None = None,
         snapshot: Snapshot | None = None,
     ) -> list[Recommendation]:
-        """Nearest items to a unit vector; `space`, if given, must match the index's."""
+        """Nearest items to a unit vector that pass `filters`; `space` must match the index's."""
         if space is not None:
             self.store.check_space(space)
         snapshot = snapshot or self._snapshot
@@ -203,8 +226,10 @@ class Engine:
                 f"query vector has {vector.size} dimensions; the index has {snapshot.header.dim}"
             )
         mask = None
+        if filters:
+            mask = ~allowed_rows(snapshot.items, filters)
         if exclude_rows:
-            mask = np.zeros(len(snapshot), bool)
+            mask = np.zeros(len(snapshot), bool) if mask is None else mask
             mask[exclude_rows] = True
         rows, scores = top_k(snapshot.vectors, vector, k, exclude=mask)
         pairs = zip(rows, scores, strict=True)

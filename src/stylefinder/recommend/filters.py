@@ -1,0 +1,46 @@
+"""Metadata filters, applied before ranking so that k results still come back when they exist.
+
+A filter maps a metadata column to an allowed value or a list of allowed values; an item passes
+when every filtered column holds one of the allowed values.
+
+Example:
+    >>> from stylefinder.types import Item
+    >>> items = [Item("a", "a.png", "h1", metadata={"category": "Dress"}),
+    ...          Item("b", "b.png", "h2", metadata={"category": "Coat"})]
+    >>> allowed_rows(items, {"category": ["Dress"]}).tolist()
+    [True, False]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from stylefinder.types import Item
+
+Filters = Mapping[str, str | Sequence[str]]
+
+
+def allowed_rows(items: Sequence[Item], filters: Filters | None) -> np.ndarray:
+    """A boolean mask over `items`: True where the item passes every filter."""
+    mask = np.ones(len(items), bool)
+    for column, wanted in (filters or {}).items():
+        allowed = {wanted} if isinstance(wanted, str) else set(wanted)
+        if not allowed:
+            continue
+        values = np.array([item.metadata.get(column) for item in items], dtype=object)
+        mask &= np.fromiter((v in allowed for v in values), bool, count=len(items))
+    return mask
+
+
+def column_values(items: Sequence[Item], *, max_values: int = 100) -> dict[str, list[str]]:
+    """The metadata columns usable as filters (at most `max_values` distinct values each),
+    with their sorted values."""
+    seen: dict[str, set[str]] = {}
+    for item in items:
+        for column, value in item.metadata.items():
+            values = seen.setdefault(column, set())
+            if len(values) <= max_values:
+                values.add(value)
+    return {c: sorted(v) for c, v in sorted(seen.items()) if len(v) <= max_values}
