@@ -45,6 +45,36 @@ def test_more_like_this_and_k(capsys, demo_index):
     assert code == 0 and len(ids) == 3 and "fmnist-test-00000" not in ids
 
 
+def test_filters(capsys, demo_index):
+    index_dir, _ = demo_index
+    code, out, _ = _run(
+        capsys,
+        "recommend",
+        "--item",
+        "fmnist-test-00000",
+        "--index",
+        index_dir,
+        "--filter",
+        "category=Bag",
+        "--filter",
+        "category=Sandal",
+        "--json",
+    )
+    categories = {r["metadata"]["category"] for r in json.loads(out)["results"]}
+    assert code == 0 and categories <= {"Bag", "Sandal"} and len(json.loads(out)["results"]) == 5
+    code, _, err = _run(
+        capsys,
+        "recommend",
+        "--item",
+        "fmnist-test-00000",
+        "--index",
+        index_dir,
+        "--filter",
+        "category",
+    )
+    assert code == 1 and "COLUMN=VALUE" in err
+
+
 def test_human_output_and_info(capsys, demo_index, demo):
     index_dir, _ = demo_index
     code, out, _ = _run(capsys, "recommend", demo.queries[0][0], "--index", index_dir)

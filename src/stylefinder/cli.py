@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     recommend.add_argument("--item", help="a catalog item id: more like this item")
     recommend.add_argument("--index", required=True, help="index directory")
     recommend.add_argument("-k", type=int, default=5, help="number of results (default 5)")
+    recommend.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="only items whose metadata COLUMN is VALUE (repeat for more values or columns)",
+    )
     recommend.add_argument("--weights", help="local weights for the index's backbone")
     recommend.add_argument("--json", action="store_true", help="print results as JSON")
     recommend.set_defaults(run=_recommend)
@@ -145,11 +152,17 @@ def _recommend(args: argparse.Namespace) -> int:
 
     if (args.image is None) == (args.item is None):
         raise ValueError("give either an IMAGE or --item ID (not both)")
+    filters: dict[str, list[str]] = {}
+    for text in args.filter:
+        column, sep, value = text.partition("=")
+        if not sep or not column:
+            raise ValueError(f"--filter wants COLUMN=VALUE, got {text!r}")
+        filters.setdefault(column.strip(), []).append(value.strip())
     engine = Engine.open(args.index, weights=args.weights)
     if args.item is not None:
-        results = engine.similar(args.item, k=args.k)
+        results = engine.similar(args.item, k=args.k, filters=filters)
     else:
-        results = engine.recommend(args.image, k=args.k)
+        results = engine.recommend(args.image, k=args.k, filters=filters)
     if args.json:
         print(json.dumps({"results": [r.to_dict() for r in results]}, indent=2, ensure_ascii=False))
         return 0
