@@ -12,6 +12,7 @@ from PIL import Image
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 
+from imagefactory import bomb_png
 from stylefinder.app import APP_SCRIPT
 
 ID = re.compile(r"^\*\*(.+)\*\*$")
@@ -96,3 +97,18 @@ def test_catalog_page_pages_through_items(app: AppTest):
     assert app.session_state["page"] == "Find similar"
     assert app.session_state["query"].item_id == second_page[0]
     assert second_page[0] not in result_ids(app) and len(result_ids(app)) == 5
+
+
+def test_oversized_upload_and_decompression_bomb(demo_index, monkeypatch):
+    index_dir, _ = demo_index
+    monkeypatch.setenv("STYLEFINDER_INDEX", str(index_dir))
+    monkeypatch.setenv("STYLEFINDER_MAX_UPLOAD_MB", "0.001")  # 1 kB
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120).run()
+    at.get("file_uploader")[0].set_value(("big.png", bytes(5000), "image/png")).run()
+    assert not at.exception
+    assert any("the limit is 0.001 MB" in e.value for e in at.error)
+    monkeypatch.setenv("STYLEFINDER_MAX_UPLOAD_MB", "10")
+    at.get("file_uploader")[0].set_value(("bomb.png", bomb_png(20_000, 20_000), "image/png")).run()
+    assert not at.exception
+    assert any("decompression bomb" in e.value for e in at.error)
+    assert result_ids(at) == []
