@@ -93,6 +93,21 @@ def _parser() -> argparse.ArgumentParser:
     app.add_argument("--max-upload-mb", type=int, default=10, help="largest upload (default 10)")
     app.set_defaults(run=_app)
 
+    serve = sub.add_parser("serve", help="start the HTTP API (FastAPI under uvicorn)")
+    serve.add_argument("--index", required=True, help="index directory")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--admin-key-file", help="file holding the admin API key (or STYLEFINDER_ADMIN_KEY)"
+    )
+    serve.add_argument(
+        "--read-key-file", help="file holding a read API key (or STYLEFINDER_READ_KEY)"
+    )
+    serve.add_argument("--max-upload-mb", type=float, default=10.0)
+    serve.add_argument("--timeout", type=float, default=30.0, help="request timeout, seconds")
+    serve.set_defaults(run=_serve)
+
     backbones = sub.add_parser("backbones", help="list the available backbones")
     backbones.set_defaults(run=_backbones)
     return parser
@@ -193,6 +208,25 @@ def _app(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ValueError(f"the web app needs: pip install 'stylefinder[app]' ({exc})") from exc
     return run_app(args.index, port=args.port, host=args.host, max_upload_mb=args.max_upload_mb)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from stylefinder.serve import serve
+    except ImportError as exc:
+        raise ValueError(f"the API needs: pip install 'stylefinder[serve]' ({exc})") from exc
+    print(f"stylefinder API: http://{args.host}:{args.port}/docs", flush=True)
+    serve(
+        args.index,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        admin_key_file=args.admin_key_file,
+        read_key_file=args.read_key_file,
+        max_upload_mb=args.max_upload_mb,
+        request_timeout=args.timeout,
+    )
+    return 0
 
 
 def _backbones(args: argparse.Namespace) -> int:

@@ -9,6 +9,10 @@ class BadImageError(StylefinderError, ValueError):
     """An input is not a usable image (corrupt, truncated, empty, too large, unknown format)."""
 
 
+class ImageTooLargeError(BadImageError):
+    """An image has more pixels than allowed (for example a decompression bomb)."""
+
+
 class BackboneUnavailableError(StylefinderError, RuntimeError):
     """A backbone's weights or code cannot be loaded here; the message says how to provide them."""
 

@@ -89,7 +89,8 @@ def build_index(
     store = IndexStore.open_or_create(index_dir, embedder.space)
 
     with store.writer() as writer:
-        current = {item.id: item for item in writer.base.items}
+        # items added through the API are not the folder's to remove
+        current = {item.id: item for item in writer.base.items if item.source == "catalog"}
         by_hash = {item.hash: item.id for item in writer.base.items}
         if writer.base.catalog_root != str(root):
             writer.set_state("catalog_root", str(root))

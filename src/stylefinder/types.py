@@ -23,7 +23,12 @@ class EmbeddingSpace:
 
 @dataclass(frozen=True)
 class Item:
-    """One catalog item as the index records it. `path` is relative to the catalog root."""
+    """One catalog item as the index records it.
+
+    `source` is "catalog" for files found by `stylefinder index` (their `path` is relative to the
+    catalog folder) and "api" for items added through `Engine.add_item` (their image is kept in
+    the index directory and `path` is relative to it).
+    """
 
     id: str
     path: str
@@ -33,3 +38,4 @@ class Item:
     metadata: dict[str, str] = field(default_factory=dict)
     added_at: str = ""
     updated_at: str = ""
+    source: str = "catalog"

@@ -14,7 +14,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stylefinder.errors import BadImageError
+from stylefinder.errors import BadImageError, ImageTooLargeError
 
 ImageSource = Union[str, Path, bytes, bytearray, memoryview, Image.Image]  # noqa: UP007
 
@@ -57,7 +57,7 @@ def load_image(
         if width < 1 or height < 1:
             raise BadImageError(f"{name}: image has no pixels ({width}x{height})")
         if width * height > max_pixels:
-            raise BadImageError(
+            raise ImageTooLargeError(
                 f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels:,} "
                 "(possible decompression bomb)"
             )
@@ -70,10 +70,12 @@ def load_image(
         return _to_rgb(image)
     except BadImageError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombWarning as exc:
+        raise ImageTooLargeError(f"{name}: possible decompression bomb ({exc})") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise BadImageError(f"{name}: cannot decode image ({exc})") from exc
     except Image.DecompressionBombError as exc:
-        raise BadImageError(f"{name}: possible decompression bomb ({exc})") from exc
+        raise ImageTooLargeError(f"{name}: possible decompression bomb ({exc})") from exc
 
 
 def _open(source: ImageSource, name: str) -> Image.Image:
@@ -98,7 +100,7 @@ def _open(source: ImageSource, name: str) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise BadImageError(f"{name}: not an image file (or an unsupported format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(f"{name}: possible decompression bomb ({exc})") from exc
+        raise ImageTooLargeError(f"{name}: possible decompression bomb ({exc})") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise BadImageError(f"{name}: cannot open image ({exc})") from exc
 

@@ -55,11 +55,13 @@ CREATE TABLE IF NOT EXISTS items (
     mtime_ns INTEGER NOT NULL DEFAULT 0,
     metadata TEXT NOT NULL DEFAULT '{}',
     added_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'catalog'
 );
 CREATE INDEX IF NOT EXISTS items_hash ON items (hash);
 """
-_ITEM_COLUMNS = "id, path, hash, size, mtime_ns, metadata, added_at, updated_at"
+_ITEM_COLUMNS = "id, path, hash, size, mtime_ns, metadata, added_at, updated_at, source"
+_PLACEHOLDERS = ", ".join("?" * (1 + len(_ITEM_COLUMNS.split(","))))  # row + item columns
 
 
 def utc_now() -> str:
@@ -343,7 +345,7 @@ class IndexWriter:
             try:
                 con.execute("DELETE FROM items")
                 con.executemany(
-                    f"INSERT INTO items (row, {_ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO items (row, {_ITEM_COLUMNS}) VALUES ({_PLACEHOLDERS})",
                     [(row, *_item_to_row(item)) for row, item in enumerate(items)],
                 )
                 con.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
@@ -432,12 +434,15 @@ def _item_to_row(item: Item) -> tuple:
         metadata,
         added,
         item.updated_at or added,
+        item.source,
     )
 
 
 def _item_from_row(row: tuple) -> Item:
-    item_id, path, digest, size, mtime_ns, metadata, added_at, updated_at = row
-    return Item(item_id, path, digest, size, mtime_ns, json.loads(metadata), added_at, updated_at)
+    item_id, path, digest, size, mtime_ns, metadata, added_at, updated_at, source = row
+    return Item(
+        item_id, path, digest, size, mtime_ns, json.loads(metadata), added_at, updated_at, source
+    )
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -10,19 +10,24 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from stylefinder.catalog.images import ImageSource
+from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from stylefinder.catalog.scan import bytes_hash, file_hash
 from stylefinder.embed.runner import Embedder
 from stylefinder.errors import BadImageError, UnknownItemError
 from stylefinder.index.search import top_k
-from stylefinder.index.store import IndexStore, Snapshot
+from stylefinder.index.store import IndexStore, Snapshot, utc_now
 from stylefinder.recommend.filters import Filters, allowed_rows, column_values
 from stylefinder.types import EmbeddingSpace, Item
 
@@ -74,10 +79,12 @@ class Engine:
         runtime: str = "onnx",
         weights: str | None = None,
         embedder: Embedder | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.store = store
         self.runtime = runtime
         self.weights = weights
+        self.max_pixels = max_pixels
         self._embedder = embedder
         self._lock = threading.Lock()
         self._snapshot = store.snapshot()
@@ -85,10 +92,16 @@ class Engine:
 
     @classmethod
     def open(
-        cls, index_dir: str | Path, *, runtime: str = "onnx", weights: str | None = None
+        cls,
+        index_dir: str | Path,
+        *,
+        runtime: str = "onnx",
+        weights: str | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> Engine:
         """Open the index at `index_dir` for queries."""
-        return cls(IndexStore.open(index_dir), runtime=runtime, weights=weights)
+        store = IndexStore.open(index_dir)
+        return cls(store, runtime=runtime, weights=weights, max_pixels=max_pixels)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -133,9 +146,73 @@ class Engine:
         return snapshot.items[row]
 
     def image_path(self, item: Item) -> str:
-        """Where the item's image file is (absolute when the catalog folder is known)."""
+        """Where the item's image file is (absolute when its folder is known)."""
+        if item.source == "api":
+            return str(self.store.directory / item.path)
         root = self._snapshot.catalog_root
         return str(Path(root) / item.path) if root else item.path
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def add_item(
+        self, item_id: str, image: bytes, metadata: Mapping[str, object] | None = None
+    ) -> tuple[Item, bool]:
+        """Add or replace item `item_id` with an image (file bytes) and metadata.
+
+        The image is kept in the index directory under its content hash (never under a name a
+        client chose) and the change is committed atomically. Returns (item, created).
+
+        Example:
+            >>> item, created = engine.add_item("sku-1", open("a.jpg", "rb").read(),
+            ...                                 {"category": "Dress"})  # doctest: +SKIP
+        """
+        item_id = _check_item_id(item_id)
+        clean = _check_metadata(metadata or {})
+        image = bytes(image)
+        decoded = load_image(image, max_pixels=self.embedder.max_pixels)
+        vector = self.embedder.embed_one(decoded)
+        digest = bytes_hash(image)
+        relative = f"{API_IMAGES}/{digest}{_extension(image)}"
+        _write_once(self.store.directory / relative, image)
+        with self.store.writer() as writer:
+            row = writer.base.row_of.get(item_id)
+            old = writer.base.items[row] if row is not None else None
+            now = utc_now()
+            item = Item(
+                id=item_id,
+                path=relative,
+                hash=digest,
+                size=len(image),
+                metadata=clean,
+                added_at=old.added_at if old else now,
+                updated_at=now,
+                source="api",
+            )
+            writer.put(item, vector)
+        self.reload()
+        if old is not None and old.source == "api" and old.path != relative:
+            self._forget_image(old.path)
+        return item, old is None
+
+    def remove_item(self, item_id: str) -> Item:
+        """Remove item `item_id` (committed atomically); returns what was removed."""
+        with self.store.writer() as writer:
+            row = writer.base.row_of.get(item_id)
+            if row is None:
+                raise UnknownItemError(f"no item {item_id!r} in the index")
+            item = writer.base.items[row]
+            writer.remove(item_id)
+        self.reload()
+        if item.source == "api":
+            self._forget_image(item.path)
+        return item
+
+    def _forget_image(self, relative: str) -> None:
+        """Delete an API image file that no item refers to any more."""
+        if any(i.source == "api" and i.path == relative for i in self._snapshot.items):
+            return
+        with contextlib.suppress(FileNotFoundError):
+            (self.store.directory / relative).unlink()
 
     def info(self) -> IndexInfo:
         """Backbone, size and dates of the index."""
@@ -247,6 +324,70 @@ class Engine:
             if snapshot is self._snapshot:
                 self._by_hash = by_hash
         return by_hash.get(digest, [])
+
+
+API_IMAGES = "images"
+_MAX_ID_LENGTH = 256
+_MAX_METADATA_FIELDS = 64
+_MAX_METADATA_VALUE = 2000
+_EXTENSIONS = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+}
+
+
+def _check_item_id(item_id: str) -> str:
+    if not isinstance(item_id, str) or not item_id.strip():
+        raise ValueError("item id must be a non-empty string")
+    if len(item_id) > _MAX_ID_LENGTH or any(ord(c) < 32 for c in item_id):
+        raise ValueError(f"item id must be at most {_MAX_ID_LENGTH} printable characters")
+    return item_id.strip()
+
+
+def _check_metadata(metadata: Mapping[str, object]) -> dict[str, str]:
+    if not isinstance(metadata, Mapping):
+        raise ValueError("metadata must be an object of names to values")
+    if len(metadata) > _MAX_METADATA_FIELDS:
+        raise ValueError(f"metadata may have at most {_MAX_METADATA_FIELDS} fields")
+    clean = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or key in {"id", "path"}:
+            raise ValueError(f"metadata field name {key!r} is not allowed")
+        if not isinstance(value, (str, int, float, bool)):
+            raise ValueError(f"metadata field {key!r} must be a string or a number")
+        text = str(value)
+        if len(text) > _MAX_METADATA_VALUE:
+            raise ValueError(f"metadata field {key!r} is longer than {_MAX_METADATA_VALUE}")
+        clean[key] = text
+    return clean
+
+
+def _extension(data: bytes) -> str:
+    with Image.open(io.BytesIO(data)) as image:
+        return _EXTENSIONS.get(image.format or "", ".img")
+
+
+def _write_once(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically unless the file is already there (content-addressed)."""
+    if path.is_file():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _content_hash(image: ImageSource) -> str | None:

@@ -1,0 +1,48 @@
+"""The HTTP API (FastAPI) and its launcher.
+
+Example:
+    >>> serve("shop-index", port=8000, workers=2)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from stylefinder.index.store import IndexStore
+
+
+def serve(
+    index_dir: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    admin_key_file: str | None = None,
+    read_key_file: str | None = None,
+    max_upload_mb: float = 10,
+    request_timeout: float = 30,
+) -> None:
+    """Run the API under uvicorn until stopped. Settings travel to the workers as environment."""
+    import uvicorn
+
+    IndexStore.open(index_dir)  # a clear error now rather than in every worker
+    os.environ["STYLEFINDER_INDEX"] = str(Path(index_dir).resolve())
+    os.environ["STYLEFINDER_MAX_UPLOAD_MB"] = str(max_upload_mb)
+    os.environ["STYLEFINDER_REQUEST_TIMEOUT"] = str(request_timeout)
+    if admin_key_file:
+        os.environ["STYLEFINDER_ADMIN_KEY_FILE"] = str(Path(admin_key_file).resolve())
+    if read_key_file:
+        os.environ["STYLEFINDER_READ_KEY_FILE"] = str(Path(read_key_file).resolve())
+    from stylefinder.serve.api import ServerSettings
+
+    ServerSettings.from_env()  # fail early on a missing or empty key file
+    uvicorn.run(
+        "stylefinder.serve.api:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_keep_alive=5,
+        log_level="warning",
+    )
