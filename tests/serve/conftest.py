@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from stylefinder.index.store import IndexStore  # noqa: E402
-from stylefinder.recommend.engine import Engine  # noqa: E402
-from stylefinder.serve.api import ServerSettings, create_app  # noqa: E402
+from stylefinder.index.store import IndexStore
+from stylefinder.recommend.engine import Engine
+from stylefinder.serve.api import ServerSettings, create_app
 
 ADMIN = "admin-secret"
 READER = "reader-secret"
