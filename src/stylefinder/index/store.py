@@ -155,7 +155,16 @@ class IndexStore:
             )
         if not (directory / MANIFEST_FILE).is_file():
             raise IndexStateError(f"{directory} is damaged: {MANIFEST_FILE} is missing")
-        return cls(directory, header)
+        store = cls(directory, header)
+        store._upgrade_schema()
+        return store
+
+    def _upgrade_schema(self) -> None:
+        """Add columns that newer versions of format 1 know about (indexes made before them)."""
+        with contextlib.closing(self._connect()) as con:
+            columns = {row[1] for row in con.execute("PRAGMA table_info(items)")}
+            if "source" not in columns:
+                con.execute("ALTER TABLE items ADD COLUMN source TEXT NOT NULL DEFAULT 'catalog'")
 
     @classmethod
     def create(cls, directory: str | Path, space: EmbeddingSpace) -> IndexStore:
