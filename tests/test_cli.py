@@ -99,8 +99,10 @@ def test_errors_exit_1_with_a_message(capsys, demo_index, args, message):
     assert code == 1 and message in err and out == ""
 
 
-def test_missing_index(capsys, tmp_path: Path):
-    code, _, err = _run(capsys, "info", "--index", tmp_path / "none")
+@pytest.mark.parametrize("command", ["info", "recommend", "app", "serve"])
+def test_missing_index(capsys, tmp_path: Path, command):
+    extra = ["--item", "x"] if command == "recommend" else []
+    code, _, err = _run(capsys, command, "--index", tmp_path / "none", *extra)
     assert code == 1 and "no index at" in err
 
 

@@ -150,3 +150,15 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path):
     assert sorted(i.id for i in snap.items) == sorted(f"{p}{n}" for p in "abcd" for n in range(5))
     for row, item in enumerate(snap.items):
         np.testing.assert_allclose(snap.vectors[row], _vec(1, int(item.id[1]), 0, 1), rtol=1e-6)
+
+
+def test_an_index_from_before_the_source_column_is_upgraded(tmp_path: Path):
+    import sqlite3
+
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with store.writer() as writer:
+        writer.put(_item("a"), _vec(1, 0, 0, 0))
+    with sqlite3.connect(tmp_path / "ix" / "manifest.sqlite") as con:
+        con.execute("ALTER TABLE items DROP COLUMN source")
+    snap = IndexStore.open(tmp_path / "ix").snapshot()
+    assert [(i.id, i.source) for i in snap.items] == [("a", "catalog")]
