@@ -29,27 +29,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", default="efficientnet-lite0,efficientnet-lite2")
     parser.add_argument("--poolings", default="gem")
+    parser.add_argument("--precisions", default="fp32", help="fp32,int8 compares both")
     parser.add_argument("--out", default="benchmarks/results/demo_precision.json")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         demo = write_demo_catalog(Path(tmp) / "catalog")
-        for backbone in args.backbones.split(","):
-            for pooling in args.poolings.split(","):
-                index_dir = Path(tmp) / f"{backbone}-{pooling}"
-                started = time.perf_counter()
-                build_index(
-                    demo.root,
-                    index_dir,
-                    metadata_csv=demo.csv_path,
-                    backbone=backbone,
-                    pooling=pooling,
-                )
-                seconds = time.perf_counter() - started
-                snap = IndexStore.open(index_dir).snapshot()
-                labels = np.array([item.metadata["category"] for item in snap.items])
-                vectors = np.asarray(snap.vectors)
-                rows.append(_row(f"{backbone} ({pooling})", vectors, labels, seconds))
+        combos = [
+            (b, p, q)
+            for b in args.backbones.split(",")
+            for p in args.poolings.split(",")
+            for q in args.precisions.split(",")
+        ]
+        for backbone, pooling, precision in combos:
+            index_dir = Path(tmp) / f"{backbone}-{pooling}-{precision}"
+            started = time.perf_counter()
+            build_index(
+                demo.root,
+                index_dir,
+                metadata_csv=demo.csv_path,
+                backbone=backbone,
+                pooling=pooling,
+                precision=precision,
+            )
+            seconds = time.perf_counter() - started
+            snap = IndexStore.open(index_dir).snapshot()
+            labels = np.array([item.metadata["category"] for item in snap.items])
+            vectors = np.asarray(snap.vectors)
+            rows.append(_row(f"{backbone} ({pooling}, {precision})", vectors, labels, seconds))
         pixels = np.stack(
             [np.asarray(load_image(demo.root / i.path), np.float32).ravel() for i in snap.items]
         )

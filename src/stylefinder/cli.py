@@ -54,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--pooling", choices=POOLINGS, help="global pooling (default: backbone's)")
     index.add_argument("--weights", help="local weights file or directory for the backbone")
     index.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
-    index.add_argument("--batch-size", type=int, default=32)
+    index.add_argument(
+        "--precision",
+        choices=("fp32", "int8"),
+        help="int8 quantizes the backbone: faster, see the README for its effect on quality",
+    )
+    index.add_argument("--batch-size", type=int, default=64)
     index.add_argument(
         "--checkpoint-seconds",
         type=float,
@@ -134,6 +139,7 @@ def _index(args: argparse.Namespace) -> int:
         pooling=args.pooling,
         weights=args.weights,
         runtime=args.runtime,
+        precision=args.precision,
         batch_size=args.batch_size,
         checkpoint_seconds=args.checkpoint_seconds,
         progress=not args.no_progress and not args.json,

@@ -63,7 +63,8 @@ def build_index(
     pooling: str | None = None,
     weights: str | None = None,
     runtime: str = "onnx",
-    batch_size: int = 32,
+    precision: str | None = None,
+    batch_size: int = 64,
     checkpoint_seconds: float = 30.0,
     progress: bool = False,
     embedder: Embedder | None = None,
@@ -83,8 +84,14 @@ def build_index(
             header = IndexStore.open(index_dir).header
             if backbone == DEFAULT_BACKBONE and pooling is None:
                 backbone, pooling = header.backbone, header.pooling
+            precision = precision or header.precision
         embedder = Embedder(
-            backbone, pooling=pooling, weights=weights, runtime=runtime, batch_size=batch_size
+            backbone,
+            pooling=pooling,
+            weights=weights,
+            runtime=runtime,
+            precision=precision or "fp32",
+            batch_size=batch_size,
         )
     store = IndexStore.open_or_create(index_dir, embedder.space)
 

@@ -13,10 +13,11 @@ class EmbeddingSpace:
     pooling: str
     weights_fingerprint: str
     dim: int
+    precision: str = "fp32"
 
     def describe(self) -> str:
         return (
-            f"{self.backbone} ({self.pooling} pooling, {self.dim}-d, "
+            f"{self.backbone} ({self.pooling} pooling, {self.dim}-d, {self.precision}, "
             f"weights {self.weights_fingerprint})"
         )
 

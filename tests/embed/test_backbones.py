@@ -78,3 +78,17 @@ def test_resnet50_offline_without_weights_says_how_to_provide_them(monkeypatch, 
 def test_lite_weights_file_missing(tmp_path: Path):
     with pytest.raises(BackboneUnavailableError, match="not found"):
         get_backbone("efficientnet-lite0").load(str(tmp_path / "nope.pth"))
+
+
+def test_int8_quantized_backbone_stays_close(embedder, demo):
+    """int8 quantization (calibrates for ~30 s the first time, then cached)."""
+    int8 = Embedder("efficientnet-lite0", precision="int8")
+    images = sorted((demo.root / "images").glob("*.png"))[:16]
+    fast, reference = int8.embed(images), embedder.embed(images)
+    assert int8.space.precision == "int8" and int8.space != embedder.space
+    assert float(np.mean(np.sum(fast * reference, axis=1))) > 0.9
+
+
+def test_int8_needs_onnx_runtime():
+    with pytest.raises(ValueError, match="int8 precision needs the onnx runtime"):
+        Embedder("efficientnet-lite0", runtime="torch", precision="int8")

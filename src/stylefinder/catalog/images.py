@@ -33,12 +33,14 @@ def load_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
+    draft_side: str = "short",
 ) -> Image.Image:
     """Decode `source` into an upright 8-bit RGB image, or raise `BadImageError`.
 
     Transparent pixels are composited on white (the usual product-shot background), EXIF
     orientation is applied, 16-bit and CMYK images are converted. `draft_size` lets JPEG decode
-    at a reduced scale that is still at least that many pixels on its short side.
+    at a reduced scale (1/2, 1/4, 1/8) that keeps at least that many pixels on its `draft_side`
+    ("short" or "long"), which is several times faster for large photos.
 
     Example:
         >>> img = load_image("shirt.png")  # doctest: +SKIP
@@ -62,7 +64,9 @@ def load_image(
                 "(possible decompression bomb)"
             )
         if draft_size and image.format in {"JPEG", "MPO"}:
-            image.draft("RGB", (draft_size, draft_size))
+            side = max(width, height) if draft_side == "long" else min(width, height)
+            scale = draft_size / side
+            image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()

@@ -45,13 +45,24 @@ def pool(maps: torch.Tensor, pooling: str) -> torch.Tensor:
 
 
 class PooledEmbedding(nn.Module):
-    """Backbone features, pooled and L2-normalized: the graph the runners execute."""
+    """The graph the runners execute: uint8 pixels (B,H,W,3) -> normalized input -> backbone
+    features -> global pooling -> L2-normalized vectors (B,C).
 
-    def __init__(self, features: nn.Module, pooling: str) -> None:
+    Normalizing inside the graph keeps the Python side to decoding and resizing, and moves
+    4x fewer bytes per image than float input.
+    """
+
+    def __init__(self, features: nn.Module, pooling: str, mean, std) -> None:
         super().__init__()
         self.features = features
         self.pooling = pooling
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = pool(self.features(x), self.pooling)
+    def prepare(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (B,H,W,3) -> the float (B,3,H,W) input the backbone was trained on."""
+        return (pixels.permute(0, 3, 1, 2).float() - self.mean) / self.std
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        pooled = pool(self.features(self.prepare(pixels)), self.pooling)
         return nn.functional.normalize(pooled, dim=1)

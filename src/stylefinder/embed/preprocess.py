@@ -5,7 +5,7 @@ Example:
     >>> from stylefinder.embed.backbones import get_backbone
     >>> prep = get_backbone("efficientnet-lite0").preprocessing
     >>> to_input(Image.new("RGB", (60, 90), "white"), prep).shape
-    (3, 224, 224)
+    (224, 224, 3)
 """
 
 from __future__ import annotations
@@ -48,7 +48,16 @@ def border_colour(image: Image.Image) -> tuple[int, int, int]:
 
 
 def to_input(image: Image.Image, prep: Preprocessing) -> np.ndarray:
-    """An RGB image as a normalized float32 (3, size, size) array."""
-    pixels = np.asarray(fit_square(image, prep), dtype=np.float32)
-    normalized = (pixels - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
-    return np.ascontiguousarray(normalized.transpose(2, 0, 1))
+    """An RGB image as the network's uint8 (size, size, 3) input; the graph normalizes it."""
+    return np.array(fit_square(image, prep), dtype=np.uint8)
+
+
+def draft_request(prep: Preprocessing) -> tuple[int, str]:
+    """How small a JPEG may be decoded without losing detail: (pixels, "long" or "short" side).
+
+    Padding keeps the whole image, so its longest side must reach `input_size`; cropping keeps
+    the centre, so the shortest side must reach `input_size / crop_fraction`.
+    """
+    if prep.fit == "crop":
+        return (round(prep.input_size / prep.crop_fraction), "short")
+    return (prep.input_size, "long")

@@ -25,12 +25,16 @@ import numpy as np
 
 from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from stylefinder.embed.backbones import DEFAULT_BACKBONE, POOLINGS, get_backbone
-from stylefinder.embed.preprocess import to_input
+from stylefinder.embed.preprocess import draft_request, to_input
+from stylefinder.embed.quantize import quantize_int8
 from stylefinder.errors import BadImageError
 from stylefinder.types import EmbeddingSpace
 
 log = logging.getLogger(__name__)
 RUNTIMES = ("onnx", "torch")
+PRECISIONS = ("fp32", "int8")
+CALIBRATION_IMAGES = 100
+GRAPH_VERSION = "u8"  # bump when the exported graph's inputs or outputs change
 
 
 def cache_dir() -> Path:
@@ -65,7 +69,8 @@ class Embedder:
         pooling: str | None = None,
         weights: str | None = None,
         runtime: str = "onnx",
-        batch_size: int = 32,
+        precision: str = "fp32",
+        batch_size: int = 64,
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
@@ -81,34 +86,42 @@ class Embedder:
             )
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose {' or '.join(PRECISIONS)}")
+        if precision == "int8" and runtime != "onnx":
+            raise ValueError("int8 precision needs the onnx runtime")
         self.runtime = runtime
+        self.precision = precision
         self.batch_size = max(1, batch_size)
         self.threads = threads or cpu_count()
         self.max_pixels = max_pixels
         self.loaded = self.spec.load(weights)
-        self.model = PooledEmbedding(self.loaded.features, self.pooling).eval()
+        prep = self.spec.preprocessing
+        self.model = PooledEmbedding(self.loaded.features, self.pooling, prep.mean, prep.std).eval()
+        self._draft = draft_request(prep)
         torch.set_num_threads(self.threads)
         fingerprint = state_fingerprint(self.model)
         self._session = self._onnx_session(fingerprint) if runtime == "onnx" else None
-        dim = int(self.embed_inputs(np.zeros((1, *self.input_shape), np.float32)).shape[1])
-        self.space = EmbeddingSpace(self.spec.name, self.pooling, fingerprint, dim)
+        dim = int(self.embed_inputs(np.zeros((1, *self.input_shape), np.uint8)).shape[1])
+        self.space = EmbeddingSpace(self.spec.name, self.pooling, fingerprint, dim, precision)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
+        """The network's input per image: uint8 pixels (size, size, 3)."""
         size = self.spec.preprocessing.input_size
-        return (3, size, size)
+        return (size, size, 3)
 
     def preprocess(self, source: ImageSource) -> np.ndarray:
-        """Decode and preprocess one image to the network's (3, S, S) input.
+        """Decode and preprocess one image to the network's uint8 (S, S, 3) input.
 
         Raises `BadImageError` for anything that is not a usable image.
         """
-        draft = self.spec.preprocessing.input_size
-        image = load_image(source, max_pixels=self.max_pixels, draft_size=draft)
+        size, side = self._draft
+        image = load_image(source, max_pixels=self.max_pixels, draft_size=size, draft_side=side)
         return to_input(image, self.spec.preprocessing)
 
     def embed_inputs(self, batch: np.ndarray) -> np.ndarray:
-        """Preprocessed inputs (N, 3, S, S) -> unit vectors (N, D), in batches."""
+        """Preprocessed inputs (N, S, S, 3) uint8 -> unit vectors (N, D), in batches."""
         out = [
             self._run(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)
         ]
@@ -151,9 +164,10 @@ class Embedder:
 
         if self.loaded.classifier is None:
             raise ValueError(f"{self.spec.name} weights have no ImageNet head")
-        x = torch.from_numpy(self.preprocess(source)[None])
+        pixels = torch.from_numpy(self.preprocess(source)[None])
         with torch.inference_mode():
-            logits = self.loaded.classifier(pool(self.loaded.features(x), "avg"))
+            features = self.loaded.features(self.model.prepare(pixels))
+            logits = self.loaded.classifier(pool(features, "avg"))
         return logits.softmax(dim=1)[0].numpy()
 
     # -- internals -------------------------------------------------------------------------------
@@ -174,23 +188,43 @@ class Embedder:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self._session is not None:
-            return self._session.run(None, {"pixels": np.ascontiguousarray(batch, np.float32)})[0]
+            return self._session.run(None, {"pixels": np.ascontiguousarray(batch, np.uint8)})[0]
         import torch
 
         with torch.inference_mode():
-            return self.model(torch.from_numpy(np.ascontiguousarray(batch, np.float32))).numpy()
+            return self.model(torch.from_numpy(np.ascontiguousarray(batch, np.uint8))).numpy()
 
     def _onnx_session(self, fingerprint: str):
         import onnxruntime as ort
 
-        path = cache_dir() / "onnx" / f"{self.spec.name}-{self.pooling}-{fingerprint}.onnx"
+        name = f"{self.spec.name}-{self.pooling}-{fingerprint}-{GRAPH_VERSION}.onnx"
+        path = cache_dir() / "onnx" / name
         if not path.is_file():
             path = self._export(path)
+        if self.precision == "int8":
+            quantized = path.with_name(path.name.replace(".onnx", "-int8.onnx"))
+            if not quantized.is_file():
+                log.info("quantizing %s to int8", self.spec.name)
+                quantize_int8(path, quantized, self._calibration_inputs())
+            path = quantized
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def _calibration_inputs(self) -> np.ndarray:
+        """Preprocessed images that set the int8 activation ranges (shipped demo garments)."""
+        from PIL import Image
+
+        from stylefinder.catalog.demo import load_demo_arrays
+
+        images = load_demo_arrays()["images"]
+        picks = np.linspace(0, len(images) - 1, CALIBRATION_IMAGES).astype(int)
+        prep = self.spec.preprocessing
+        return np.stack(
+            [to_input(Image.fromarray(255 - images[i]).convert("RGB"), prep) for i in picks]
+        )
 
     def _export(self, path: Path) -> Path:
         import torch
@@ -204,7 +238,7 @@ class Embedder:
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".onnx.tmp")
         os.close(fd)
         log.info("exporting %s to ONNX at %s", self.spec.name, path)
-        dummy = torch.zeros((1, *self.input_shape))
+        dummy = torch.zeros((1, *self.input_shape), dtype=torch.uint8)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(

@@ -80,20 +80,24 @@ class IndexHeader:
     version: str
     created_at: str
     format: int = FORMAT
+    precision: str = "fp32"
 
     @property
     def space(self) -> EmbeddingSpace:
-        return EmbeddingSpace(self.backbone, self.pooling, self.weights_fingerprint, self.dim)
+        return EmbeddingSpace(
+            self.backbone, self.pooling, self.weights_fingerprint, self.dim, self.precision
+        )
 
     @classmethod
     def for_space(cls, space: EmbeddingSpace) -> IndexHeader:
         return cls(
-            space.backbone,
-            space.pooling,
-            space.dim,
-            space.weights_fingerprint,
-            __version__,
-            utc_now(),
+            backbone=space.backbone,
+            pooling=space.pooling,
+            dim=space.dim,
+            weights_fingerprint=space.weights_fingerprint,
+            version=__version__,
+            created_at=utc_now(),
+            precision=space.precision,
         )
 
 

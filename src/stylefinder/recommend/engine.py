@@ -132,6 +132,8 @@ class Engine:
                     pooling=header.pooling,
                     weights=self.weights,
                     runtime=self.runtime,
+                    precision=header.precision,
+                    max_pixels=self.max_pixels,
                 )
                 self.store.check_space(embedder.space)
                 self._embedder = embedder

@@ -1,0 +1,149 @@
+"""Indexing throughput, side by side in one run on the same images and backbone:
+
+  (a) the notebook pattern: each image loaded and run through the eager torch model alone;
+  (b) the model-only ceiling: ONNX Runtime on pre-decoded tensors at its best batch size;
+  (c) `stylefinder index` end to end from files (scan, hash, decode, embed, commit).
+
+Two image sets: the demo catalog (1,000 28x28 PNGs) and 1,000 large JPEG photos (800x1000,
+made from the same Fashion-MNIST images upscaled onto a white page). Prints images/s and the
+ratios c/a and c/b, and writes benchmarks/results/index_throughput.json.
+
+Usage: python benchmarks/index_throughput.py [--backbone efficientnet-lite0] [--precision int8]
+       [--notebook-images 200]   (the notebook pattern is timed on the first 200 images)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from stylefinder.catalog.demo import load_demo_arrays, write_demo_catalog
+from stylefinder.embed.preprocess import to_input
+from stylefinder.embed.runner import Embedder, cpu_count
+from stylefinder.pipeline import build_index
+
+
+def write_jpeg_set(folder: Path, size: tuple[int, int] = (800, 1000)) -> Path:
+    """1,000 large JPEG product photos: each demo garment upscaled onto a white page."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, pixels in enumerate(load_demo_arrays()["images"]):
+        garment = Image.fromarray(255 - pixels).resize((720, 720), Image.BICUBIC)
+        page = Image.new("L", size, 255)
+        page.paste(garment, ((size[0] - 720) // 2, (size[1] - 720) // 2))
+        page.convert("RGB").save(folder / f"photo-{n:04d}.jpg", quality=90)
+    return folder
+
+
+def notebook_pattern(embedder: Embedder, files: list[Path]) -> float:
+    """(a) images/s: load one image, preprocess, run the eager torch model on it alone."""
+    import torch
+
+    prep = embedder.spec.preprocessing
+    model = embedder.model
+    started = time.perf_counter()
+    with torch.no_grad():
+        for path in files:
+            image = Image.open(path).convert("RGB")
+            x = torch.from_numpy(to_input(image, prep)[None])
+            model(x).numpy()
+    return len(files) / (time.perf_counter() - started)
+
+
+def model_ceiling(embedder: Embedder, count: int = 256) -> tuple[float, int]:
+    """(b) best images/s of ONNX Runtime on pre-decoded inputs, and the batch size giving it."""
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(0, 256, size=(count, *embedder.input_shape), dtype=np.uint8)
+    best = (0.0, 0)
+    for batch in (1, 8, 16, 32, 64):
+        session_run = embedder._run
+        session_run(inputs[:batch])  # warm up
+        started = time.perf_counter()
+        for start in range(0, count, batch):
+            session_run(inputs[start : start + batch])
+        rate = count / (time.perf_counter() - started)
+        best = max(best, (rate, batch))
+    return best
+
+
+def end_to_end(embedder: Embedder, catalog: Path, index_dir: Path) -> float:
+    """(c) images/s of `stylefinder index` from files (model already loaded)."""
+    started = time.perf_counter()
+    summary = build_index(catalog, index_dir, embedder=embedder)
+    elapsed = time.perf_counter() - started
+    assert summary.embedded == summary.total, summary
+    return summary.embedded / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="efficientnet-lite0")
+    parser.add_argument("--notebook-images", type=int, default=200)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
+    parser.add_argument("--out", default="benchmarks/results/index_throughput.json")
+    args = parser.parse_args()
+    torch_embedder = Embedder(args.backbone, runtime="torch")
+    onnx_embedder = Embedder(args.backbone, precision=args.precision)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = {
+            "demo PNG 28x28": write_demo_catalog(Path(tmp) / "png").root,
+            "JPEG 800x1000": write_jpeg_set(Path(tmp) / "jpeg" / "images").parent,
+        }
+        for name, folder in sets.items():
+            files = sorted(folder.rglob("*.png")) + sorted(folder.rglob("*.jpg"))
+            a = notebook_pattern(torch_embedder, files[: args.notebook_images])
+            b, batch = model_ceiling(onnx_embedder)
+            c = end_to_end(onnx_embedder, folder, Path(tmp) / f"index-{len(rows)}")
+            rows.append(
+                {
+                    "images": name,
+                    "count": len(files),
+                    "a_notebook": round(a, 1),
+                    "b_model_ceiling": round(b, 1),
+                    "b_batch": batch,
+                    "c_end_to_end": round(c, 1),
+                    "c_over_a": round(c / a, 2),
+                    "c_over_b": round(c / b, 3),
+                }
+            )
+    result = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": cpu_count(),
+            "python": platform.python_version(),
+        },
+        "versions": {p: metadata.version(p) for p in ("stylefinder", "torch", "onnxruntime")},
+        "backbone": args.backbone,
+        "precision": args.precision,
+        "threads": onnx_embedder.threads,
+        "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{args.backbone} ({args.precision} for b and c), {cpu_count()} cores; images/s")
+    print(
+        f"{'images':<16} {'(a) notebook':>12} {'(b) ceiling':>12} {'(c) index':>10} "
+        f"{'c/a':>6} {'c/b':>6}"
+    )
+    for r in rows:
+        print(
+            f"{r['images']:<16} {r['a_notebook']:>12} {r['b_model_ceiling']:>12} "
+            f"{r['c_end_to_end']:>10} {r['c_over_a']:>6} {r['c_over_b']:>6}"
+        )
+    print("(b) best batch sizes: " + ", ".join(f"{r['images']}: {r['b_batch']}" for r in rows))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", str(cpu_count()))
+    main()
