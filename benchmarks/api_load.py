@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import itertools
-import json
 import os
-import platform
 import secrets
 import statistics
 import subprocess
@@ -22,10 +20,10 @@ import sys
 import tempfile
 import threading
 import time
-from importlib import metadata
 from pathlib import Path
 
 import httpx
+from common import environment, save
 
 from stylefinder.app.browser import free_port
 
@@ -179,18 +177,11 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     result = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
-        "versions": {p: metadata.version(p) for p in ("stylefinder", "fastapi", "uvicorn")},
+        **environment("fastapi", "uvicorn"),
         "workers": args.workers,
         "runs": {"searches": clean, "searches_with_malformed": mixed},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    save(args.out, result)
     print(
         f"{'run':<26} {'ok':>5} {'err':>4} {'req/s':>6} {'p50 ms':>7} {'p95 ms':>7} "
         f"{'p99 ms':>7}  malformed (status: count)"

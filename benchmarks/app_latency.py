@@ -9,13 +9,11 @@ benchmarks/results/app_latency.json (command, machine, versions).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
-import sys
 import time
-from importlib import metadata
 from pathlib import Path
+
+from common import environment, save
 
 from stylefinder.app.browser import chromium, free_port, open_app, running_app, upload_and_wait
 
@@ -34,9 +32,7 @@ def main() -> None:
         open_app(browser, url)
         seconds = [upload_and_wait(browser, photo, results=5) for photo in photos]
     result = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
-        "versions": {p: metadata.version(p) for p in ("stylefinder", "streamlit", "onnxruntime")},
+        **environment("streamlit", "onnxruntime"),
         "uploads": len(seconds),
         "app_start_seconds": round(app_start, 2),
         "upload_to_5_results_seconds": {
@@ -45,8 +41,7 @@ def main() -> None:
             "max": round(max(seconds), 3),
         },
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    save(args.out, result)
     print(f"app started and answered in {app_start:.1f} s")
     print(f"{'upload':<28} seconds to 5 results")
     for photo, s in zip(photos, seconds, strict=True):

@@ -8,15 +8,12 @@ a table.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from common import environment, save
 
 from stylefinder.catalog.demo import write_demo_catalog
 from stylefinder.catalog.images import load_image
@@ -63,18 +60,11 @@ def main() -> None:
         pixels /= np.linalg.norm(pixels, axis=1, keepdims=True)
         rows.insert(0, _row("raw-pixel cosine", pixels, labels, 0.0))
     result = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "python": platform.python_version(),
-        },
-        "versions": {p: metadata.version(p) for p in ("stylefinder", "torch", "onnxruntime")},
+        **environment("torch", "onnxruntime"),
         "catalog": "demo: 1,000 Fashion-MNIST test images, 100 per class",
         "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    save(args.out, result)
     print(f"{'embedding':<36} {'precision@5':>11} {'all 5 right':>11} {'index s':>8}")
     for row in rows:
         print(

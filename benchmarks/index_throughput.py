@@ -15,16 +15,13 @@ Usage: python benchmarks/index_throughput.py [--backbone efficientnet-lite0] [--
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from common import environment, save
 from PIL import Image
 
 from stylefinder.catalog.demo import load_demo_arrays, write_demo_catalog
@@ -117,20 +114,13 @@ def main() -> None:
                 }
             )
     result = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": cpu_count(),
-            "python": platform.python_version(),
-        },
-        "versions": {p: metadata.version(p) for p in ("stylefinder", "torch", "onnxruntime")},
+        **environment("torch", "onnxruntime"),
         "backbone": args.backbone,
         "precision": args.precision,
         "threads": onnx_embedder.threads,
         "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    save(args.out, result)
     print(f"{args.backbone} ({args.precision} for b and c), {cpu_count()} cores; images/s")
     print(
         f"{'images':<16} {'(a) notebook':>12} {'(b) ceiling':>12} {'(c) index':>10} "

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
-import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from common import environment, save
 
 from stylefinder.catalog.demo import write_demo_catalog
-from stylefinder.embed.runner import Embedder, cpu_count
+from stylefinder.embed.runner import Embedder
 from stylefinder.index.search import top_k
 from stylefinder.index.store import IndexStore
 from stylefinder.recommend.engine import Engine
@@ -109,18 +107,11 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             del engine, vectors
     result = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": cpu_count(),
-            "python": platform.python_version(),
-        },
-        "versions": {p: metadata.version(p) for p in ("stylefinder", "numpy", "onnxruntime")},
+        **environment("numpy", "onnxruntime"),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    save(args.out, result)
     print(
         f"\n{'items':>9} {'matrix MB':>9} {'open s':>7} {'RSS +MB':>8} {'search p50':>10} "
         f"{'p99':>7} {'recommend p50':>13} {'p99':>7}"

@@ -187,23 +187,40 @@ def find_similar_page(engine: Engine, filters: dict[str, list[str]]) -> None:
 
 
 def result_grid(engine: Engine, results: list[Recommendation]) -> None:
-    with st.container(key="results"):
-        for start in range(0, len(results), COLUMNS):
+    cards = [(r.id, r.metadata, f"similarity {r.score:.3f}") for r in results]
+    card_grid(engine, cards, container="results", button="More like this", button_key="more")
+
+
+def card_grid(
+    engine: Engine,
+    cards: list[tuple[str, dict[str, str], str | None]],
+    *,
+    container: str,
+    button: str,
+    button_key: str,
+) -> None:
+    """Items as bordered cards, COLUMNS to a row: image, id, a note, metadata and a button
+    that makes the item the query."""
+    with st.container(key=container):
+        for start in range(0, len(cards), COLUMNS):
             cells = st.columns(COLUMNS)
-            for cell, result in zip(cells, results[start : start + COLUMNS], strict=False):
-                with cell, st.container(border=True, key=f"result-{start}-{result.id}"):
-                    image = _image_of(engine, result.id)
+            for cell, (item_id, metadata, note) in zip(
+                cells, cards[start : start + COLUMNS], strict=False
+            ):
+                with cell, st.container(border=True):
+                    image = _image_of(engine, item_id)
                     if image:
                         st.image(image, width="stretch")
-                    st.caption(f"**{result.id}**")
-                    st.caption(f"similarity {result.score:.3f}")
-                    for name, value in result.metadata.items():
+                    st.caption(f"**{item_id}**")
+                    if note:
+                        st.caption(note)
+                    for name, value in metadata.items():
                         st.caption(f"{name}: {value}")
                     st.button(
-                        "More like this",
-                        key=f"more-{result.id}",
+                        button,
+                        key=f"{button_key}-{item_id}",
                         on_click=_set_item_query,
-                        args=(result.id,),
+                        args=(item_id,),
                     )
 
 
@@ -222,23 +239,8 @@ def catalog_page(engine: Engine, filters: dict[str, list[str]]) -> None:
         offset=(int(page) - 1) * PAGE_SIZE, limit=PAGE_SIZE, filters=filters or None
     )
     st.caption(f"{total:,} items" + (f" match {filters}" if filters else ""))
-    with st.container(key="catalog"):
-        for start in range(0, len(items), COLUMNS):
-            cells = st.columns(COLUMNS)
-            for cell, item in zip(cells, items[start : start + COLUMNS], strict=False):
-                with cell, st.container(border=True):
-                    image = _image_of(engine, item.id)
-                    if image:
-                        st.image(image, width="stretch")
-                    st.caption(f"**{item.id}**")
-                    for name, value in item.metadata.items():
-                        st.caption(f"{name}: {value}")
-                    st.button(
-                        "Find similar",
-                        key=f"find-{item.id}",
-                        on_click=_set_item_query,
-                        args=(item.id,),
-                    )
+    cards = [(item.id, item.metadata, None) for item in items]
+    card_grid(engine, cards, container="catalog", button="Find similar", button_key="find")
 
 
 def _when(timestamp: str) -> str:
