@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stylefinder.catalog.metadata import CatalogEntry, match_files, read_metadata_csv
@@ -127,7 +127,7 @@ def build_index(
                     summary.unchanged += 1
                     continue
                 if old.metadata == item.metadata:  # moved or touched: keep its timestamps
-                    item = replace(item, updated_at=old.updated_at)
+                    item = item.replace(updated_at=old.updated_at)
                     summary.unchanged += 1
                 else:
                     summary.updated_metadata += 1

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -22,21 +23,81 @@ class EmbeddingSpace:
         )
 
 
-@dataclass(frozen=True)
 class Item:
     """One catalog item as the index records it.
 
     `source` is "catalog" for files found by `stylefinder index` (their `path` is relative to the
     catalog folder) and "api" for items added through `Engine.add_item` (their image is kept in
-    the index directory and `path` is relative to it).
+    the index directory and `path` is relative to it). Metadata read from an index is parsed on
+    first use, which keeps opening a large index fast. Treat items as immutable; `replace` makes
+    a changed copy.
     """
 
-    id: str
-    path: str
-    hash: str
-    size: int = 0
-    mtime_ns: int = 0
-    metadata: dict[str, str] = field(default_factory=dict)
-    added_at: str = ""
-    updated_at: str = ""
-    source: str = "catalog"
+    __slots__ = (
+        "_metadata",
+        "_metadata_json",
+        "added_at",
+        "hash",
+        "id",
+        "mtime_ns",
+        "path",
+        "size",
+        "source",
+        "updated_at",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        path: str,
+        hash: str,
+        size: int = 0,
+        mtime_ns: int = 0,
+        metadata: dict[str, str] | None = None,
+        added_at: str = "",
+        updated_at: str = "",
+        source: str = "catalog",
+        *,
+        metadata_json: str | None = None,
+    ) -> None:
+        self.id, self.path, self.hash = id, path, hash
+        self.size, self.mtime_ns = size, mtime_ns
+        self.added_at, self.updated_at, self.source = added_at, updated_at, source
+        if metadata is None and metadata_json is None:
+            metadata = {}
+        self._metadata = metadata  # None: parsed from metadata_json on first use
+        self._metadata_json = metadata_json
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        if self._metadata is None:
+            self._metadata = json.loads(self._metadata_json or "{}")
+        return self._metadata
+
+    _FIELDS = (
+        "id",
+        "path",
+        "hash",
+        "size",
+        "mtime_ns",
+        "metadata",
+        "added_at",
+        "updated_at",
+        "source",
+    )
+
+    def replace(self, **changes) -> Item:
+        """A copy with some fields changed."""
+        values = {name: getattr(self, name) for name in self._FIELDS}
+        values.update(changes)
+        return Item(**values)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Item):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self._FIELDS)
+
+    __hash__ = None  # mutable metadata: not hashable
+
+    def __repr__(self) -> str:
+        return f"Item(id={self.id!r}, path={self.path!r}, source={self.source!r})"

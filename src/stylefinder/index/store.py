@@ -454,7 +454,16 @@ def _item_to_row(item: Item) -> tuple:
 def _item_from_row(row: tuple) -> Item:
     item_id, path, digest, size, mtime_ns, metadata, added_at, updated_at, source = row
     return Item(
-        item_id, path, digest, size, mtime_ns, json.loads(metadata), added_at, updated_at, source
+        item_id,
+        path,
+        digest,
+        size,
+        mtime_ns,
+        None,
+        added_at,
+        updated_at,
+        source,
+        metadata_json=metadata,
     )
 
 
