@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test,lite2,resnet,app,serve]'
+	$(BIN)/python -m pip install -q -e '.[test,lite2,resnet,app,serve,eval]'
 	touch $@
 
 lint: setup ## ruff lint and format check

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -16,7 +17,9 @@ from stylefinder.errors import StylefinderError
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 failure, 2 bad usage)."""
     parser = _parser()
+    argv = list(argv) if argv is not None else sys.argv[1:]
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["stylefinder", *argv])  # recorded in reports
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args) or 0
@@ -90,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--index", required=True, help="index directory")
     info.add_argument("--json", action="store_true")
     info.set_defaults(run=_info)
+
+    evaluate = sub.add_parser("eval", help="leave-one-out retrieval quality of a labeled index")
+    evaluate.add_argument("--index", required=True, help="index directory")
+    evaluate.add_argument("--label-column", required=True, help="metadata column with labels")
+    evaluate.add_argument("--k", default="1,5,10", help="cut-offs, comma-separated (1,5,10)")
+    evaluate.add_argument("--report", help="folder for report.json, report.md and PNG plots")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.set_defaults(run=_eval)
 
     app = sub.add_parser("app", help="start the web app (Streamlit) on an index")
     app.add_argument("--index", required=True, help="index directory")
@@ -205,6 +216,43 @@ def _info(args: argparse.Namespace) -> int:
     width = max(len(key) for key in info.to_dict())
     for key, value in info.to_dict().items():
         print(f"{key.replace('_', ' '):<{width}}  {value}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from stylefinder.evaluate.retrieval import evaluate_index
+
+    try:
+        ks = [int(k) for k in args.k.split(",") if k.strip()]
+    except ValueError:
+        raise ValueError(f"--k wants comma-separated integers, got {args.k!r}") from None
+    if not ks or min(ks) < 1:
+        raise ValueError("--k wants positive integers")
+    result = evaluate_index(args.index, label_column=args.label_column, ks=ks)
+    if args.report:
+        from stylefinder.evaluate.report import write_report
+
+        write_report(result, args.report, index_dir=args.index, command=args.command_line)
+    if args.json:
+        print(
+            json.dumps(
+                {"items": result.items, "metrics": result.metrics, "per_class": result.per_class},
+                indent=2,
+            )
+        )
+        return 0
+    print(f"leave-one-out over {result.items:,} items labeled by {args.label_column!r}:")
+    for name, value in result.metrics.items():
+        print(f"  {name:<14} {value:.4f}")
+    width = max(len(row["label"]) for row in result.per_class)
+    print(f"\n  {'label':<{width}}  items  precision@5  top-1")
+    for row in result.per_class:
+        print(
+            f"  {row['label']:<{width}}  {row['items']:>5}  {row.get('precision@5', 0):>11.3f}"
+            f"  {row['top1_accuracy']:.3f}"
+        )
+    if args.report:
+        print(f"\nreport written to {args.report}/report.md")
     return 0
 
 

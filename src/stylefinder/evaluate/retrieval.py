@@ -1,0 +1,105 @@
+"""Leave-one-out retrieval evaluation of a labeled index: each item queries all the others.
+
+Example:
+    >>> result = evaluate_index("shop-index", label_column="category")  # doctest: +SKIP
+    >>> round(result.metrics["precision@5"], 3)  # doctest: +SKIP
+    0.784
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stylefinder.evaluate.metrics import leave_one_out_neighbours
+from stylefinder.index.store import IndexStore
+
+
+@dataclass
+class RetrievalEvaluation:
+    """Metrics of one leave-one-out run, plus what the report needs to draw."""
+
+    metrics: dict[str, float]
+    per_class: list[dict]
+    classes: list[str]
+    confusion: np.ndarray  # (classes, classes): query label -> top-1 result label, counts
+    ks: list[int]
+    items: int
+    neighbours: np.ndarray = field(repr=False)  # (items, max k) rows of the nearest others
+    labels: np.ndarray = field(repr=False)
+    item_ids: list[str] = field(repr=False, default_factory=list)
+
+
+def retrieval_metrics(
+    vectors: np.ndarray, labels: Sequence[str], ks: Sequence[int] = (1, 5, 10)
+) -> RetrievalEvaluation:
+    """precision@k (share of the k results with the query's label), recall@k (a same-label item
+    within the top k), mAP@10, per-class precision@5 and the query-label x top-1-label confusion.
+
+    Example:
+        >>> v = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)
+        >>> retrieval_metrics(v, ["a", "a", "b", "b"], ks=[1]).metrics["precision@1"]
+        1.0
+    """
+    labels = np.asarray(labels)
+    if len(labels) != len(vectors) or len(labels) < 2:
+        raise ValueError("need at least two labeled vectors, one label per vector")
+    ks = sorted(set(int(k) for k in ks))
+    depth = max([*ks, 10])
+    neighbours = leave_one_out_neighbours(vectors, depth)
+    relevant = labels[neighbours] == labels[:, None]  # (n, depth)
+    metrics: dict[str, float] = {}
+    for k in ks:
+        metrics[f"precision@{k}"] = float(relevant[:, :k].mean())
+        metrics[f"recall@{k}"] = float(relevant[:, :k].any(axis=1).mean())
+    metrics["mAP@10"] = float(_average_precision(relevant[:, :10], labels).mean())
+
+    classes = sorted(set(labels.tolist()))
+    index = {c: i for i, c in enumerate(classes)}
+    confusion = np.zeros((len(classes), len(classes)), np.int64)
+    label_index = np.array([index[c] for c in labels])
+    np.add.at(confusion, (label_index, label_index[neighbours[:, 0]]), 1)
+    k5 = min(5, relevant.shape[1])
+    per_class = [
+        {
+            "label": c,
+            "items": int((labels == c).sum()),
+            f"precision@{k5}": float(relevant[labels == c, :k5].mean()),
+            "top1_accuracy": float(confusion[i, i] / max(1, confusion[i].sum())),
+        }
+        for i, c in enumerate(classes)
+    ]
+    return RetrievalEvaluation(
+        metrics, per_class, classes, confusion, ks, len(labels), neighbours, labels
+    )
+
+
+def evaluate_index(
+    index_dir: str | Path, *, label_column: str, ks: Sequence[int] = (1, 5, 10)
+) -> RetrievalEvaluation:
+    """Leave-one-out evaluation of the labeled items of an index (items without the label
+    column are left out)."""
+    snapshot = IndexStore.open(index_dir).snapshot()
+    rows = [r for r, item in enumerate(snapshot.items) if item.metadata.get(label_column)]
+    if len(rows) < 2:
+        raise ValueError(f"fewer than two items have a {label_column!r} metadata value")
+    labels = [snapshot.items[r].metadata[label_column] for r in rows]
+    vectors = np.asarray(snapshot.vectors[rows])
+    result = retrieval_metrics(vectors, labels, ks)
+    result.item_ids = [snapshot.items[r].id for r in rows]
+    return result
+
+
+def _average_precision(relevant: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """AP over the first columns of `relevant`, normalized by how many relevant items exist
+    (capped at the depth), so a perfect ranking scores 1."""
+    depth = relevant.shape[1]
+    hits = np.cumsum(relevant, axis=1)
+    precision_at_i = hits / np.arange(1, depth + 1)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    available = np.minimum(counts[inverse] - 1, depth)  # same-label items other than the query
+    total = (precision_at_i * relevant).sum(axis=1)
+    return np.divide(total, available, out=np.zeros(len(total)), where=available > 0)
