@@ -102,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(run=_eval)
 
+    tune = sub.add_parser("tune", help="learn a projection from labels (or --reset it)")
+    tune.add_argument("--index", required=True, help="index directory to tune")
+    tune.add_argument("--label-column", help="metadata column with labels")
+    tune.add_argument("--train-index", help="learn from this index's labels instead")
+    tune.add_argument("--dim", type=int, default=64, help="dimensions kept (default 64)")
+    tune.add_argument("--reset", action="store_true", help="remove the projection")
+    tune.set_defaults(run=_tune)
+
     app = sub.add_parser("app", help="start the web app (Streamlit) on an index")
     app.add_argument("--index", required=True, help="index directory")
     app.add_argument("--port", type=int, default=8501)
@@ -253,6 +261,26 @@ def _eval(args: argparse.Namespace) -> int:
         )
     if args.report:
         print(f"\nreport written to {args.report}/report.md")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from stylefinder.recommend.projection import reset_projection, tune_index
+
+    if args.reset:
+        removed = reset_projection(args.index)
+        print("projection removed" if removed else "the index had no projection")
+        return 0
+    if not args.label_column:
+        raise ValueError("--label-column is required (or --reset)")
+    projection = tune_index(
+        args.index, label_column=args.label_column, train_index=args.train_index, dim=args.dim
+    )
+    info = projection.info
+    print(
+        f"learned a {info['dim']}-d projection from {info['items']:,} items with "
+        f"{info['labels']} labels ({args.label_column!r}); queries on {args.index} use it now"
+    )
     return 0
 
 

@@ -92,3 +92,21 @@ def test_int8_quantized_backbone_stays_close(embedder, demo):
 def test_int8_needs_onnx_runtime():
     with pytest.raises(ValueError, match="int8 precision needs the onnx runtime"):
         Embedder("efficientnet-lite0", runtime="torch", precision="int8")
+
+
+def test_weights_fingerprint_ignores_the_graphs_normalization(embedder):
+    import torch
+
+    from stylefinder.embed.runner import state_fingerprint
+
+    model = embedder.model
+    before = state_fingerprint(model, skip=("mean", "std"))
+    saved = model.mean.clone()
+    try:
+        model.mean.add_(1.0)
+        assert state_fingerprint(model, skip=("mean", "std")) == before
+        assert state_fingerprint(model) != state_fingerprint(model, skip=("mean", "std"))
+    finally:
+        with torch.no_grad():
+            model.mean.copy_(saved)
+    assert embedder.space.weights_fingerprint == before

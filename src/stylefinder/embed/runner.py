@@ -100,7 +100,7 @@ class Embedder:
         self.model = PooledEmbedding(self.loaded.features, self.pooling, prep.mean, prep.std).eval()
         self._draft = draft_request(prep)
         torch.set_num_threads(self.threads)
-        fingerprint = state_fingerprint(self.model)
+        fingerprint = state_fingerprint(self.model, skip=("mean", "std"))  # the weights alone
         self._session = self._onnx_session(fingerprint) if runtime == "onnx" else None
         dim = int(self.embed_inputs(np.zeros((1, *self.input_shape), np.uint8)).shape[1])
         self.space = EmbeddingSpace(self.spec.name, self.pooling, fingerprint, dim, precision)
@@ -255,10 +255,13 @@ class Embedder:
         return path
 
 
-def state_fingerprint(model) -> str:
-    """A short SHA-256 of a torch module's parameters and buffers (independent of file layout)."""
+def state_fingerprint(model, skip: tuple[str, ...] = ()) -> str:
+    """A short SHA-256 of a torch module's parameters and buffers (independent of file layout),
+    leaving out the top-level entries named in `skip`."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
+        if name in skip:
+            continue
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]

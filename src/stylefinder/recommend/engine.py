@@ -29,6 +29,7 @@ from stylefinder.errors import BadImageError, UnknownItemError
 from stylefinder.index.search import top_k
 from stylefinder.index.store import IndexStore, Snapshot, utc_now
 from stylefinder.recommend.filters import Filters, allowed_rows, column_values
+from stylefinder.recommend.projection import Projection
 from stylefinder.types import EmbeddingSpace, Item
 
 
@@ -89,6 +90,7 @@ class Engine:
         self._lock = threading.Lock()
         self._snapshot = store.snapshot()
         self._by_hash: dict[str, list[int]] | None = None
+        self._projected: tuple[Snapshot, Projection | None, np.ndarray] | None = None
 
     @classmethod
     def open(
@@ -118,8 +120,24 @@ class Engine:
             return False
         snapshot = self.store.snapshot()
         with self._lock:
-            self._snapshot, self._by_hash = snapshot, None
+            self._snapshot, self._by_hash, self._projected = snapshot, None, None
         return True
+
+    @property
+    def projection(self) -> Projection | None:
+        """The projection learned by `stylefinder tune`, if the index has one."""
+        return self._search_space(self._snapshot)[0]
+
+    def _search_space(self, snapshot: Snapshot) -> tuple[Projection | None, np.ndarray]:
+        """The projection and the matrix searched for `snapshot` (projected once, then cached)."""
+        cached = self._projected
+        if cached is not None and cached[0] is snapshot:
+            return cached[1], cached[2]
+        projection = Projection.load(self.store.directory)
+        matrix = projection.apply(snapshot.vectors) if projection else snapshot.vectors
+        if snapshot is self._snapshot:
+            self._projected = (snapshot, projection, matrix)
+        return projection, matrix
 
     @property
     def embedder(self) -> Embedder:
@@ -310,7 +328,10 @@ class Engine:
         if exclude_rows:
             mask = np.zeros(len(snapshot), bool) if mask is None else mask
             mask[exclude_rows] = True
-        rows, scores = top_k(snapshot.vectors, vector, k, exclude=mask)
+        projection, matrix = self._search_space(snapshot)
+        if projection is not None:
+            vector = projection.apply(vector)
+        rows, scores = top_k(matrix, vector, k, exclude=mask)
         pairs = zip(rows, scores, strict=True)
         return [self._result(snapshot.items[row], float(score)) for row, score in pairs]
 
