@@ -468,29 +468,27 @@ def _add_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
 
-    @app.exception_handler(ImageTooLargeError)
-    async def too_large(request: Request, exc: ImageTooLargeError) -> JSONResponse:
-        return _error(413, "image_too_large", _reason(exc))
+    for error_type, (status, code) in _LIBRARY_ERRORS.items():
+        app.add_exception_handler(error_type, _library_error_handler(status, code))
 
-    @app.exception_handler(BadImageError)
-    async def bad_image(request: Request, exc: BadImageError) -> JSONResponse:
-        return _error(422, "bad_image", _reason(exc))
 
-    @app.exception_handler(UnknownItemError)
-    async def unknown(request: Request, exc: UnknownItemError) -> JSONResponse:
-        return _error(404, "unknown_item", str(exc))
+#: How the library's errors are answered: status and error code (most specific class wins).
+_LIBRARY_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    ImageTooLargeError: (413, "image_too_large"),
+    BadImageError: (422, "bad_image"),
+    UnknownItemError: (404, "unknown_item"),
+    IndexStateError: (503, "index_unavailable"),
+    ValueError: (422, "invalid_request"),
+    StylefinderError: (422, "invalid_request"),
+}
 
-    @app.exception_handler(IndexStateError)
-    async def busy(request: Request, exc: IndexStateError) -> JSONResponse:
-        return _error(503, "index_unavailable", str(exc))
 
-    @app.exception_handler(ValueError)
-    async def value_error(request: Request, exc: ValueError) -> JSONResponse:
-        return _error(422, "invalid_request", str(exc))
+def _library_error_handler(status: int, code: str):
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        message = _reason(exc) if isinstance(exc, BadImageError) else str(exc)
+        return _error(status, code, message)
 
-    @app.exception_handler(StylefinderError)
-    async def other(request: Request, exc: StylefinderError) -> JSONResponse:
-        return _error(422, "invalid_request", str(exc))
+    return handle
 
 
 def _reason(exc: Exception) -> str:
