@@ -189,15 +189,11 @@ def _index(args: argparse.Namespace) -> int:
 
 def _recommend(args: argparse.Namespace) -> int:
     from stylefinder.recommend.engine import Engine
+    from stylefinder.recommend.filters import parse_filters
 
     if (args.image is None) == (args.item is None):
         raise ValueError("give either an IMAGE or --item ID (not both)")
-    filters: dict[str, list[str]] = {}
-    for text in args.filter:
-        column, sep, value = text.partition("=")
-        if not sep or not column:
-            raise ValueError(f"--filter wants COLUMN=VALUE, got {text!r}")
-        filters.setdefault(column.strip(), []).append(value.strip())
+    filters = parse_filters(args.filter, "=")
     engine = Engine.open(args.index, weights=args.weights)
     if args.item is not None:
         results = engine.similar(args.item, k=args.k, filters=filters)

@@ -6,7 +6,16 @@ class StylefinderError(Exception):
 
 
 class BadImageError(StylefinderError, ValueError):
-    """An input is not a usable image (corrupt, truncated, empty, too large, unknown format)."""
+    """An input is not a usable image (corrupt, truncated, empty, too large, unknown format).
+
+    Messages read "<source>: <reason>"; `reason` is the part after the source, for places that
+    already show which file or upload it was.
+    """
+
+    @property
+    def reason(self) -> str:
+        text = str(self)
+        return text.split(": ", 1)[1] if ": " in text else text
 
 
 class ImageTooLargeError(BadImageError):

@@ -23,7 +23,6 @@ from stylefinder.catalog.metadata import CatalogEntry, match_files, read_metadat
 from stylefinder.catalog.scan import file_hash, scan_folder
 from stylefinder.embed.backbones import DEFAULT_BACKBONE
 from stylefinder.embed.runner import Embedder
-from stylefinder.errors import BadImageError
 from stylefinder.index.store import IndexStore, utc_now
 from stylefinder.types import Item
 
@@ -149,7 +148,7 @@ def build_index(
                 summary.embedded += 1
                 summary.changed += key in current
             for key, error in failures:
-                summary.skipped.append((to_embed[key][0].file.relpath, _reason(error)))
+                summary.skipped.append((to_embed[key][0].file.relpath, error.reason))
                 if key in current:  # its content changed into something unreadable
                     writer.remove(key)
             if bar is not None:
@@ -178,13 +177,6 @@ def _item(entry: CatalogEntry, digest: str, old: Item | None) -> Item:
         added_at=old.added_at if old else now,
         updated_at=now,
     )
-
-
-def _reason(error: Exception) -> str:
-    text = str(error)
-    if isinstance(error, BadImageError) and ": " in text:
-        return text.split(": ", 1)[1]  # the path is already in the summary line
-    return text
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -160,7 +160,7 @@ def find_similar_page(engine: Engine, filters: dict[str, list[str]]) -> None:
             query_image = _png(load_image(query.data), THUMBNAIL)
     except BadImageError as exc:
         st.error(
-            f"**{query.label}** could not be used as a photo: {_reason(exc)}. "
+            f"**{query.label}** could not be used as a photo: {exc.reason}. "
             "Try a JPEG, PNG or WebP image of a garment."
         )
         return
@@ -245,11 +245,6 @@ def catalog_page(engine: Engine, filters: dict[str, list[str]]) -> None:
 
 def _when(timestamp: str) -> str:
     return timestamp.replace("T", " ")[:16] + " UTC"
-
-
-def _reason(error: Exception) -> str:
-    text = str(error)
-    return text.split(": ", 1)[1] if ": " in text else text
 
 
 def main() -> None:

@@ -7,11 +7,12 @@ with the percentile method on images shipped with the package.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from stylefinder.index.store import atomic_write
 
 
 def quantize_int8(source: Path, target: Path, calibration: np.ndarray) -> Path:
@@ -54,8 +55,5 @@ def quantize_int8(source: Path, target: Path, calibration: np.ndarray) -> Path:
             calibrate_method=CalibrationMethod.Percentile,
             nodes_to_exclude=convs[:1] + convs[-2:],
         )
-        fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
-        os.close(fd)
-        Path(partial).write_bytes(quantized.read_bytes())
-        os.replace(partial, target)
+        atomic_write(target, quantized.read_bytes())
     return target

@@ -183,7 +183,8 @@ class IndexStore:
             con.executescript(_SCHEMA)
             con.execute("INSERT OR IGNORE INTO state VALUES ('generation', '0')")
             con.execute("INSERT OR IGNORE INTO state VALUES ('vectors', '')")
-        _atomic_write_text(directory / HEADER_FILE, json.dumps(asdict(header), indent=2) + "\n")
+        text = json.dumps(asdict(header), indent=2) + "\n"
+        atomic_write(directory / HEADER_FILE, text.encode("utf-8"))
         return store
 
     @classmethod
@@ -467,11 +468,17 @@ def _item_from_row(row: tuple) -> Item:
     )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that readers see the old file or the new one, never a part.
+
+    Example:
+        >>> atomic_write(Path("header.json"), b"{}")  # doctest: +SKIP
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from stylefinder.catalog.scan import bytes_hash, file_hash
 from stylefinder.embed.runner import Embedder
 from stylefinder.errors import BadImageError, UnknownItemError
 from stylefinder.index.search import top_k
-from stylefinder.index.store import IndexStore, Snapshot, utc_now
+from stylefinder.index.store import IndexStore, Snapshot, atomic_write, utc_now
 from stylefinder.recommend.filters import Filters, allowed_rows, column_values
 from stylefinder.recommend.projection import Projection
 from stylefinder.types import EmbeddingSpace, Item
@@ -91,6 +89,7 @@ class Engine:
         self._snapshot = store.snapshot()
         self._by_hash: dict[str, list[int]] | None = None
         self._projected: tuple[Snapshot, Projection | None, np.ndarray] | None = None
+        self._columns: tuple[Snapshot, dict[str, list[str]]] | None = None
 
     @classmethod
     def open(
@@ -300,8 +299,13 @@ class Engine:
         return [snapshot.items[row] for row in page], len(rows)
 
     def filter_columns(self) -> dict[str, list[str]]:
-        """Metadata columns with few enough distinct values to filter on, and their values."""
-        return column_values(self._snapshot.items)
+        """Metadata columns with few enough distinct values to filter on, and their values
+        (computed once per committed generation: the web app asks on every rerun)."""
+        snapshot = self._snapshot
+        cached = self._columns
+        if cached is None or cached[0] is not snapshot:
+            cached = self._columns = (snapshot, column_values(snapshot.items))
+        return cached[1]
 
     def search_vector(
         self,
@@ -396,21 +400,9 @@ def _extension(data: bytes) -> str:
 
 
 def _write_once(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically unless the file is already there (content-addressed)."""
-    if path.is_file():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write `data` to `path` unless the file is already there (names are content hashes)."""
+    if not path.is_file():
+        atomic_write(path, data)
 
 
 def _content_hash(image: ImageSource) -> str | None:

@@ -22,6 +22,22 @@ from stylefinder.types import Item
 Filters = Mapping[str, str | Sequence[str]]
 
 
+def parse_filters(texts: Sequence[str], separator: str) -> dict[str, list[str]]:
+    """Filters from "COLUMN<separator>VALUE" texts; a repeated column allows several values.
+
+    Example:
+        >>> parse_filters(["category=Bag", "category=Dress"], "=")
+        {'category': ['Bag', 'Dress']}
+    """
+    filters: dict[str, list[str]] = {}
+    for text in texts:
+        column, found, value = text.partition(separator)
+        if not found or not column.strip():
+            raise ValueError(f"filter wants COLUMN{separator}VALUE, got {text!r}")
+        filters.setdefault(column.strip(), []).append(value.strip())
+    return filters
+
+
 def allowed_rows(items: Sequence[Item], filters: Filters | None) -> np.ndarray:
     """A boolean mask over `items`: True where the item passes every filter."""
     mask = np.ones(len(items), bool)

@@ -13,9 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,18 +49,12 @@ class Projection:
 
     def save(self, directory: str | Path) -> Path:
         """Write projection.npz into `directory` atomically."""
+        from stylefinder.index.store import atomic_write
+
         target = Path(directory) / PROJECTION_FILE
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".projection-", suffix=".npz")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, mean=self.mean, matrix=self.matrix, info=json.dumps(self.info))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        np.savez(buffer, mean=self.mean, matrix=self.matrix, info=json.dumps(self.info))
+        atomic_write(target, buffer.getvalue())
         return target
 
     @classmethod

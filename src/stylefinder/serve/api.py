@@ -40,6 +40,7 @@ from stylefinder.errors import (
     UnknownItemError,
 )
 from stylefinder.recommend.engine import Engine, Recommendation
+from stylefinder.recommend.filters import parse_filters
 from stylefinder.serve.limits import BodySizeLimit, Metrics, RequestTimeout
 from stylefinder.serve.schemas import (
     MAX_K,
@@ -266,12 +267,10 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         engine_: Engine = Depends(get_engine),
     ) -> ItemList:
         """A page of catalog items, optionally filtered on metadata."""
-        filters: dict[str, list[str]] = {}
-        for text in filter:
-            column, sep, value = text.partition(":")
-            if not sep or not column:
-                raise ApiError(422, "invalid_filter", f"filter wants COLUMN:VALUE, got {text!r}")
-            filters.setdefault(column, []).append(value)
+        try:
+            filters = parse_filters(filter, ":")
+        except ValueError as exc:
+            raise ApiError(422, "invalid_filter", str(exc)) from None
         items, total = engine_.browse(offset=offset, limit=limit, filters=filters)
         return ItemList(
             items=[_item_out(i, request) for i in items], total=total, offset=offset, limit=limit
@@ -485,15 +484,10 @@ _LIBRARY_ERRORS: dict[type[Exception], tuple[int, str]] = {
 
 def _library_error_handler(status: int, code: str):
     async def handle(request: Request, exc: Exception) -> JSONResponse:
-        message = _reason(exc) if isinstance(exc, BadImageError) else str(exc)
+        message = exc.reason if isinstance(exc, BadImageError) else str(exc)
         return _error(status, code, message)
 
     return handle
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    return text.split(": ", 1)[1] if ": " in text else text
 
 
 def _search_body_schema() -> dict:
