@@ -75,7 +75,7 @@ def model_ceiling(embedder: Embedder, count: int = 256) -> tuple[float, int]:
 def end_to_end(embedder: Embedder, catalog: Path, index_dir: Path) -> float:
     """(c) images/s of `stylefinder index` from files (model already loaded)."""
     started = time.perf_counter()
-    summary = build_index(catalog, index_dir, embedder=embedder)
+    summary = build_index(catalog, index_dir, embedder=embedder, recognize=False)
     elapsed = time.perf_counter() - started
     assert summary.embedded == summary.total, summary
     return summary.embedded / elapsed

@@ -1,15 +1,33 @@
-"""Query latency: `Engine.recommend` from an image file on a 10,000-item index, search alone on
-10k, 100k and 1M-item indexes (synthetic unit vectors), index load time and resident memory.
+"""Query latency: exact and two-stage search on 10k, 100k (and 1M) item indexes, their recall,
+index open time and resident memory, and `Engine.recommend` from an image file at 10k items.
 
-Usage: python benchmarks/query_latency.py [--sizes 10000,100000,1000000] [--queries 50]
-Writes benchmarks/results/query_latency.json and prints a table. The 1M index needs ~5 GB of
-disk in the temp folder.
+Three kinds of vectors, all 1280-d unit vectors like efficientnet-lite0 embeddings:
+
+- isotropic: random directions. Pathological: every neighbour is about as far as any other, so
+  no compact code can rank them; the commit-time guard is expected to keep exact search.
+- clustered: synthetic vectors around cluster centres (~100 items a cluster), with a power-law
+  spectrum (variance of the i-th principal component ~ i**-1.1, mean vector of norm 0.71)
+  calibrated on real efficientnet-lite0 embeddings of Fashion-MNIST.
+- real: those embeddings themselves (70k: train + test), when `--real` names the .npz file
+  (arrays `tx` and `sx`); one size only.
+
+Queries are rows of the index, each excluding itself (as `Engine.similar` does). Recall@k of the
+two-stage search counts results whose exact score reaches the k-th exact score (ties between
+duplicates are not misses). Indexes are committed with the coarse stage allowed at every size,
+so that the guard's choice is shown; the engine uses it from 20,000 items (`served`). Where the
+guard chose exact search, the two-stage columns show a forced coarse stage with the largest pool.
+
+Usage: python benchmarks/query_latency.py [--sizes 10000,100000] [--queries 200]
+    [--datasets isotropic,clustered,real] [--real /tmp/fmnist-lite0.npz]
+Writes benchmarks/results/query_latency.json and prints a table. A 1M index needs ~6 GB of disk
+in the temp folder and ~12 GB of memory while it is built.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import tempfile
@@ -21,10 +39,16 @@ from common import environment, save
 
 from stylefinder.catalog.demo import write_demo_catalog
 from stylefinder.embed.runner import Embedder
-from stylefinder.index.search import top_k
+from stylefinder.index.coarse import DEFAULT_SETTINGS, CoarseSettings, encode, fit_basis
+from stylefinder.index.search import CoarseIndex, top_k
 from stylefinder.index.store import IndexStore
 from stylefinder.recommend.engine import Engine
 from stylefinder.types import Item
+
+DIM = 1280
+K = 10
+SPECTRUM_DECAY = 1.1  # top 128 components: 80% of the variance, as in the real embeddings
+MEAN_NORM = 0.71  # norm of the mean of those embeddings
 
 
 def rss_mb() -> float:
@@ -35,25 +59,64 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def synthetic_index(directory: Path, embedder: Embedder, size: int, seed: int = 0) -> Path:
-    """An index of `size` random unit vectors in the embedder's space, with small metadata."""
-    store = IndexStore.create(directory, embedder.space)
+def isotropic(size: int, seed: int = 0) -> np.ndarray:
+    """`size` random unit vectors."""
     rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((size, DIM), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def clustered(size: int, seed: int = 0, per_cluster: int = 100, between: float = 0.5):
+    """Unit vectors around `size / per_cluster` centres with a CNN-like decaying spectrum.
+
+    Variance around the mean decays as i**-1.1 over components (real embeddings: about the same
+    80% of it in the top 128); `between` of it separates the centres, the rest spreads each
+    cluster. Search is rotation-invariant, so the components are the coordinate axes.
+    """
+    rng = np.random.default_rng(seed)
+    spectrum = np.arange(1, DIM + 1, dtype=np.float64) ** -SPECTRUM_DECAY
+    spectrum *= (1 - MEAN_NORM**2) / spectrum.sum()  # unit vectors: total variance 1 - |mean|^2
+    mean = np.abs(rng.standard_normal(DIM))
+    mean *= MEAN_NORM / np.linalg.norm(mean)
+    clusters = max(10, size // per_cluster)
+    centres = rng.standard_normal((clusters, DIM)) * np.sqrt(between * spectrum)
+    spread = np.sqrt((1 - between) * spectrum).astype(np.float32)
+    labels = rng.integers(0, clusters, size)
+    vectors = np.empty((size, DIM), np.float32)
+    for start in range(0, size, 50_000):
+        part = labels[start : start + 50_000]
+        block = rng.standard_normal((len(part), DIM), dtype=np.float32) * spread
+        block += (centres[part] + mean).astype(np.float32)
+        vectors[start : start + len(part)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return vectors
+
+
+def top_variance_share(vectors: np.ndarray, dim: int = 128) -> float:
+    """Share of the variance around the mean held by the top `dim` principal components."""
+    rng = np.random.default_rng(0)
+    sample = vectors[rng.choice(len(vectors), min(len(vectors), 20_000), replace=False)]
+    sample = sample - sample.mean(axis=0)
+    values = np.linalg.eigvalsh(sample.T @ sample)
+    return round(float(values[-dim:].sum() / values.sum()), 3)
+
+
+def build_index(directory: Path, embedder: Embedder, vectors: np.ndarray) -> float:
+    """Commit `vectors` as a new index (coarse stage allowed at any size); returns seconds."""
+    store = IndexStore.create(directory, embedder.space)
     categories = ["Dress", "Coat", "Shirt", "Bag", "Sneaker"]
-    with store.writer() as writer:
-        for start in range(0, size, 100_000):
-            count = min(100_000, size - start)
-            block = rng.standard_normal((count, embedder.space.dim), dtype=np.float32)
-            block /= np.linalg.norm(block, axis=1, keepdims=True)
-            for n, vector in enumerate(block, start=start):
-                item = Item(
-                    f"item-{n:07d}",
-                    f"images/{n}.jpg",
-                    f"{n:064x}",
-                    metadata={"category": categories[n % 5]},
-                )
-                writer.put(item, vector)
-    return directory  # one commit at the end: a commit rewrites the whole matrix
+    settings = CoarseSettings(min_rows=0)
+    started = time.perf_counter()
+    with store.writer(coarse=settings) as writer:  # one commit: each rewrites the whole matrix
+        for n, vector in enumerate(vectors):
+            item = Item(
+                f"item-{n:07d}",
+                f"images/{n}.jpg",
+                f"{n:064x}",
+                metadata={"category": categories[n % 5]},
+            )
+            writer.put(item, vector)
+    return time.perf_counter() - started
 
 
 def percentiles(samples: list[float]) -> dict:
@@ -61,67 +124,167 @@ def percentiles(samples: list[float]) -> dict:
     return {"p50_ms": round(q[49] * 1000, 2), "p99_ms": round(q[98] * 1000, 2)}
 
 
+def recall_at(found: np.ndarray, exact: np.ndarray, k: int) -> float:
+    """Share of the first `k` found scores that reach the k-th exact score."""
+    k = min(k, len(exact))
+    return float(np.sum(found[:k] >= exact[k - 1] - 1e-6) / k)
+
+
+def measure(vectors: np.ndarray, coarse: CoarseIndex, queries: int) -> dict:
+    """Exact and two-stage latency (k=10, query row excluded) and recall@5/@10 of two-stage."""
+    rows = np.random.default_rng(1).choice(len(vectors), queries, replace=False)
+    for row in rows[:3]:  # warm the page cache
+        top_k(vectors, vectors[row], K)
+        top_k(vectors, vectors[row], K, coarse=coarse)
+    exact_s, two_stage_s, recall5, recall10 = [], [], [], []
+    for row in rows:
+        query = np.array(vectors[row])
+        mask = np.zeros(len(vectors), bool)
+        mask[row] = True
+        t = time.perf_counter()
+        _, exact = top_k(vectors, query, K, exclude=mask)
+        exact_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        _, found = top_k(vectors, query, K, exclude=mask, coarse=coarse)
+        two_stage_s.append(time.perf_counter() - t)
+        recall5.append(recall_at(found, exact, 5))
+        recall10.append(recall_at(found, exact, 10))
+    return {
+        "exact": percentiles(exact_s),
+        "two_stage": percentiles(two_stage_s),
+        "recall_at_5": round(float(np.mean(recall5)), 4),
+        "recall_at_10": round(float(np.mean(recall10)), 4),
+    }
+
+
+def forced_coarse(vectors: np.ndarray, pool: int) -> CoarseIndex:
+    """A coarse stage built in memory with the default settings and a fixed pool."""
+    mean, basis = fit_basis(vectors, DEFAULT_SETTINGS.dim, sample_rows=DEFAULT_SETTINGS.sample_rows)
+    return CoarseIndex(mean, basis, encode(vectors, mean, basis), pool)
+
+
+def run_one(name: str, vectors: np.ndarray, directory: Path, embedder: Embedder, args) -> dict:
+    size = len(vectors)
+    commit_s = build_index(directory, embedder, vectors)
+    del vectors
+    before = rss_mb()
+    started = time.perf_counter()
+    engine = Engine(IndexStore.open(directory), embedder=embedder)
+    open_s = time.perf_counter() - started
+    rss_after_open = rss_mb() - before
+    snapshot = engine.snapshot
+    guard = json.loads(snapshot.state.get("coarse") or "{}")
+    coarse = snapshot.coarse
+    forced = coarse is None
+    if forced:  # the guard kept exact search: show what two-stage would have given
+        pools = [p for p in DEFAULT_SETTINGS.pools if p <= size // 8] or [DEFAULT_SETTINGS.pools[0]]
+        coarse = forced_coarse(snapshot.vectors, max(pools))
+    served = (
+        "two-stage"
+        if snapshot.coarse is not None and size >= DEFAULT_SETTINGS.min_rows
+        else ("exact")
+    )
+    row = {
+        "dataset": name,
+        "items": size,
+        "matrix_mb": round(snapshot.vectors.nbytes / 1e6, 1),
+        "coarse_mb": round(coarse.codes.nbytes / 1e6, 1),
+        "top128_variance": top_variance_share(snapshot.vectors),
+        "commit_s": round(commit_s, 1),
+        "open_s": round(open_s, 3),
+        "rss_growth_on_open_mb": round(rss_after_open, 1),
+        "guard": {
+            "pool": guard.get("pool"),
+            "recall_at_10": guard.get("recall_at_10"),
+            "decision": "two-stage" if guard.get("codes") else "exact",
+        },
+        "served": served,
+        "two_stage_forced_pool": coarse.pool if forced else None,
+        **measure(snapshot.vectors, coarse, args.queries),
+    }
+    if size == 10_000 and name == "isotropic":
+        photos = sorted(
+            (write_demo_catalog(directory.parent / "demo").root / "images").glob("*.png")
+        )
+        engine.recommend(photos[0], k=5)
+        recommend = []
+        for photo in photos[:50]:
+            t = time.perf_counter()
+            engine.recommend(photo, k=5)
+            recommend.append(time.perf_counter() - t)
+        row["recommend_from_file"] = percentiles(recommend)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--datasets", default="isotropic,clustered,real")
+    parser.add_argument("--real", default="/tmp/fmnist-lite0.npz")
     parser.add_argument("--out", default="benchmarks/results/query_latency.json")
     args = parser.parse_args()
     embedder = Embedder("efficientnet-lite0")
+    datasets = args.datasets.split(",")
+    runs: list[tuple[str, int]] = [
+        (name, int(size)) for name in datasets if name != "real" for size in args.sizes.split(",")
+    ]
+    if "real" in datasets and Path(args.real).is_file():
+        runs.append(("real", 0))
+    load_before = round(os.getloadavg()[0], 2)  # other processes make timings noisy
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        photos = sorted((write_demo_catalog(Path(tmp) / "demo").root / "images").glob("*.png"))
-        for size in [int(s) for s in args.sizes.split(",")]:
-            index_dir = synthetic_index(Path(tmp) / f"ix-{size}", embedder, size)
-            before = rss_mb()
-            started = time.perf_counter()
-            engine = Engine(IndexStore.open(index_dir), embedder=embedder)
-            load_s = time.perf_counter() - started
-            rss_after_open = rss_mb() - before
-            vectors = engine.snapshot.vectors
-            queries = np.asarray(vectors[: args.queries])
-            for q in queries[:3]:
-                top_k(vectors, q, 5)  # warm the page cache
-            search = []
-            for q in queries:
-                t = time.perf_counter()
-                top_k(vectors, q, 5)
-                search.append(time.perf_counter() - t)
-            row = {
-                "items": size,
-                "matrix_mb": round(vectors.nbytes / 1e6, 1),
-                "open_s": round(load_s, 3),
-                "rss_growth_on_open_mb": round(rss_after_open, 1),
-                "search": percentiles(search),
-            }
-            if size == 10_000:
-                engine.recommend(photos[0], k=5)
-                recommend = []
-                for photo in photos[: args.queries]:
-                    t = time.perf_counter()
-                    engine.recommend(photo, k=5)
-                    recommend.append(time.perf_counter() - t)
-                row["recommend_from_file"] = percentiles(recommend)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            del engine, vectors
+    for name, size in runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            if name == "real":
+                with np.load(args.real) as data:
+                    vectors = np.concatenate([data["tx"], data["sx"]]).astype(np.float32)
+            else:
+                vectors = {"isotropic": isotropic, "clustered": clustered}[name](size)
+            row = run_one(name, vectors, Path(tmp) / "ix", embedder, args)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     result = {
         **environment("numpy", "onnxruntime"),
+        "load_average_before_after": [load_before, round(os.getloadavg()[0], 2)],
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "settings": {
+            "coarse_dim": DEFAULT_SETTINGS.dim,
+            "min_rows_served": DEFAULT_SETTINGS.min_rows,
+            "target_recall_at_10": DEFAULT_SETTINGS.target_recall,
+            "k": K,
+            "queries": args.queries,
+        },
         "rows": rows,
     }
     save(args.out, result)
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
     print(
-        f"\n{'items':>9} {'matrix MB':>9} {'open s':>7} {'RSS +MB':>8} {'search p50':>10} "
-        f"{'p99':>7} {'recommend p50':>13} {'p99':>7}"
+        f"\n{'dataset':>9} {'items':>8} {'open s':>6} {'RSS+MB':>6} {'exact p50':>9} {'p99':>6} "
+        f"{'2-stage p50':>11} {'p99':>6} {'R@5':>6} {'R@10':>6} {'guard':>16} {'served':>9}"
     )
     for r in rows:
-        rec = r.get("recommend_from_file", {})
+        guard = r["guard"]
+        chosen = f"pool {guard['pool']}" if guard["decision"] == "two-stage" else "exact"
+        note = f"{chosen} ({guard['recall_at_10']})"
+        forced = "*" if r["two_stage_forced_pool"] else ""
         print(
-            f"{r['items']:>9,} {r['matrix_mb']:>9} {r['open_s']:>7} "
-            f"{r['rss_growth_on_open_mb']:>8} {r['search']['p50_ms']:>10} "
-            f"{r['search']['p99_ms']:>7} {rec.get('p50_ms', '-'):>13} {rec.get('p99_ms', '-'):>7}"
+            f"{r['dataset']:>9} {r['items']:>8,} {r['open_s']:>6} {r['rss_growth_on_open_mb']:>6} "
+            f"{r['exact']['p50_ms']:>9} {r['exact']['p99_ms']:>6} "
+            f"{r['two_stage']['p50_ms']:>10}{forced:1} {r['two_stage']['p99_ms']:>6} "
+            f"{r['recall_at_5']:>6} {r['recall_at_10']:>6} {note:>16} {r['served']:>9}"
         )
+    print("* the guard kept exact search; two-stage shown with a forced pool (see JSON)")
+    for r in rows:
+        if "recommend_from_file" in r:
+            rec = r["recommend_from_file"]
+            print(
+                f"recommend from file, {r['items']:,} items: p50 {rec['p50_ms']} ms, "
+                f"p99 {rec['p99_ms']} ms"
+            )
 
 
 if __name__ == "__main__":

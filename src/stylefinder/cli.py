@@ -69,9 +69,57 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="commit finished work at least this often (default 30)",
     )
+    index.add_argument(
+        "--no-recognize",
+        action="store_true",
+        help="skip naming each item's colours (and category) after embedding",
+    )
+    index.add_argument(
+        "--imagenet-categories",
+        action="store_true",
+        help="without a tuned classifier, predict category_pred from the ImageNet head (slower)",
+    )
     index.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
     index.set_defaults(run=_index)
+
+    recognize = sub.add_parser("recognize", help="garment category and colours of a photo")
+    recognize.add_argument("image", help="image file")
+    recognize.add_argument("--index", required=True, help="index directory")
+    recognize.add_argument("--json", action="store_true", help="print the result as JSON")
+    recognize.set_defaults(run=_recognize)
+
+    user = sub.add_parser("user", help="record shoppers' events (view, like, dislike, ...)")
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    event = user_sub.add_parser("event", help="record one event: USER did KIND to ITEM")
+    event.add_argument("user_id")
+    event.add_argument("item_id")
+    event.add_argument(
+        "--kind", required=True, choices=("view", "like", "dislike", "add_to_cart", "purchase")
+    )
+    event.add_argument("--weight", type=float, help="optional weight (default by kind)")
+    event.add_argument("--time", help="ISO 8601 time or epoch seconds (default now)")
+    event.add_argument("--index", required=True, help="index directory")
+    event.set_defaults(run=_user_event)
+    load = user_sub.add_parser("import", help="import events from a CSV file")
+    load.add_argument("csv", help="CSV with user_id,item_id,kind[,timestamp][,weight]")
+    load.add_argument("--index", required=True, help="index directory")
+    load.set_defaults(run=_user_import)
+    forget = user_sub.add_parser("delete", help="erase every trace of a user")
+    forget.add_argument("user_id")
+    forget.add_argument("--index", required=True, help="index directory")
+    forget.set_defaults(run=_user_delete)
+
+    for_user = sub.add_parser("for-user", help="personalized recommendations for a shopper")
+    for_user.add_argument("user_id")
+    for_user.add_argument("--index", required=True, help="index directory")
+    for_user.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    for_user.add_argument(
+        "--diversity", type=float, help="MMR weight 0..1 (default 0.3; 0 = most relevant only)"
+    )
+    for_user.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE")
+    for_user.add_argument("--json", action="store_true", help="print results as JSON")
+    for_user.set_defaults(run=_for_user)
 
     recommend = sub.add_parser("recommend", help="the k catalog items most like a photo or item")
     recommend.add_argument("image", nargs="?", help="query image file")
@@ -94,9 +142,29 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(run=_info)
 
-    evaluate = sub.add_parser("eval", help="leave-one-out retrieval quality of a labeled index")
-    evaluate.add_argument("--index", required=True, help="index directory")
-    evaluate.add_argument("--label-column", required=True, help="metadata column with labels")
+    evaluate = sub.add_parser(
+        "eval",
+        help="leave-one-out retrieval quality of a labeled index, or of Fashion-MNIST",
+        description="stylefinder eval --index DIR --label-column C | stylefinder eval "
+        "fashion-mnist [--backbone NAME]",
+    )
+    evaluate.add_argument(
+        "target",
+        nargs="?",
+        choices=["index", "fashion-mnist", "personalization"],
+        default="index",
+        help="index (default): the --index catalog; fashion-mnist: train 60k / test 10k; "
+        "personalization: simulated shoppers on the --index catalog",
+    )
+    evaluate.add_argument("--index", help="index directory")
+    evaluate.add_argument("--label-column", help="metadata column with labels")
+    evaluate.add_argument("--raw", action="store_true", help="ignore the index's projection")
+    evaluate.add_argument("--backbone", default="efficientnet-lite0", help="fashion-mnist only")
+    evaluate.add_argument("--epochs", type=int, default=10, help="fashion-mnist tuning epochs")
+    evaluate.add_argument("--held-out", default="Shirt", help="fashion-mnist held-out class")
+    evaluate.add_argument("--limit", type=int, help="fashion-mnist: first N images of each split")
+    evaluate.add_argument("--users", type=int, default=300, help="personalization: shoppers")
+    evaluate.add_argument("--seed", type=int, default=0, help="personalization: random seed")
     evaluate.add_argument("--k", default="1,5,10", help="cut-offs, comma-separated (1,5,10)")
     evaluate.add_argument("--report", help="folder for report.json, report.md and PNG plots")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -106,7 +174,14 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--index", required=True, help="index directory to tune")
     tune.add_argument("--label-column", help="metadata column with labels")
     tune.add_argument("--train-index", help="learn from this index's labels instead")
-    tune.add_argument("--dim", type=int, default=64, help="dimensions kept (default 64)")
+    tune.add_argument(
+        "--method",
+        choices=["mlp", "linear"],
+        default="mlp",
+        help="mlp: small network + classifier (default); linear: discriminant directions",
+    )
+    tune.add_argument("--dim", type=int, help="output dimensions (mlp 128, linear 64)")
+    tune.add_argument("--epochs", type=int, default=10, help="mlp training epochs (default 10)")
     tune.add_argument("--reset", action="store_true", help="remove the projection")
     tune.set_defaults(run=_tune)
 
@@ -162,6 +237,8 @@ def _index(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         checkpoint_seconds=args.checkpoint_seconds,
         progress=not args.no_progress and not args.json,
+        recognize=not args.no_recognize,
+        imagenet_categories=args.imagenet_categories,
     )
     if args.json:
         payload = dict(summary.__dict__, images_per_second=summary.images_per_second)
@@ -184,6 +261,79 @@ def _index(args: argparse.Namespace) -> int:
             print(f"  {problem}")
     if summary.metadata_rows_without_image:
         print(f"{summary.metadata_rows_without_image} metadata rows matched no image")
+    if summary.recognized:
+        print(f"named the colours of {summary.recognized} items (metadata column 'colours')")
+    for item_id, reason in summary.recognition_failed[:20]:
+        print(f"  could not recognize {item_id}: {reason}")
+    return 0
+
+
+def _annotate(index_dir: str) -> None:
+    from stylefinder.recognize.recognition import annotate_index
+
+    done = annotate_index(index_dir)
+    source = f", category_pred from the {done.source}" if done.source else ""
+    print(f"recognized colours of {done.colours} new items{source}")
+
+
+def _recognize(args: argparse.Namespace) -> int:
+    from stylefinder.recommend.engine import Engine
+
+    recognition = Engine.open(args.index).recognize(args.image)
+    if args.json:
+        print(json.dumps(recognition.to_dict(), indent=2))
+        return 0
+    top = ", ".join(f"{label} {p:.2f}" for label, p in recognition.categories)
+    print(f"category: {recognition.category}  ({top}; from the {recognition.source})")
+    colours = ", ".join(f"{c.name} {c.share:.0%}" for c in recognition.colours)
+    print(f"colours:  {colours or 'none found'}")
+    return 0
+
+
+def _user_event(args: argparse.Namespace) -> int:
+    from stylefinder.recommend.engine import Engine
+
+    event = Engine.open(args.index).record_event(
+        args.user_id, args.item_id, args.kind, timestamp=args.time, weight=args.weight
+    )
+    print(f"recorded: {event.user_id} {event.kind} {event.item_id} at {event.time}")
+    return 0
+
+
+def _user_import(args: argparse.Namespace) -> int:
+    from stylefinder.recommend.engine import Engine
+
+    summary = Engine.open(args.index).import_events(args.csv)
+    print(f"imported {summary.added} events, rejected {summary.rejected_total}")
+    for line, reason in summary.rejected[:50]:
+        print(f"  line {line}: {reason}")
+    return 0
+
+
+def _user_delete(args: argparse.Namespace) -> int:
+    from stylefinder.recommend.engine import Engine
+
+    removed = Engine.open(args.index).events.delete_user(args.user_id)
+    print(f"deleted user {args.user_id}: {removed['events']} events")
+    return 0
+
+
+def _for_user(args: argparse.Namespace) -> int:
+    from stylefinder.recommend.engine import Engine
+    from stylefinder.recommend.filters import parse_filters
+
+    engine = Engine.open(args.index)
+    results = engine.recommend_for_user(
+        args.user_id, k=args.k, filters=parse_filters(args.filter, "="), diversity=args.diversity
+    )
+    if args.json:
+        print(json.dumps({"results": [r.to_dict() for r in results]}, indent=2, ensure_ascii=False))
+        return 0
+    known = engine.events.has_user(args.user_id)
+    print(f"{len(results)} for {args.user_id}" + ("" if known else " (new shopper: popular items)"))
+    for rank, result in enumerate(results, 1):
+        meta = ", ".join(f"{key}={value}" for key, value in result.metadata.items())
+        print(f"{rank:>3}. {result.score:.3f}  {result.id}  {meta}".rstrip())
     return 0
 
 
@@ -226,13 +376,20 @@ def _info(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from stylefinder.evaluate.retrieval import evaluate_index
 
+    if args.target == "fashion-mnist":
+        return _eval_fashion_mnist(args)
+    if not args.index or not args.label_column:
+        raise ValueError("eval needs --index and --label-column (or: eval fashion-mnist)")
+    if args.target == "personalization":
+        return _eval_personalization(args)
+
     try:
         ks = [int(k) for k in args.k.split(",") if k.strip()]
     except ValueError:
         raise ValueError(f"--k wants comma-separated integers, got {args.k!r}") from None
     if not ks or min(ks) < 1:
         raise ValueError("--k wants positive integers")
-    result = evaluate_index(args.index, label_column=args.label_column, ks=ks)
+    result = evaluate_index(args.index, label_column=args.label_column, ks=ks, raw=args.raw)
     if args.report:
         from stylefinder.evaluate.report import write_report
 
@@ -260,6 +417,62 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_fashion_mnist(args: argparse.Namespace) -> int:
+    from stylefinder.evaluate.fashion_mnist import evaluate_fashion_mnist
+
+    print(f"Fashion-MNIST, {args.backbone} (embeddings are cached after the first run):")
+    result = evaluate_fashion_mnist(
+        args.backbone,
+        held_out=args.held_out,
+        epochs=args.epochs,
+        limit=args.limit,
+        report_dir=args.report,
+        command=args.command_line,
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"\n{'configuration':<44} {'P@1':>6} {'P@5':>6} {'P@10':>6} {'mAP@10':>6}")
+    for row in result["rows"]:
+        print(
+            f"{row['configuration']:<44} {row['precision@1']:>6.3f} {row['precision@5']:>6.3f} "
+            f"{row['precision@10']:>6.3f} {row['mAP@10']:>6.3f}"
+        )
+    classifier, held = result["classifier"], result["held_out"]
+    print(
+        f"\nclassifier top-1 accuracy {classifier['top1_accuracy']:.4f} (top-3 "
+        f"{classifier['top3_accuracy']:.4f}); held-out class {held['class']}: precision@5 raw "
+        f"{held['raw']:.4f}, tuned without it {held['tuned_without_it']:.4f}"
+    )
+    if args.report:
+        print(f"report written to {args.report}/report.md")
+    return 0
+
+
+def _eval_personalization(args: argparse.Namespace) -> int:
+    from stylefinder.evaluate.personalization import evaluate_personalization
+
+    result = evaluate_personalization(
+        args.index,
+        args.label_column,
+        users=args.users,
+        seed=args.seed,
+        report_dir=args.report,
+        command=args.command_line,
+    )
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    metrics = ["hit_rate@10", "precision@10", "ndcg@10", "intra_list_diversity", "coverage"]
+    print(f"{args.users} simulated shoppers on {args.index} ({args.label_column!r}):")
+    print(f"{'method':<28}" + "".join(f"{m:>22}" for m in metrics))
+    for name, row in result["methods"].items():
+        print(f"{name:<28}" + "".join(f"{row.get(m, float('nan')):>22.3f}" for m in metrics))
+    if args.report:
+        print(f"report written to {args.report}/report.md")
+    return 0
+
+
 def _tune(args: argparse.Namespace) -> int:
     from stylefinder.recommend.projection import reset_projection, tune_index
 
@@ -270,13 +483,26 @@ def _tune(args: argparse.Namespace) -> int:
     if not args.label_column:
         raise ValueError("--label-column is required (or --reset)")
     projection = tune_index(
-        args.index, label_column=args.label_column, train_index=args.train_index, dim=args.dim
+        args.index,
+        label_column=args.label_column,
+        train_index=args.train_index,
+        method=args.method,
+        dim=args.dim,
+        epochs=args.epochs,
+        progress=True,
     )
     info = projection.info
     print(
-        f"learned a {info['dim']}-d projection from {info['items']:,} items with "
-        f"{info['labels']} labels ({args.label_column!r}); queries on {args.index} use it now"
+        f"learned a {info['dim']}-d {info['method']} projection from {info['items']:,} items "
+        f"with {info['labels']} labels ({args.label_column!r}); queries on {args.index} use it now"
     )
+    if projection.classifier is not None:
+        _annotate(args.index)
+    if "calibration_accuracy" in info:
+        print(
+            f"classifier accuracy on {info['calibration_items']:,} held-out training items: "
+            f"{info['calibration_accuracy']:.3f} (temperature {info['temperature']})"
+        )
     return 0
 
 

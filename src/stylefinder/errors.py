@@ -35,3 +35,10 @@ class UnknownItemError(StylefinderError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else "unknown item"
+
+
+class UnknownUserError(StylefinderError, KeyError):
+    """A shopper (user id) has no record in the index's event store."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else "unknown user"

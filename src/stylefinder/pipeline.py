@@ -24,6 +24,7 @@ from stylefinder.catalog.scan import file_hash, scan_folder
 from stylefinder.embed.backbones import DEFAULT_BACKBONE
 from stylefinder.embed.runner import Embedder
 from stylefinder.index.store import IndexStore, utc_now
+from stylefinder.recognize.recognition import RECOGNIZED_COLUMNS, annotate_index
 from stylefinder.types import Item
 
 
@@ -44,6 +45,8 @@ class IndexSummary:
     total: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
+    recognized: int = 0  # items whose colours (and category) were named in this run
+    recognition_failed: list[tuple[str, str]] = field(default_factory=list)  # (item id, reason)
 
     @property
     def images_per_second(self) -> float:
@@ -67,8 +70,14 @@ def build_index(
     checkpoint_seconds: float = 30.0,
     progress: bool = False,
     embedder: Embedder | None = None,
+    recognize: bool = True,
+    imagenet_categories: bool = False,
 ) -> IndexSummary:
-    """Index the images under `catalog_dir` into `index_dir` (created or updated in place)."""
+    """Index the images under `catalog_dir` into `index_dir` (created or updated in place).
+
+    With `recognize`, items then get `colours` metadata (and `category_pred` from a tuned
+    classifier, or from the ImageNet head when `imagenet_categories`); see `annotate_index`.
+    """
     started = time.perf_counter()
     root = Path(catalog_dir).resolve()
     summary = IndexSummary()
@@ -161,19 +170,28 @@ def build_index(
             bar.close()
         writer.commit()
         summary.total = len(writer.base)
+    if recognize and summary.total:
+        recognized = annotate_index(index_dir, imagenet=imagenet_categories, progress=progress)
+        summary.recognized = recognized.colours
+        summary.recognition_failed = recognized.failed
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def _item(entry: CatalogEntry, digest: str, old: Item | None) -> Item:
     now = utc_now()
+    metadata = dict(entry.metadata)
+    if old is not None and old.hash == digest:  # same image: what recognition found still holds
+        for column in RECOGNIZED_COLUMNS:
+            if column in old.metadata and column not in metadata:
+                metadata[column] = old.metadata[column]
     return Item(
         id=entry.item_id,
         path=entry.file.relpath,
         hash=digest,
         size=entry.file.size,
         mtime_ns=entry.file.mtime_ns,
-        metadata=entry.metadata,
+        metadata=metadata,
         added_at=old.added_at if old else now,
         updated_at=now,
     )

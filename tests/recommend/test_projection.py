@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -11,7 +12,12 @@ from stylefinder import Engine
 from stylefinder.cli import main
 from stylefinder.evaluate.metrics import precision_at_k
 from stylefinder.index.search import top_k
-from stylefinder.recommend.projection import Projection, fit_projection, reset_projection
+from stylefinder.recommend.projection import (
+    Projection,
+    fit_mlp_projection,
+    fit_projection,
+    reset_projection,
+)
 
 
 def synthetic_catalog(n_per_class: int = 60, seed: int = 0):
@@ -38,6 +44,35 @@ def test_tuning_improves_a_synthetic_labeled_catalog():
     np.testing.assert_allclose(np.linalg.norm(projection.apply(test_x), axis=1), 1, rtol=1e-5)
 
 
+def test_mlp_tuning_improves_retrieval_and_classifies():
+    train_x, train_y = synthetic_catalog(seed=1)
+    test_x, test_y = synthetic_catalog(seed=2)
+    projection = fit_mlp_projection(train_x, train_y, dim=16, components=64, epochs=30)
+    raw = precision_at_k(test_x, test_y, k=5)
+    tuned = precision_at_k(projection.apply(test_x), test_y, k=5)
+    assert tuned > raw + 0.2, (raw, tuned)
+    assert projection.apply(test_x).shape == (len(test_x), 16 + 64)  # network + components
+    probabilities = projection.probabilities(test_x)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    predicted = np.array(projection.classifier.labels)[probabilities.argmax(axis=1)]
+    assert (predicted == test_y).mean() > 0.9
+    assert projection.info["method"] == "mlp" and projection.info["labels"] == 5
+
+
+def test_mlp_round_trip(tmp_path):
+    x, y = synthetic_catalog()
+    projection = fit_mlp_projection(x, y, dim=8, components=16, epochs=2)
+    projection.save(tmp_path)
+    loaded = Projection.load(tmp_path)
+    assert loaded.dim == projection.dim == 24 and loaded.raw_weight == projection.raw_weight
+    assert loaded.classifier.labels == projection.classifier.labels
+    assert loaded.classifier.temperature == projection.classifier.temperature
+    np.testing.assert_allclose(loaded.apply(x[:5]), projection.apply(x[:5]), rtol=1e-6)
+    np.testing.assert_allclose(loaded.probabilities(x[:5]), projection.probabilities(x[:5]))
+    with pytest.raises(ValueError, match="no classifier"):
+        fit_projection(x, y, dim=4).probabilities(x[:1])
+
+
 def test_round_trip(tmp_path):
     x, y = synthetic_catalog()
     projection = fit_projection(x, y, dim=16)
@@ -62,10 +97,9 @@ def test_queries_on_a_tuned_index_use_the_projection(demo_index, tmp_path, capsy
     raw_ids = [r.id for r in engine.similar(item, k=10)]
     assert engine.projection is None
 
-    assert (
-        main(["tune", "--index", str(index_dir), "--label-column", "category", "--dim", "64"]) == 0
-    )
-    assert "64-d projection from 1,000 items" in capsys.readouterr().out
+    tune = ["tune", "--index", str(index_dir), "--label-column", "category"]
+    assert main([*tune, "--method", "linear", "--dim", "64"]) == 0
+    assert "64-d linear projection from 1,000 items" in capsys.readouterr().out
     assert engine.reload()  # tuning commits, so running engines pick it up
     projection = engine.projection
     assert projection is not None and projection.dim == 64
@@ -82,3 +116,24 @@ def test_queries_on_a_tuned_index_use_the_projection(demo_index, tmp_path, capsy
     assert reset_projection(index_dir) and engine.reload()
     assert engine.projection is None
     assert [r.id for r in engine.similar(item, k=10)] == raw_ids
+
+
+def test_default_tuning_trains_a_classifier_and_eval_measures_the_tuned_space(
+    demo_index, tmp_path, capsys
+):
+    source, _ = demo_index
+    index_dir = tmp_path / "ix"
+    shutil.copytree(source, index_dir)
+    args = ["--index", str(index_dir), "--label-column", "category"]
+    assert main(["eval", *args, "--json"]) == 0
+    raw = json.loads(capsys.readouterr().out)["metrics"]["precision@5"]
+    assert main(["tune", *args, "--epochs", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "mlp projection from" in out and "classifier accuracy" in out
+    projection = Engine.open(index_dir).projection
+    assert projection.classifier is not None and len(projection.classifier.labels) == 10
+    assert main(["eval", *args, "--json"]) == 0
+    tuned = json.loads(capsys.readouterr().out)["metrics"]["precision@5"]
+    assert main(["eval", *args, "--json", "--raw"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["precision@5"] == raw
+    assert tuned > raw + 0.05, (raw, tuned)  # fitted on these very items: an optimistic check

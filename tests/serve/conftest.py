@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -29,14 +31,46 @@ def api_index(demo_index, tmp_path):
     return target
 
 
+@pytest.fixture(scope="session")
+def recognized_index(demo, embedder, tmp_path_factory) -> Path:
+    """A 60-item index (6 of each demo class) whose items all have `colours` and an ImageNet
+    `category_pred`, written by `annotate_index`. Shared by the session: do not write to it."""
+    from stylefinder.pipeline import build_index
+    from stylefinder.recognize.recognition import annotate_index
+
+    root = tmp_path_factory.mktemp("recognized")
+    catalog = root / "catalog"
+    (catalog / "images").mkdir(parents=True)
+    with demo.csv_path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    kept: dict[str, list[dict]] = {}
+    for row in rows:
+        if len(kept.setdefault(row["category"], [])) < 6:
+            kept[row["category"]].append(row)
+    chosen = [row for group in kept.values() for row in group]
+    for row in chosen:
+        shutil.copy2(demo.root / row["path"], catalog / row["path"])
+    with (catalog / "catalog.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(chosen)
+    index_dir = root / "index"
+    build_index(catalog, index_dir, metadata_csv=catalog / "catalog.csv", embedder=embedder)
+    annotate_index(index_dir, imagenet=True)
+    return index_dir
+
+
 @pytest.fixture
 def make_client(api_index, embedder) -> Callable[..., TestClient]:
+    """make(index_dir=None, **ServerSettings fields): a started TestClient (the admin key is
+    ADMIN unless given); `index_dir` defaults to the test's private copy of the demo index."""
     clients = []
 
-    def make(**settings) -> TestClient:
+    def make(index_dir: Path | None = None, **settings) -> TestClient:
         settings.setdefault("admin_key", ADMIN)
-        engine = Engine(IndexStore.open(api_index), embedder=embedder)
-        app = create_app(ServerSettings(index_dir=str(api_index), **settings), engine=engine)
+        index_dir = index_dir or api_index
+        engine = Engine(IndexStore.open(index_dir), embedder=embedder)
+        app = create_app(ServerSettings(index_dir=str(index_dir), **settings), engine=engine)
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)

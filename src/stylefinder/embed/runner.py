@@ -254,6 +254,87 @@ class Embedder:
         os.replace(tmp, path)  # atomic: concurrent exporters never see a half-written graph
         return path
 
+    def classify_inputs(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed inputs (N, S, S, 3) uint8 -> ImageNet probabilities (N, 1000), in batches.
+
+        The batched form of `classify`, with the same head. The onnx runtime runs a separate
+        cached graph (pixels -> average pooling -> head -> softmax, always fp32); the torch
+        runtime runs the head eagerly, as `classify` does.
+
+        Example:
+            >>> x = np.zeros((2, 224, 224, 3), np.uint8)
+            >>> embedder.classify_inputs(x).shape  # doctest: +SKIP
+            (2, 1000)
+        """
+        import torch
+
+        from stylefinder.embed.networks import pool
+
+        classifier = self.loaded.classifier
+        if classifier is None:
+            raise ValueError(f"{self.spec.name} weights have no ImageNet head")
+        model = self.model
+
+        class _Classify(torch.nn.Module):  # uint8 pixels -> probabilities
+            def __init__(self) -> None:
+                super().__init__()
+                self.embedding = model
+                self.classifier = classifier
+
+            def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+                features = self.embedding.features(self.embedding.prepare(pixels))
+                return self.classifier(pool(features, "avg")).softmax(dim=1)
+
+        head = _Classify().eval()
+        if self.runtime == "onnx" and getattr(self, "_classify_session", None) is None:
+            self._classify_session = self._classify_onnx(head)
+        out = []
+        for i in range(0, len(batch), self.batch_size):
+            chunk = np.ascontiguousarray(batch[i : i + self.batch_size], np.uint8)
+            if self.runtime == "onnx":
+                out.append(self._classify_session.run(None, {"pixels": chunk})[0])
+            else:
+                with torch.inference_mode():
+                    out.append(head(torch.from_numpy(chunk)).numpy())
+        if not out:
+            return np.zeros((0, 1000), np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    def _classify_onnx(self, module):
+        """An ONNX Runtime session for `classify_inputs`' graph, exported once and cached."""
+        import onnxruntime as ort
+        import torch
+
+        name = f"{self.spec.name}-classify-{state_fingerprint(module)}-{GRAPH_VERSION}.onnx"
+        path = cache_dir() / "onnx" / name
+        if not path.is_file():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError:  # read-only home: export next to the temp files instead
+                path = Path(tempfile.mkdtemp(prefix="stylefinder-onnx-")) / path.name
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
+            os.close(fd)
+            log.info("exporting %s classifier to ONNX at %s", self.spec.name, path)
+            dummy = torch.zeros((1, *self.input_shape), dtype=torch.uint8)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    module,
+                    (dummy,),
+                    tmp,
+                    input_names=["pixels"],
+                    output_names=["probabilities"],
+                    dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
+                    opset_version=17,
+                    dynamo=False,
+                )
+            os.replace(tmp, path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
 
 def state_fingerprint(model, skip: tuple[str, ...] = ()) -> str:
     """A short SHA-256 of a torch module's parameters and buffers (independent of file layout),

@@ -7,6 +7,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import platform
 from datetime import datetime, timezone
 from importlib import metadata
@@ -18,6 +19,19 @@ from stylefinder.catalog.images import load_image
 from stylefinder.errors import BadImageError
 from stylefinder.evaluate.retrieval import RetrievalEvaluation
 from stylefinder.recommend.engine import Engine
+
+
+def environment_info() -> dict:
+    """When, on what machine and with which versions a report was made."""
+    return {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        },
+        "versions": {p: metadata.version(p) for p in ("stylefinder", "numpy", "onnxruntime")},
+    }
 
 
 def write_report(
@@ -36,9 +50,7 @@ def write_report(
     header = engine.store.header
     payload = {
         "command": command,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
-        "versions": {p: metadata.version(p) for p in ("stylefinder", "numpy", "onnxruntime")},
+        **environment_info(),
         "index": {
             "directory": str(index_dir),
             "backbone": header.backbone,

@@ -78,16 +78,26 @@ def retrieval_metrics(
 
 
 def evaluate_index(
-    index_dir: str | Path, *, label_column: str, ks: Sequence[int] = (1, 5, 10)
+    index_dir: str | Path,
+    *,
+    label_column: str,
+    ks: Sequence[int] = (1, 5, 10),
+    raw: bool = False,
 ) -> RetrievalEvaluation:
     """Leave-one-out evaluation of the labeled items of an index (items without the label
-    column are left out)."""
+    column are left out), in the space queries use: through the index's tuned projection if it
+    has one, unless `raw`."""
+    from stylefinder.recommend.projection import Projection
+
     snapshot = IndexStore.open(index_dir).snapshot()
     rows = [r for r, item in enumerate(snapshot.items) if item.metadata.get(label_column)]
     if len(rows) < 2:
         raise ValueError(f"fewer than two items have a {label_column!r} metadata value")
     labels = [snapshot.items[r].metadata[label_column] for r in rows]
     vectors = np.asarray(snapshot.vectors[rows])
+    projection = None if raw else Projection.load(index_dir)
+    if projection is not None:
+        vectors = projection.apply(vectors)
     result = retrieval_metrics(vectors, labels, ks)
     result.item_ids = [snapshot.items[r].id for r in rows]
     return result

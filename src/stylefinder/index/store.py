@@ -5,11 +5,17 @@ Layout of INDEX_DIR:
     header.json          backbone, pooling, dim, weights fingerprint, package version (immutable)
     manifest.sqlite      items (id, row, path, hash, metadata, timestamps) and state
     vectors-<gen>.npy    float32 (N, dim); row i belongs to the item whose `row` is i
+    coarse-<gen>.npy     optional, indexes of 20k+ rows: float32 (128, N) principal-component
+                         codes of the rows, the first stage of a two-stage search
+    coarse-basis-<gen>.npz   the mean and principal directions those codes use (may be older
+                         than the codes: small commits reuse the basis)
     .lock                writers hold an exclusive lock on it
 
-A commit writes the new matrix to a new file, then switches the manifest to it in one SQLite
-transaction. Killing a writer at any moment therefore leaves the last committed generation
-loadable, and readers never see a manifest and a matrix that disagree.
+A commit writes the new matrix (and codes) to new files, then switches the manifest to them in
+one SQLite transaction. Killing a writer at any moment therefore leaves the last committed
+generation loadable, and readers never see a manifest and a matrix that disagree. The state key
+`coarse` (JSON) names the coarse files with the calibrated candidate pool and measured recall;
+indexes without it are searched exactly.
 
 Example:
     >>> store = IndexStore.open("my-index")  # doctest: +SKIP
@@ -22,7 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
+import logging
 import os
 import sqlite3
 import tempfile
@@ -36,7 +44,11 @@ import numpy as np
 
 from stylefinder import __version__
 from stylefinder.errors import IndexStateError, UnknownItemError
+from stylefinder.index.coarse import DEFAULT_SETTINGS, CoarseSettings, calibrate, encode, fit_basis
+from stylefinder.index.search import CoarseIndex
 from stylefinder.types import EmbeddingSpace, Item
+
+log = logging.getLogger(__name__)
 
 FORMAT = 1
 HEADER_FILE = "header.json"
@@ -110,6 +122,7 @@ class Snapshot:
     items: list[Item]
     vectors: np.ndarray
     state: dict[str, str]
+    coarse: CoarseIndex | None = None  # first stage of a two-stage search (large indexes)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -223,11 +236,13 @@ class IndexStore:
                 con.execute("COMMIT")
             try:
                 vectors = self._load_vectors(state.get("vectors", ""), len(rows))
+                coarse = self._load_coarse(state, len(rows))
             except FileNotFoundError:  # a writer replaced that generation meanwhile: read again
                 time.sleep(0.01)
                 continue
             items = [_item_from_row(row) for row in rows]
-            return Snapshot(self.header, int(state.get("generation", 0)), items, vectors, state)
+            generation = int(state.get("generation", 0))
+            return Snapshot(self.header, generation, items, vectors, state, coarse)
         raise IndexStateError(f"{self.directory}: the vector file keeps disappearing")
 
     def _load_vectors(self, name: str, count: int) -> np.ndarray:
@@ -248,11 +263,49 @@ class IndexStore:
             )
         return vectors
 
+    def _load_coarse(self, state: dict[str, str], count: int) -> CoarseIndex | None:
+        """The coarse stage named by the state's `coarse` entry, memory-mapped; None when there
+        is none, its files are damaged or it was built for another matrix (a commit by an older
+        version): search is then exact, which is slower but right."""
+        info = _coarse_info(state.get("coarse", ""))
+        if not info.get("codes") or count == 0:
+            return None
+        codes_path = self.directory / info["codes"]
+        if info.get("matrix") != state.get("vectors"):
+            log.warning("%s was built for another matrix; searching exactly", codes_path)
+            return None
+        try:
+            codes = np.load(codes_path, mmap_mode="r", allow_pickle=False)
+            with np.load(self.directory / info["basis"], allow_pickle=False) as data:
+                mean, basis = data["mean"], data["basis"]
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("%s: coarse data unreadable (%s); searching exactly", codes_path, exc)
+            return None
+        dim = self.header.dim
+        if (
+            codes.dtype != np.float32
+            or codes.shape != (len(basis), count)
+            or basis.shape[1:] != (dim,)
+            or mean.shape != (dim,)
+        ):
+            log.warning("%s: coarse search data does not match; searching exactly", codes_path)
+            return None
+        pool = int(info.get("pool", 0))
+        recall = info.get("recall_at_10")
+        return CoarseIndex(mean.astype(np.float32), basis.astype(np.float32), codes, pool, recall)
+
     # -- writing ---------------------------------------------------------------------------------
 
-    def writer(self, *, timeout: float = 60.0) -> IndexWriter:
-        """A writer holding the index's exclusive lock; use it as a context manager."""
-        return IndexWriter(self, timeout=timeout)
+    def writer(
+        self, *, timeout: float = 60.0, coarse: CoarseSettings = DEFAULT_SETTINGS
+    ) -> IndexWriter:
+        """A writer holding the index's exclusive lock; use it as a context manager.
+
+        `coarse` says when commits build the first stage of the two-stage search.
+        """
+        return IndexWriter(self, timeout=timeout, coarse=coarse)
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.directory / MANIFEST_FILE, timeout=30, isolation_level=None)
@@ -271,9 +324,12 @@ class IndexWriter:
         ...     writer.commit()  # also done on a clean exit; an exception discards staged work
     """
 
-    def __init__(self, store: IndexStore, *, timeout: float) -> None:
+    def __init__(
+        self, store: IndexStore, *, timeout: float, coarse: CoarseSettings = DEFAULT_SETTINGS
+    ) -> None:
         self.store = store
         self.timeout = timeout
+        self.coarse = coarse
         self._lock_fd: int | None = None
         self._base: Snapshot | None = None
         self._puts: dict[str, tuple[Item, np.ndarray | None]] = {}
@@ -348,9 +404,11 @@ class IndexWriter:
         generation = base.generation + 1
         name = f"vectors-{generation}.npy"
         self._write_matrix(name, kept_rows, dim, row_of)
+        coarse = self._write_coarse(generation, name, kept_rows) if items else {}
         state = {
             "generation": str(generation),
             "vectors": name if items else "",
+            "coarse": json.dumps(coarse, sort_keys=True) if coarse else "",
             "updated_at": utc_now(),
         }
         state.update(self._state_updates)
@@ -371,7 +429,7 @@ class IndexWriter:
         self._removals.clear()
         self._state_updates = {}
         self._base = self.store.snapshot()
-        self._clean(keep={name, base.state.get("vectors", "")})
+        self._clean(keep=_files_of(state) | _files_of(base.state))
         return generation
 
     def _write_matrix(
@@ -380,11 +438,8 @@ class IndexWriter:
         total = len(kept_rows) + len(self._puts)
         if total == 0:
             return
-        directory = self.store.directory
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vectors-", suffix=".tmp")
-        os.close(fd)
-        try:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, dim))
+
+        def fill(out: np.ndarray) -> None:
             old = self.base.vectors
             kept = np.asarray(kept_rows, dtype=np.int64)
             for start in range(0, len(kept), _COPY_ROWS):
@@ -392,22 +447,85 @@ class IndexWriter:
                 out[start : start + len(part)] = old[part]
             for offset, (item, vector) in enumerate(self._puts.values(), start=len(kept)):
                 out[offset] = old[row_of[item.id]] if vector is None else vector
-            out.flush()
-            del out
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, directory / name)
-            _fsync_dir(directory)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+
+        _write_npy(self.store.directory / name, (total, dim), fill)
+
+    def _write_coarse(self, generation: int, name: str, kept_rows: list[int]) -> dict:
+        """Write the coarse stage for the new matrix `name`; returns its state entry ({}: none).
+
+        While fewer than `max_drift` of the rows changed since the basis was fitted, the basis,
+        the codes of kept rows, the pool and the recall carry over; otherwise the basis is fitted
+        again and the pool calibrated (a few seconds per 100k rows).
+        """
+        settings, directory = self.coarse, self.store.directory
+        vectors = np.load(directory / name, mmap_mode="r", allow_pickle=False)
+        total, dim = vectors.shape
+        coarse_dim = min(settings.dim, dim)
+        if total < settings.min_rows or coarse_dim * 2 > dim:
+            return {}
+        previous = _coarse_info(self.base.state.get("coarse", ""))
+        changed = sum(vector is not None for _, vector in self._puts.values())
+        changed += len(self._removals) + int(previous.get("changed_rows", 0))
+        old = self.base.coarse
+        if previous and changed <= settings.max_drift * total and previous.get("dim") == coarse_dim:
+            if not previous.get("codes"):  # exact search was chosen: keep it until data drifts
+                return {**previous, "changed_rows": changed}
+            if old is not None:
+                codes_name = f"coarse-{generation}.npy"
+
+                def reuse(out: np.ndarray) -> None:
+                    kept = np.asarray(kept_rows, dtype=np.int64)
+                    for start in range(0, len(kept), _COPY_ROWS):
+                        part = kept[start : start + _COPY_ROWS]
+                        out[:, start : start + len(part)] = old.codes[:, part]
+                    encode(vectors[len(kept) :], old.mean, old.basis, out=out, start=len(kept))
+
+                _write_npy(directory / codes_name, (coarse_dim, total), reuse)
+                return {**previous, "codes": codes_name, "matrix": name, "changed_rows": changed}
+        mean, basis = fit_basis(
+            vectors, coarse_dim, sample_rows=settings.sample_rows, seed=settings.seed
+        )
+        basis_name, codes_name = f"coarse-basis-{generation}.npz", f"coarse-{generation}.npy"
+        buffer = io.BytesIO()
+        np.savez(buffer, mean=mean, basis=basis)
+        atomic_write(directory / basis_name, buffer.getvalue())
+        _write_npy(
+            directory / codes_name,
+            (coarse_dim, total),
+            lambda out: encode(vectors, mean, basis, out=out),
+        )
+        codes = np.load(directory / codes_name, mmap_mode="r", allow_pickle=False)
+        result = calibrate(
+            vectors,
+            CoarseIndex(mean, basis, codes, pool=1),
+            queries=settings.queries,
+            pools=tuple(p for p in settings.pools if p <= total // 8) or settings.pools[:1],
+            target=settings.target_recall,
+            seed=settings.seed,
+        )
+        info = {
+            "matrix": name,  # the codes are only valid with this matrix
+            "dim": coarse_dim,
+            "recall_at_10": result.recall,
+            "queries": result.queries,
+            "changed_rows": 0,
+            "fitted_at": utc_now(),
+        }
+        if result.pool is None:  # no pool reached the target recall: stay exact
+            del codes
+            for stale in (basis_name, codes_name):
+                (directory / stale).unlink(missing_ok=True)
+            return {**info, "codes": "", "basis": "", "pool": 0}
+        return {**info, "codes": codes_name, "basis": basis_name, "pool": result.pool}
 
     def _clean(self, keep: set[str]) -> None:
         for path in self.store.directory.iterdir():
-            stale_matrix = path.name.startswith("vectors-") and path.suffix == ".npy"
-            stale_tmp = path.name.startswith(".vectors-") and path.suffix == ".tmp"
-            if (stale_matrix and path.name not in keep) or stale_tmp:
+            stale_data = path.name.startswith(("vectors-", "coarse-")) and path.suffix in (
+                ".npy",
+                ".npz",
+            )
+            stale_tmp = path.name.startswith((".vectors-", ".coarse-")) and path.suffix == ".tmp"
+            if (stale_data and path.name not in keep) or stale_tmp:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
@@ -466,6 +584,44 @@ def _item_from_row(row: tuple) -> Item:
         source,
         metadata_json=metadata,
     )
+
+
+def _coarse_info(text: str) -> dict:
+    """The state's `coarse` entry as a dict ({} when absent or unreadable)."""
+    if not text:
+        return {}
+    try:
+        info = json.loads(text)
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _files_of(state: dict[str, str]) -> set[str]:
+    """The data files a committed state refers to."""
+    coarse = _coarse_info(state.get("coarse", ""))
+    names = {state.get("vectors", ""), coarse.get("codes", ""), coarse.get("basis", "")}
+    return names - {""}
+
+
+def _write_npy(path: Path, shape: tuple[int, int], fill) -> None:
+    """Write a float32 .npy file of `shape` filled in place by `fill(array)`, atomically."""
+    prefix = "." + path.name.split("-")[0] + "-"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        fill(out)
+        out.flush()
+        del out
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def atomic_write(path: Path, data: bytes) -> None:

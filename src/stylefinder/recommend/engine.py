@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +24,26 @@ from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_ima
 from stylefinder.catalog.scan import bytes_hash, file_hash
 from stylefinder.embed.runner import Embedder
 from stylefinder.errors import BadImageError, UnknownItemError
+from stylefinder.index.events import CsvSource, Event, EventStore, ImportSummary
 from stylefinder.index.search import top_k
 from stylefinder.index.store import IndexStore, Snapshot, atomic_write, utc_now
+from stylefinder.recognize.recognition import (
+    CATEGORY_COLUMN,
+    Recognition,
+    image_colours,
+    imagenet_categories,
+    top_categories,
+)
+from stylefinder.recognize.taxonomy import UNKNOWN
 from stylefinder.recommend.filters import Filters, allowed_rows, column_values
+from stylefinder.recommend.personal import (
+    Profile,
+    ProfileSettings,
+    build_profile,
+    check_diversity,
+    popularity_vector,
+    rank,
+)
 from stylefinder.recommend.projection import Projection
 from stylefinder.types import EmbeddingSpace, Item
 
@@ -333,11 +350,48 @@ class Engine:
             mask = np.zeros(len(snapshot), bool) if mask is None else mask
             mask[exclude_rows] = True
         projection, matrix = self._search_space(snapshot)
-        if projection is not None:
-            vector = projection.apply(vector)
-        rows, scores = top_k(matrix, vector, k, exclude=mask)
+        coarse = snapshot.coarse  # two-stage search on large indexes; exact scores either way
+        if projection is not None:  # the projected matrix is small (64-d): exact search
+            vector, coarse = projection.apply(vector), None
+        rows, scores = top_k(matrix, vector, k, exclude=mask, coarse=coarse)
         pairs = zip(rows, scores, strict=True)
         return [self._result(snapshot.items[row], float(score)) for row, score in pairs]
+
+    def recognize(self, image: ImageSource) -> Recognition:
+        """The garment category (top 3, calibrated) and the dominant colours of `image`.
+
+        The index's own classifier (from `stylefinder tune`) answers when there is one, else
+        the backbone's ImageNet head mapped to a garment taxonomy.
+
+        Example:
+            >>> engine.recognize("upload.jpg").to_dict()["category"]  # doctest: +SKIP
+            'Dress'
+        """
+        picture = load_image(image, max_pixels=self.embedder.max_pixels)
+        projection = self.projection
+        if projection is not None and projection.classifier is not None:
+            vector = self.embedder.embed_one(picture)
+            probabilities = projection.probabilities(vector[None])
+            categories = top_categories(probabilities, projection.classifier.labels)[0]
+            source = "classifier"
+        else:
+            categories, source = imagenet_categories(self.embedder, [picture])[0], "imagenet"
+        return Recognition(categories, source, image_colours(picture))
+
+    def same_category_filter(self, image: ImageSource) -> dict[str, list[str]]:
+        """A filter keeping items of the category recognized in `image` (`category_pred`, or
+        the label column the classifier was trained on); empty when the category is unknown."""
+        return self.category_filter(self.recognize(image))
+
+    def category_filter(self, recognition: Recognition) -> dict[str, list[str]]:
+        """The filter keeping items of `recognition`'s category ({} when it is unknown)."""
+        if recognition.category == UNKNOWN:
+            return {}
+        projection = self.projection
+        column = CATEGORY_COLUMN
+        if recognition.source == "classifier" and projection is not None:
+            column = projection.info.get("label_column", CATEGORY_COLUMN)
+        return {column: [recognition.category]}
 
     def _result(self, item: Item, score: float) -> Recommendation:
         return Recommendation(item.id, self.image_path(item), round(score, 6), dict(item.metadata))
@@ -351,6 +405,157 @@ class Engine:
             if snapshot is self._snapshot:
                 self._by_hash = by_hash
         return by_hash.get(digest, [])
+
+    # -- shoppers --------------------------------------------------------------------------------
+    # Personalized recommendations (issue 8): events live in this index's manifest
+    # (stylefinder.index.events), the ranking is stylefinder.recommend.personal.
+
+    @property
+    def events(self) -> EventStore:
+        """The shoppers' users, events and tokens, kept in this index's manifest."""
+        store = getattr(self, "_event_store", None)
+        if store is None:
+            with self._lock:
+                store = getattr(self, "_event_store", None)
+                if store is None:
+                    store = self._event_store = EventStore(self.store.directory)
+        return store
+
+    def record_event(
+        self,
+        user_id: str,
+        item_id: str,
+        kind: str,
+        *,
+        timestamp: object = None,
+        weight: object = None,
+    ) -> Event:
+        """Store that shopper `user_id` did `kind` (view, like, dislike, add_to_cart, purchase)
+        to catalog item `item_id`; `timestamp` (ISO 8601 or epoch seconds) defaults to now.
+
+        Example:
+            >>> engine.record_event("u-1", "dress-12", "like")  # doctest: +SKIP
+            Event(user_id='u-1', item_id='dress-12', kind='like', ...)
+        """
+        return self.events.add_event(
+            user_id, item_id, kind, timestamp=timestamp, weight=weight, known_items=self._snapshot
+        )
+
+    def record_events(self, user_id: str, events: Iterable[Mapping[str, object]]) -> list[Event]:
+        """Store several events of one shopper, all or none (see `EventStore.add_events`).
+
+        Example:
+            >>> engine.record_events("u-1", [{"item_id": "dress-12", "kind": "view"}])
+            ... # doctest: +SKIP
+        """
+        return self.events.add_events(user_id, events, known_items=self._snapshot)
+
+    def import_events(self, source: CsvSource) -> ImportSummary:
+        """Import events from CSV (user_id,item_id,kind[,timestamp][,weight]); bad rows are
+        rejected with their line number and the rest is stored.
+
+        Example:
+            >>> engine.import_events("events.csv").added  # doctest: +SKIP
+            998
+        """
+        return self.events.import_csv(source, known_items=self._snapshot)
+
+    def recommend_for_user(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        filters: Filters | None = None,
+        diversity: float | None = None,
+        settings: ProfileSettings | None = None,
+        now: float | None = None,
+    ) -> list[Recommendation]:
+        """The `k` items to show shopper `user_id`, from their events: near what they liked,
+        bought or carted (recent events count more), away from what they disliked, never what
+        they bought or disliked, spread out by MMR (`diversity` in [0, 1]; None: 0.3, or 0.5 for
+        the cold start). A shopper with no positive events gets popular, varied items.
+
+        `score` is the personal relevance (popularity for the cold start); with diversity the
+        order is MMR's, so scores need not decrease.
+
+        Example:
+            >>> [r.id for r in engine.recommend_for_user("u-1", k=3)]  # doctest: +SKIP
+            ['dress-40', 'dress-7', 'coat-3']
+        """
+        _check_k(k)
+        if diversity is not None:
+            check_diversity(diversity)
+        settings = settings or ProfileSettings()
+        snapshot = self._snapshot
+        events = self.events.events(user_id)
+        profile = build_profile(events, snapshot.row_of, settings=settings, now=now)
+        popularity = None
+        if profile.cold:
+            counts = self.events.item_counts()
+            size = len(snapshot)
+            popularity = popularity_vector(counts, snapshot.row_of, size, settings=settings)
+        return self._personal(snapshot, profile, k, filters, diversity, settings, popularity)
+
+    def recommend_from_examples(
+        self,
+        positive: Sequence[str],
+        negative: Sequence[str] = (),
+        k: int = 10,
+        *,
+        filters: Filters | None = None,
+        diversity: float | None = None,
+        settings: ProfileSettings | None = None,
+    ) -> list[Recommendation]:
+        """More like the `positive` items, not like the `negative` ones (catalog ids); the
+        examples themselves are not returned.
+
+        Example:
+            >>> engine.recommend_from_examples(["dress-12", "dress-40"], ["coat-3"], k=5)
+            ... # doctest: +SKIP
+        """
+        _check_k(k)
+        if diversity is not None:
+            check_diversity(diversity)
+        snapshot = self._snapshot
+        positive = [positive] if isinstance(positive, str) else list(positive)
+        negative = [negative] if isinstance(negative, str) else list(negative)
+        if not positive:
+            raise ValueError("give at least one positive example")
+        rows = []
+        for item_id in [*positive, *negative]:
+            row = snapshot.row_of.get(item_id)
+            if row is None:
+                raise UnknownItemError(f"no item {item_id!r} in the index")
+            rows.append(row)
+        profile = Profile.from_examples(rows[: len(positive)], rows[len(positive) :])
+        settings = settings or ProfileSettings()
+        return self._personal(snapshot, profile, k, filters, diversity, settings, None)
+
+    def _personal(
+        self,
+        snapshot: Snapshot,
+        profile: Profile,
+        k: int,
+        filters: Filters | None,
+        diversity: float | None,
+        settings: ProfileSettings,
+        popularity: np.ndarray | None,
+    ) -> list[Recommendation]:
+        _, matrix = self._search_space(snapshot)
+        allowed = allowed_rows(snapshot.items, filters) if filters else None
+        rows, scores = rank(
+            matrix,
+            profile,
+            k,
+            allowed=allowed,
+            popularity=popularity,
+            diversity=diversity,
+            settings=settings,
+        )
+        pairs = zip(rows, scores, strict=True)
+        return [self._result(snapshot.items[row], float(score)) for row, score in pairs]
+
+    # -- end of shoppers -------------------------------------------------------------------------
 
 
 API_IMAGES = "images"

@@ -1,7 +1,8 @@
 """Metadata filters, applied before ranking so that k results still come back when they exist.
 
 A filter maps a metadata column to an allowed value or a list of allowed values; an item passes
-when every filtered column holds one of the allowed values.
+when every filtered column holds one of the allowed values. Multi-value columns (`colours`: names
+separated by commas) pass when any of their values is allowed.
 
 Example:
     >>> from stylefinder.types import Item
@@ -20,6 +21,7 @@ import numpy as np
 from stylefinder.types import Item
 
 Filters = Mapping[str, str | Sequence[str]]
+MULTI_VALUE_COLUMNS = frozenset({"colours"})
 
 
 def parse_filters(texts: Sequence[str], separator: str) -> dict[str, list[str]]:
@@ -45,8 +47,12 @@ def allowed_rows(items: Sequence[Item], filters: Filters | None) -> np.ndarray:
         allowed = {wanted} if isinstance(wanted, str) else set(wanted)
         if not allowed:
             continue
-        values = np.array([item.metadata.get(column) for item in items], dtype=object)
-        mask &= np.fromiter((v in allowed for v in values), bool, count=len(items))
+        values = [item.metadata.get(column) for item in items]
+        if column in MULTI_VALUE_COLUMNS:
+            passes = (bool(v and allowed.intersection(v.split(","))) for v in values)
+        else:
+            passes = (v in allowed for v in values)
+        mask &= np.fromiter(passes, bool, count=len(items))
     return mask
 
 
@@ -58,5 +64,5 @@ def column_values(items: Sequence[Item], *, max_values: int = 100) -> dict[str, 
         for column, value in item.metadata.items():
             values = seen.setdefault(column, set())
             if len(values) <= max_values:
-                values.add(value)
+                values.update(value.split(",") if column in MULTI_VALUE_COLUMNS else [value])
     return {c: sorted(v) for c, v in sorted(seen.items()) if len(v) <= max_values}

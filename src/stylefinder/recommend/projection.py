@@ -1,7 +1,10 @@
 """A projection of the frozen embeddings learned from a shop's own labels.
 
-Within-class whitening, then the most discriminative directions (64 by default): directions
-along which items of one label vary are shrunk, so that neighbours share labels more often.
+Two methods. `mlp` (the default): the embeddings' principal components feed a small two-layer
+network trained on CPU to classify the labels; its output, blended with the principal components
+(so that what the labels do not describe still counts), is the new embedding, and its softmax
+head is a calibrated category classifier. `linear`: within-class whitening, then the most
+discriminative directions: directions along which items of one label vary are shrunk.
 Vectors are L2-normalized after the projection. It is stored in the index directory as
 `projection.npz` (arrays only, no pickle) and applied to catalog and query vectors alike.
 
@@ -24,16 +27,33 @@ PROJECTION_FILE = "projection.npz"
 
 
 @dataclass
+class Classifier:
+    """Softmax head on the network's output: probabilities = softmax((z @ weight + bias) / T)."""
+
+    labels: list[str]
+    weight: np.ndarray  # (d, classes)
+    bias: np.ndarray  # (classes,)
+    temperature: float = 1.0  # fitted on held-out training items, so probabilities are calibrated
+
+
+@dataclass
 class Projection:
-    """x -> normalize((x - mean) @ matrix)."""
+    """x -> h = (x - mean) @ matrix; then, with `layers`, z = MLP(h) and the output is
+    [sqrt(raw_weight) * normalize(h), sqrt(1 - raw_weight) * normalize(z)]; else normalize(h)."""
 
     mean: np.ndarray  # (D,)
     matrix: np.ndarray  # (D, d)
     info: dict = field(default_factory=dict)  # training metadata, saved with it
+    layers: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # ReLU between
+    raw_weight: float = 0.0
+    classifier: Classifier | None = None
 
     @property
     def dim(self) -> int:
-        return int(self.matrix.shape[1])
+        if not self.layers:
+            return int(self.matrix.shape[1])
+        out = int(self.layers[-1][0].shape[1])
+        return out + (int(self.matrix.shape[1]) if self.raw_weight > 0 else 0)
 
     def apply(self, vectors: np.ndarray, *, block: int = 65_536) -> np.ndarray:
         """Project unit vectors (N, D) or (D,) to unit vectors (N, d) or (d,)."""
@@ -42,18 +62,54 @@ class Projection:
         rows = vectors[None] if single else vectors
         out = np.empty((len(rows), self.dim), np.float32)
         for start in range(0, len(rows), block):
-            part = (rows[start : start + block] - self.mean) @ self.matrix
-            norms = np.linalg.norm(part, axis=1, keepdims=True)
-            out[start : start + block] = part / np.maximum(norms, 1e-12)
+            hidden = (rows[start : start + block] - self.mean) @ self.matrix
+            if not self.layers:
+                out[start : start + block] = _normalize(hidden)
+                continue
+            parts = [np.sqrt(1 - self.raw_weight) * _normalize(self._network(hidden))]
+            if self.raw_weight > 0:
+                parts.insert(0, np.sqrt(self.raw_weight) * _normalize(hidden))
+            out[start : start + block] = np.hstack(parts)
         return out[0] if single else out
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """Calibrated label probabilities (N, classes) of unit vectors (N, D).
+
+        Example:
+            >>> projection.probabilities(engine.embed("photo.jpg")[None])  # doctest: +SKIP
+            array([[0.01, 0.93, ...]], dtype=float32)
+        """
+        if self.classifier is None:
+            raise ValueError("this projection has no classifier (tune with --method mlp)")
+        rows = np.asarray(vectors, np.float32).reshape(-1, len(self.mean))
+        logits = self._network((rows - self.mean) @ self.matrix) @ self.classifier.weight
+        logits = (logits + self.classifier.bias) / self.classifier.temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def _network(self, hidden: np.ndarray) -> np.ndarray:
+        for n, (weight, bias) in enumerate(self.layers):
+            hidden = hidden @ weight + bias
+            if n < len(self.layers) - 1:
+                hidden = np.maximum(hidden, 0)
+        return hidden
 
     def save(self, directory: str | Path) -> Path:
         """Write projection.npz into `directory` atomically."""
         from stylefinder.index.store import atomic_write
 
+        arrays = {"mean": self.mean, "matrix": self.matrix, "raw_weight": self.raw_weight}
+        for n, (weight, bias) in enumerate(self.layers):
+            arrays[f"layer{n}_weight"], arrays[f"layer{n}_bias"] = weight, bias
+        if self.classifier is not None:
+            arrays["class_weight"] = self.classifier.weight
+            arrays["class_bias"] = self.classifier.bias
+            arrays["class_temperature"] = self.classifier.temperature
+            arrays["class_labels"] = json.dumps(self.classifier.labels)
         target = Path(directory) / PROJECTION_FILE
         buffer = io.BytesIO()
-        np.savez(buffer, mean=self.mean, matrix=self.matrix, info=json.dumps(self.info))
+        np.savez(buffer, info=json.dumps(self.info), **arrays)
         atomic_write(target, buffer.getvalue())
         return target
 
@@ -64,8 +120,35 @@ class Projection:
         if not path.is_file():
             return None
         with np.load(path, allow_pickle=False) as data:
-            info = json.loads(str(data["info"]))
-            return cls(data["mean"].astype(np.float32), data["matrix"].astype(np.float32), info)
+            f32 = {
+                name: data[name].astype(np.float32)
+                for name in data.files
+                if name not in ("info", "class_labels")
+            }
+            layers = []
+            while f"layer{len(layers)}_weight" in f32:
+                n = len(layers)
+                layers.append((f32[f"layer{n}_weight"], f32[f"layer{n}_bias"]))
+            classifier = None
+            if "class_weight" in data.files:
+                classifier = Classifier(
+                    json.loads(str(data["class_labels"])),
+                    f32["class_weight"],
+                    f32["class_bias"],
+                    float(data["class_temperature"]),
+                )
+            return cls(
+                f32["mean"],
+                f32["matrix"],
+                json.loads(str(data["info"])),
+                layers,
+                float(data["raw_weight"]) if "raw_weight" in data.files else 0.0,
+                classifier,
+            )
+
+
+def _normalize(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
 def fit_projection(
@@ -105,7 +188,8 @@ def fit_projection(
     order = np.argsort(total)[::-1][:keep]
     matrix = (whitening @ directions[:, order]).astype(np.float32)
     info = {
-        "method": "within-class whitening + discriminant directions",
+        "method": "linear",
+        "description": "within-class whitening + discriminant directions",
         "dim": keep,
         "shrinkage": shrinkage,
         "items": len(x),
@@ -114,13 +198,149 @@ def fit_projection(
     return Projection(mean.astype(np.float32), matrix, info)
 
 
+def fit_mlp_projection(
+    vectors: np.ndarray,
+    labels: list[str] | np.ndarray,
+    *,
+    dim: int = 128,
+    components: int = 256,
+    hidden: int = 512,
+    epochs: int = 10,
+    raw_weight: float = 0.5,
+    calibration_share: float = 0.05,
+    seed: int = 0,
+    progress: bool = False,
+) -> Projection:
+    """Train a two-layer network on the principal components to classify `labels` (CPU, torch).
+
+    The network's `dim`-d output, blended with the `components` principal components by
+    `raw_weight` (share of the similarity that stays label-free), is the new embedding; its
+    softmax head becomes the projection's classifier, with a temperature fitted on a held-out
+    `calibration_share` of the items. 60,000 items train in a few minutes on 2 cores.
+
+    Example:
+        >>> projection = fit_mlp_projection(vectors, labels, epochs=5)  # doctest: +SKIP
+        >>> projection.classifier.labels  # doctest: +SKIP
+        ['Bag', 'Coat', ...]
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    x = np.asarray(vectors, np.float32)
+    labels = np.asarray(labels)
+    classes = sorted(set(labels.tolist()))
+    if len(x) != len(labels) or len(classes) < 2:
+        raise ValueError("tuning needs labeled vectors of at least two different labels")
+    if not 0 <= raw_weight < 1:
+        raise ValueError(f"raw_weight must be in [0, 1), not {raw_weight}")
+    targets = np.searchsorted(classes, labels)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+
+    mean = x.mean(axis=0)
+    sample = x[rng.permutation(len(x))[:20_000]] - mean
+    components = min(components, *sample.shape)
+    basis = np.linalg.svd(sample, full_matrices=False)[2][:components].T.astype(np.float32)
+    h = (x - mean) @ basis
+    centre, scale = h.mean(axis=0), h.std(axis=0) + 1e-6
+
+    order = rng.permutation(len(x))
+    held = order[: int(len(x) * calibration_share)] if len(x) >= 200 else order[:0]
+    train = order[len(held) :]
+    inputs = torch.from_numpy((h - centre) / scale)
+    y = torch.from_numpy(targets.astype(np.int64))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(components, hidden),
+        torch.nn.BatchNorm1d(hidden),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.2),
+        torch.nn.Linear(hidden, dim),
+    )
+    head = torch.nn.Linear(dim, len(classes))
+    parameters = [*net.parameters(), *head.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-3, weight_decay=1e-4)
+    batch = 256 if len(train) >= 2048 else 32
+    steps_per_epoch = -(-len(train) // batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=3e-3, total_steps=epochs * steps_per_epoch
+    )
+    bar = tqdm(total=epochs * steps_per_epoch, desc="tune", unit="step", disable=not progress)
+    for _epoch in range(epochs):
+        net.train()
+        permutation = torch.from_numpy(rng.permutation(train))
+        for start in range(0, len(permutation), batch):
+            rows = permutation[start : start + batch]
+            if len(rows) < 2:  # batch norm needs two rows
+                continue
+            loss = torch.nn.functional.cross_entropy(
+                head(net(inputs[rows])), y[rows], label_smoothing=0.1
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    net.eval()
+
+    first, norm, _, _, second = net
+    with torch.no_grad():  # fold the input scaling and batch norm into the first layer
+        gain = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).numpy()
+        w1 = first.weight.numpy().T / scale[:, None] * gain
+        b1 = (first.bias.numpy() - (centre / scale) @ first.weight.numpy().T) * gain
+        b1 += (
+            norm.bias - norm.running_mean * norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        ).numpy()
+        layers = [(w1.astype(np.float32), b1.astype(np.float32))]
+        layers.append((second.weight.numpy().T.copy(), second.bias.numpy().copy()))
+        classifier = Classifier(classes, head.weight.numpy().T.copy(), head.bias.numpy().copy())
+    projection = Projection(mean, basis, {}, layers, raw_weight, classifier)
+    calibration = {}
+    if len(held):
+        classifier.temperature = _fit_temperature(projection, x[held], targets[held])
+        accuracy = projection.probabilities(x[held]).argmax(axis=1) == targets[held]
+        calibration = {
+            "calibration_items": len(held),
+            "calibration_accuracy": float(accuracy.mean()),
+        }
+    projection.info = {
+        "method": "mlp",
+        "dim": projection.dim,
+        "components": components,
+        "hidden": hidden,
+        "epochs": epochs,
+        "raw_weight": raw_weight,
+        "items": len(train),
+        "labels": len(classes),
+        "temperature": round(classifier.temperature, 4),
+        **calibration,
+    }
+    return projection
+
+
+def _fit_temperature(projection: Projection, x: np.ndarray, targets: np.ndarray) -> float:
+    """The softmax temperature with the lowest negative log-likelihood on held-out items."""
+    classifier = projection.classifier
+    best, best_nll = 1.0, np.inf
+    for temperature in np.exp(np.linspace(np.log(0.25), np.log(4.0), 41)):
+        classifier.temperature = float(temperature)
+        probabilities = projection.probabilities(x)[np.arange(len(x)), targets]
+        nll = -np.log(np.maximum(probabilities, 1e-12)).mean()
+        if nll < best_nll:
+            best, best_nll = float(temperature), nll
+    return best
+
+
 def tune_index(
     index_dir: str | Path,
     *,
     label_column: str,
     train_index: str | Path | None = None,
-    dim: int = 64,
-    shrinkage: float = 0.1,
+    method: str = "mlp",
+    dim: int | None = None,
+    epochs: int = 10,
+    progress: bool = False,
 ) -> Projection:
     """Learn a projection from the labels of `train_index` (default: the index itself) and
     store it in `index_dir`; engines pick it up on their next reload.
@@ -136,9 +356,15 @@ def tune_index(
     snapshot = source.snapshot()
     rows = [r for r, item in enumerate(snapshot.items) if item.metadata.get(label_column)]
     labels = [snapshot.items[r].metadata[label_column] for r in rows]
-    projection = fit_projection(
-        np.asarray(snapshot.vectors[rows]), labels, dim=dim, shrinkage=shrinkage
-    )
+    vectors = np.asarray(snapshot.vectors[rows])
+    if method == "mlp":
+        projection = fit_mlp_projection(
+            vectors, labels, dim=dim or 128, epochs=epochs, progress=progress
+        )
+    elif method == "linear":
+        projection = fit_projection(vectors, labels, dim=dim or 64)
+    else:
+        raise ValueError(f"unknown tuning method {method!r}; use mlp or linear")
     projection.info.update(
         label_column=label_column,
         trained_on=str(Path(source.directory).resolve()),

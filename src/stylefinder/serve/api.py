@@ -15,19 +15,17 @@ import json
 import logging
 import mimetypes
 import os
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stylefinder import __version__
@@ -38,21 +36,36 @@ from stylefinder.errors import (
     IndexStateError,
     StylefinderError,
     UnknownItemError,
+    UnknownUserError,
 )
-from stylefinder.recommend.engine import Engine, Recommendation
-from stylefinder.recommend.filters import parse_filters
+from stylefinder.recognize.recognition import CATEGORY_COLUMN, Recognition
+from stylefinder.recommend.engine import Engine
+from stylefinder.serve.common import (
+    ERRORS,
+    ApiError,
+    api_key_header,
+    bearer,
+    details,
+    image_url,
+    matches,
+    parse_body,
+    query_filters,
+    result_out,
+)
 from stylefinder.serve.limits import BodySizeLimit, Metrics, RequestTimeout
 from stylefinder.serve.schemas import (
     MAX_K,
-    ErrorResponse,
     Health,
     ItemList,
     ItemOut,
     ItemRequest,
     ItemResponse,
+    RecognitionOut,
+    RecognizeRequest,
     SearchRequest,
     SearchResponse,
 )
+from stylefinder.serve.users import users_router
 from stylefinder.types import Item
 
 log = logging.getLogger(__name__)
@@ -100,23 +113,8 @@ def _key(env: os._Environ, name: str) -> str | None:
     return env.get(name) or None
 
 
-class ApiError(Exception):
-    """An error answered as JSON: {"error": {"code", "message"}} with an HTTP status."""
-
-    def __init__(self, status: int, code: str, message: str, details: list | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
-
-
-ERRORS = {
-    400: {"model": ErrorResponse, "description": "malformed request"},
-    401: {"model": ErrorResponse, "description": "missing or wrong API key"},
-    413: {"model": ErrorResponse, "description": "upload or image too large"},
-    415: {"model": ErrorResponse, "description": "unsupported content type"},
-    422: {"model": ErrorResponse, "description": "invalid parameters or not a usable image"},
-}
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
-_bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
+#: Documented answers of the routes that take an image.
+_IMAGE_ERRORS = {code: ERRORS[code] for code in (400, 401, 413, 415, 422)}
 
 
 def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> FastAPI:
@@ -149,19 +147,19 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         return engine_
 
     def presented_key(
-        api_key: str | None = Depends(_api_key_header),
-        bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+        api_key: str | None = Depends(api_key_header),
+        bearer_: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> str | None:
-        return api_key or (bearer.credentials if bearer else None)
+        return api_key or (bearer_.credentials if bearer_ else None)
 
     def require_read(key: str | None = Depends(presented_key)) -> None:
-        if settings.read_key and not _matches(key, settings.read_key, settings.admin_key):
+        if settings.read_key and not matches(key, settings.read_key, settings.admin_key):
             raise ApiError(401, "unauthorized", "this index needs a read or admin API key")
 
     def require_admin(key: str | None = Depends(presented_key)) -> None:
         if not settings.admin_key:
             raise ApiError(403, "writes_disabled", "writes are disabled: no admin key configured")
-        if not _matches(key, settings.admin_key):
+        if not matches(key, settings.admin_key):
             raise ApiError(401, "unauthorized", "writes need the admin API key")
 
     read = [Depends(require_read)]
@@ -187,38 +185,61 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
     @app.post(
         "/v1/search",
         response_model=SearchResponse,
+        response_model_exclude_none=True,
         tags=["search"],
         dependencies=read,
-        responses=ERRORS,
+        responses={**_IMAGE_ERRORS, 409: ERRORS[409]},
         openapi_extra=_search_body_schema(),
     )
     async def search(request: Request, engine_: Engine = Depends(get_engine)) -> SearchResponse:
         """The k catalog items most similar to an image, sent as a multipart file upload
-        (fields `image`, `k`, `filters` as JSON) or as JSON with the image base64-encoded."""
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            fields = await _form(request)
-            data = await _file_field(fields, "image")
-            k = _int_field(fields.get("k"), "k", default=5)
-            filters = _json_field(fields.get("filters"), "filters", default={})
-        elif content_type.startswith("application/json"):
-            body = _parse(SearchRequest, await request.body())
-            data, k, filters = _decode_base64(body.image_base64), body.k, body.filters
+        (fields `image`, `k`, `filters` as JSON, `same_category`) or as JSON with the image
+        base64-encoded. With `same_category`, only items of the category recognized in the
+        image are returned, and the recognition comes back too."""
+        upload = await _image_upload(request, SearchRequest, settings)
+        if upload.form is not None:
+            k = _int_field(upload.form.get("k"), "k", default=5)
+            filters = _json_field(upload.form.get("filters"), "filters", default={})
+            same = _bool_field(upload.form.get("same_category"), "same_category")
         else:
-            raise ApiError(415, "unsupported_media_type", "send multipart/form-data or JSON")
-        _check_upload(data, settings)
+            body = upload.body
+            k, filters, same = body.k, body.filters, body.same_category
         if not 1 <= k <= MAX_K:
             raise ApiError(422, "invalid_k", f"k must be between 1 and {MAX_K}")
         filters = _check_filters(filters)
-        results = await run_in_threadpool(engine_.recommend, data, k, filters=filters)
-        return SearchResponse(results=[_result(r, request) for r in results])
+        recognition = None
+        if same:
+            recognition, category = await run_in_threadpool(_category, engine_, upload.data)
+            filters = _both(filters, category)
+        results = []
+        if filters is not None:  # None: the filters exclude each other, nothing can pass
+            results = await run_in_threadpool(engine_.recommend, upload.data, k, filters=filters)
+        return SearchResponse(
+            results=[result_out(r, request) for r in results],
+            recognition=recognition.to_dict() if recognition else None,
+        )
+
+    @app.post(
+        "/v1/recognize",
+        response_model=RecognitionOut,
+        tags=["search"],
+        dependencies=read,
+        responses=_IMAGE_ERRORS,
+        openapi_extra=_recognize_body_schema(),
+    )
+    async def recognize(request: Request, engine_: Engine = Depends(get_engine)) -> dict:
+        """The garment category (top 3, calibrated) and dominant colours of an image, sent as
+        for /v1/search: multipart field `image`, or JSON `image_base64`."""
+        upload = await _image_upload(request, RecognizeRequest, settings)
+        recognition = await run_in_threadpool(engine_.recognize, upload.data)
+        return recognition.to_dict()
 
     @app.get(
         "/v1/items/{item_id:path}/similar",
         response_model=SearchResponse,
         tags=["items"],
         dependencies=read,
-        responses={**ERRORS, 404: ERRORS[422]},
+        responses={**_IMAGE_ERRORS, 404: ERRORS[404]},
     )
     def similar(
         item_id: str,
@@ -228,14 +249,14 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
     ) -> SearchResponse:
         """More like this: the k items most similar to catalog item `item_id`, without it."""
         results = engine_.similar(item_id, k=k)
-        return SearchResponse(results=[_result(r, request) for r in results])
+        return SearchResponse(results=[result_out(r, request) for r in results])
 
     @app.get(
         "/v1/items/{item_id:path}/image",
         tags=["items"],
         dependencies=read,
         response_class=FileResponse,
-        responses={404: ERRORS[422]},
+        responses={404: ERRORS[404]},
     )
     def item_image(item_id: str, engine_: Engine = Depends(get_engine)) -> FileResponse:
         """The item's image file."""
@@ -250,7 +271,7 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         response_model=ItemResponse,
         tags=["items"],
         dependencies=read,
-        responses={404: ERRORS[422]},
+        responses={404: ERRORS[404]},
     )
     def get_item(item_id: str, request: Request, engine_: Engine = Depends(get_engine)):
         """One catalog item and its metadata."""
@@ -267,10 +288,7 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         engine_: Engine = Depends(get_engine),
     ) -> ItemList:
         """A page of catalog items, optionally filtered on metadata."""
-        try:
-            filters = parse_filters(filter, ":")
-        except ValueError as exc:
-            raise ApiError(422, "invalid_filter", str(exc)) from None
+        filters = query_filters(filter)
         items, total = engine_.browse(offset=offset, limit=limit, filters=filters)
         return ItemList(
             items=[_item_out(i, request) for i in items], total=total, offset=offset, limit=limit
@@ -282,7 +300,7 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         status_code=201,
         tags=["catalog writes"],
         dependencies=[Depends(require_admin)],
-        responses={**ERRORS, 200: {"model": ItemResponse, "description": "item replaced"}},
+        responses={**_IMAGE_ERRORS, 200: {"model": ItemResponse, "description": "item replaced"}},
         openapi_extra=_item_body_schema(),
     )
     async def put_item(
@@ -291,22 +309,15 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         """Add an item, or replace the item with the same id (admin key). Multipart fields
         `id`, `image` (file) and `metadata` (JSON object), or the same as JSON with
         `image_base64`. Visible to the next search at once."""
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            fields = await _form(request)
-            item_id = fields.get("id")
+        upload = await _image_upload(request, ItemRequest, settings)
+        if upload.form is not None:
+            item_id = upload.form.get("id")
             if not isinstance(item_id, str):
                 raise ApiError(422, "missing_id", "multipart field 'id' is required")
-            data = await _file_field(fields, "image")
-            metadata = _json_field(fields.get("metadata"), "metadata", default={})
-        elif content_type.startswith("application/json"):
-            body = _parse(ItemRequest, await request.body())
-            item_id, metadata = body.id, body.metadata
-            data = _decode_base64(body.image_base64)
+            metadata = _json_field(upload.form.get("metadata"), "metadata", default={})
         else:
-            raise ApiError(415, "unsupported_media_type", "send multipart/form-data or JSON")
-        _check_upload(data, settings)
-        item, created = await run_in_threadpool(engine_.add_item, item_id, data, metadata)
+            item_id, metadata = upload.body.id, upload.body.metadata
+        item, created = await run_in_threadpool(engine_.add_item, item_id, upload.data, metadata)
         response.status_code = 201 if created else 200
         return ItemResponse(item=_item_out(item, request), created=created)
 
@@ -315,13 +326,14 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         status_code=204,
         tags=["catalog writes"],
         dependencies=[Depends(require_admin)],
-        responses={401: ERRORS[401], 404: ERRORS[422]},
+        responses={401: ERRORS[401], 404: ERRORS[404]},
     )
     async def delete_item(item_id: str, engine_: Engine = Depends(get_engine)) -> Response:
         """Remove an item (admin key)."""
         await run_in_threadpool(engine_.remove_item, item_id)
         return Response(status_code=204)
 
+    app.include_router(users_router(settings, get_engine, require_admin))
     return app
 
 
@@ -333,20 +345,58 @@ def create_app_from_env() -> FastAPI:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _matches(key: str | None, *allowed: str | None) -> bool:
-    if not key:
-        return False
-    given = key.encode()
-    return any(a and secrets.compare_digest(given, a.encode()) for a in allowed)
+@dataclass
+class _ImageUpload:
+    """An image sent to a route, with the other multipart fields or the validated JSON body."""
+
+    data: bytes
+    form: FormData | None = None
+    body: BaseModel | None = None
 
 
-def _result(result: Recommendation, request: Request) -> dict:
-    return {
-        "id": result.id,
-        "score": result.score,
-        "metadata": result.metadata,
-        "image_url": _image_url(result.id, request),
-    }
+async def _image_upload(
+    request: Request, model: type[BaseModel], settings: ServerSettings
+) -> _ImageUpload:
+    """Read an image sent as multipart field `image` or as JSON `image_base64` (validated by
+    `model`), within the upload limit. Decoding it is the library's job."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        fields = await _form(request)
+        upload = _ImageUpload(await _file_field(fields, "image"), form=fields)
+    elif content_type.startswith("application/json"):
+        body = parse_body(model, await request.body())
+        upload = _ImageUpload(_decode_base64(body.image_base64), body=body)
+    else:
+        raise ApiError(415, "unsupported_media_type", "send multipart/form-data or JSON")
+    _check_upload(upload.data, settings)
+    return upload
+
+
+def _category(engine: Engine, data: bytes) -> tuple[Recognition, dict[str, list[str]]]:
+    """The recognition of an image and the filter keeping items of its category (409 when the
+    index was never annotated with the `category_pred` that filter needs)."""
+    recognition = engine.recognize(data)
+    category = engine.category_filter(recognition)
+    if CATEGORY_COLUMN in category and CATEGORY_COLUMN not in engine.filter_columns():
+        raise ApiError(
+            409,
+            "index_not_annotated",
+            f"no item has {CATEGORY_COLUMN} metadata to match: index the catalog with "
+            "`stylefinder index --imagenet-categories`, or `stylefinder tune` it on its labels",
+        )
+    return recognition, category
+
+
+def _both(filters: dict[str, list[str]], more: dict[str, list[str]]) -> dict[str, list[str]] | None:
+    """Filters passing items that pass both; None when a shared column allows nothing."""
+    combined = dict(filters)
+    for column, values in more.items():
+        if column in combined:
+            values = [v for v in combined[column] if v in values]
+            if not values:
+                return None
+        combined[column] = values
+    return combined
 
 
 def _item_out(item: Item, request: Request) -> ItemOut:
@@ -357,12 +407,8 @@ def _item_out(item: Item, request: Request) -> ItemOut:
         source=item.source,
         added_at=item.added_at,
         updated_at=item.updated_at,
-        image_url=_image_url(item.id, request),
+        image_url=image_url(item.id, request),
     )
-
-
-def _image_url(item_id: str, request: Request) -> str:
-    return f"{request.url_for('item_image', item_id=quote(item_id, safe='/')).path}"
 
 
 async def _form(request: Request):
@@ -391,6 +437,17 @@ def _int_field(value, name: str, *, default: int) -> int:
         raise ApiError(422, f"invalid_{name}", f"{name} must be an integer") from None
 
 
+def _bool_field(value, name: str) -> bool:
+    if value is None or value == "":
+        return False
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ApiError(422, f"invalid_{name}", f"{name} must be true or false")
+
+
 def _json_field(value, name: str, *, default):
     if value is None or value == "":
         return default
@@ -400,15 +457,6 @@ def _json_field(value, name: str, *, default):
         return json.loads(value)
     except ValueError as exc:
         raise ApiError(422, f"invalid_{name}", f"{name} is not valid JSON ({exc})") from None
-
-
-def _parse(model, raw: bytes):
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        raise ApiError(
-            422, "invalid_request", "the JSON body is not valid", _details(exc)
-        ) from None
 
 
 def _decode_base64(text: str) -> bytes:
@@ -439,13 +487,6 @@ def _check_filters(filters) -> dict[str, list[str]]:
     return clean
 
 
-def _details(exc: ValidationError | RequestValidationError) -> list[dict]:
-    return [
-        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", ""))}
-        for error in exc.errors()
-    ]
-
-
 def _error(status: int, code: str, message: str, details: list | None = None) -> JSONResponse:
     body: dict = {"code": code, "message": message}
     if details:
@@ -460,7 +501,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "invalid_request", "invalid parameters", _details(exc))
+        return _error(422, "invalid_request", "invalid parameters", details(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -476,6 +517,7 @@ _LIBRARY_ERRORS: dict[type[Exception], tuple[int, str]] = {
     ImageTooLargeError: (413, "image_too_large"),
     BadImageError: (422, "bad_image"),
     UnknownItemError: (404, "unknown_item"),
+    UnknownUserError: (404, "unknown_user"),
     IndexStateError: (503, "index_unavailable"),
     ValueError: (422, "invalid_request"),
     StylefinderError: (422, "invalid_request"),
@@ -497,8 +539,19 @@ def _search_body_schema() -> dict:
             "image": {"type": "string", "format": "binary"},
             "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 5},
             "filters": {"type": "string", "description": "JSON object of column to values"},
+            "same_category": {
+                "type": "boolean",
+                "default": False,
+                "description": "only items of the category recognized in the image",
+            },
         },
         required=["image"],
+    )
+
+
+def _recognize_body_schema() -> dict:
+    return _body_schema(
+        RecognizeRequest, {"image": {"type": "string", "format": "binary"}}, required=["image"]
     )
 
 

@@ -1,0 +1,1 @@
+"""Recognition: what garment an image shows and which colours it has."""

@@ -1,0 +1,615 @@
+"""Garment colours: the dominant colours of an item as names from a fixed palette, with shares.
+
+1. Background: the plain backdrop of a product shot is the region of border-like colour connected
+   to the image border, plus a soft drop shadow and backdrop-coloured gaps too wide to be a print
+   (the inside of a bag handle); for an RGBA cut-out, the transparent pixels. An item of the
+   backdrop's own colour counts where something (an outline, shading) sets it apart. When the
+   border has no dominant colour (a photo with scenery), every pixel counts.
+2. Naming: each garment pixel gets the name of its nearest prototype in CIELAB (several per name,
+   so dark and light shades stay in place; low chroma gives black, grey or white by lightness).
+3. Grouping: per-name groups are merged where their pixels form a continuum (a shading gradient,
+   a fold) rather than two clusters, and each merged group is named by its mean colour.
+4. Shares: pixels on colour edges and outlines (blends) go to the nearest group; outline pixels
+   that are mostly backdrop are left out.
+
+Everything runs on a copy downscaled to at most `max_side` pixels per side (a few milliseconds
+per image). Greyscale images come out as black, grey and white.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Union
+
+import numpy as np
+from PIL import Image
+
+from stylefinder.errors import BadImageError
+
+ColourImage = Union[Image.Image, np.ndarray]  # noqa: UP007
+
+#: The palette: each name with the reference colour shown for it (for swatches and filters).
+PALETTE: Mapping[str, tuple[int, int, int]] = MappingProxyType(
+    {
+        "black": (20, 20, 20),
+        "white": (250, 250, 250),
+        "grey": (128, 128, 128),
+        "beige": (225, 200, 160),
+        "brown": (120, 70, 40),
+        "red": (200, 30, 30),
+        "pink": (245, 150, 180),
+        "orange": (250, 140, 20),
+        "yellow": (250, 220, 40),
+        "olive": (120, 120, 40),
+        "green": (40, 140, 60),
+        "turquoise": (40, 180, 175),
+        "blue": (50, 110, 210),
+        "navy": (25, 35, 90),
+        "purple": (130, 50, 150),
+    }
+)
+#: The palette names, in display order.
+COLOUR_NAMES: tuple[str, ...] = tuple(PALETTE)
+
+# Further prototypes per name: a name covers the region of CIELAB nearer to one of its
+# prototypes than to any other name's. Dark and light variants keep shaded garments in place.
+_EXTRA_PROTOTYPES: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "black": ((0, 0, 0), (35, 35, 38)),
+    "white": ((255, 255, 255), (238, 238, 234)),
+    "grey": ((75, 75, 78), (100, 100, 100), (165, 165, 165), (200, 200, 200), (112, 120, 128)),
+    "beige": ((240, 225, 200), (210, 180, 140), (200, 180, 150), (245, 222, 179)),
+    "brown": ((90, 60, 40), (150, 100, 60), (60, 40, 30), (139, 69, 19), (160, 82, 45)),
+    "red": ((255, 0, 0), (220, 20, 60), (150, 20, 30), (120, 10, 20), (178, 34, 34)),
+    "pink": (
+        (255, 182, 193),
+        (250, 212, 220),
+        (255, 105, 180),
+        (220, 110, 150),
+        (255, 20, 147),
+        (200, 80, 120),
+    ),
+    "orange": ((255, 165, 0), (240, 110, 30), (230, 130, 60), (255, 120, 60)),
+    "yellow": ((255, 240, 0), (255, 215, 0), (245, 220, 100), (240, 200, 50)),
+    "olive": ((128, 128, 0), (107, 142, 35), (85, 107, 47), (130, 130, 80)),
+    "green": ((0, 128, 0), (34, 139, 34), (50, 180, 80), (0, 90, 40), (100, 200, 100)),
+    "turquoise": ((64, 224, 208), (0, 150, 150), (0, 120, 120), (70, 190, 190), (32, 178, 170)),
+    "blue": (
+        (0, 0, 255),
+        (65, 105, 225),
+        (30, 144, 255),
+        (70, 130, 180),
+        (100, 149, 237),
+        (135, 206, 235),
+        (30, 70, 160),
+    ),
+    "navy": ((0, 0, 128), (25, 25, 112), (31, 40, 79), (20, 30, 60), (0, 32, 96)),
+    "purple": ((128, 0, 128), (153, 50, 204), (147, 112, 219), (102, 51, 153), (200, 162, 200)),
+}
+
+#: Pixels are named in OKLab with a and b weighted this much more than lightness, so that
+#: shading (mostly a change of lightness) moves a colour less than a change of hue would.
+NAMING_CHROMA_WEIGHT = 2.0
+#: Border pixels within this CIELAB distance of the border's main colour count as background.
+BACKGROUND_DE = 10.0
+#: A border is a plain background only when at least this share of it has one colour.
+MIN_BORDER_SHARE = 0.4
+#: Backdrop-coloured areas inside the item at least 2 * HOLE_RADIUS + 1 pixels wide (per 128
+#: pixels of the working size) are background seen through a gap (a bag handle), not a print,
+#: unless they outweigh the rest of the item (then the item has the backdrop's colour).
+HOLE_RADIUS = 3
+#: A soft shadow on the backdrop is up to SHADOW_DEPTH darker (CIELAB L), at most SHADOW_TINT
+#: off its hue and chroma, and changes by less than SHADOW_STEP per pixel (outlines are sharper).
+SHADOW_DEPTH = 35.0
+SHADOW_TINT = 6.0
+SHADOW_STEP = 3.0
+#: Neighbouring pixels differing by more than this sit on an edge (mixed colours).
+EDGE_DE = 25.0
+#: Colour groups whose mean colours are closer than this (CIELAB) are always merged, ...
+MERGE_DE = 16.0
+#: ... and those closer than MERGE_FAR_DE when the emptiest stretch of the way between them holds
+#: at least CONTINUUM_SHARE of their peak density (a shading gradient, not two colours).
+MERGE_FAR_DE = 45.0
+CONTINUUM_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class ColourShare:
+    """One dominant colour: its palette name, its share of the garment (0..1), its mean RGB."""
+
+    name: str
+    share: float
+    rgb: tuple[int, int, int]
+
+
+def dominant_colours(
+    image: ColourImage,
+    *,
+    max_colours: int = 3,
+    min_share: float = 0.1,
+    max_side: int = 128,
+) -> list[ColourShare]:
+    """The garment's dominant palette colours, most common first, ignoring a plain background.
+
+    Returns at most `max_colours` colours whose share of the garment pixels is at least
+    `min_share`; when none reaches it, the single most common colour; an empty list only when
+    every pixel is transparent. An image that is all one plain colour is named by that colour.
+    `image` is a PIL image (any mode; transparent pixels are background) or an array of shape
+    (H, W), (H, W, 1), (H, W, 3) or (H, W, 4): uint8, or float in 0..1 (floats above 1 are
+    taken as 0..255). Raises `BadImageError` for anything else.
+
+    Example:
+        >>> red = Image.new("RGB", (64, 64), "white")
+        >>> red.paste((200, 30, 30), (16, 16, 48, 48))
+        >>> [(c.name, round(c.share, 2)) for c in dominant_colours(red)]
+        [('red', 1.0)]
+    """
+    if max_colours < 1:
+        raise ValueError(f"max_colours must be at least 1, got {max_colours}")
+    rgb, opaque = _pixels(image, max_side)
+    lab, names = _lab_and_names(rgb)
+    garment, backdrop = _garment_mask(lab, rgb, opaque)
+    counted = _counted_pixels(lab, garment)
+    groups = _colour_groups(lab[counted], rgb[counted], names[counted])
+    edges = garment & ~counted
+    if backdrop is not None:  # outline pixels are part garment, part backdrop
+        outline = edges & _dilate(~garment)
+        _count_outline(groups, rgb[outline], backdrop)
+        edges &= ~outline
+    _count_edges(groups, lab[edges])
+    total = sum(g.count for g in groups)
+    if total == 0:
+        return []
+    shares = [
+        ColourShare(g.name, g.count / total, tuple(int(v) for v in np.rint(g.rgb_sum / g.clean)))
+        for g in sorted(groups, key=lambda g: -g.count)
+    ]
+    chosen = [s for s in shares if s.share >= min_share][:max_colours]
+    return chosen or shares[:1]
+
+
+def colour_names(image: ColourImage, *, max_colours: int = 3, min_share: float = 0.1) -> list[str]:
+    """Just the names of `dominant_colours`, most common first (the `colours` metadata).
+
+    Example:
+        >>> img = Image.new("RGB", (64, 64), "white")
+        >>> img.paste((25, 35, 90), (16, 8, 48, 32))
+        >>> img.paste((245, 150, 180), (16, 32, 48, 56))
+        >>> sorted(colour_names(img))
+        ['navy', 'pink']
+    """
+    return [c.name for c in dominant_colours(image, max_colours=max_colours, min_share=min_share)]
+
+
+def name_colour(rgb: tuple[int, int, int] | np.ndarray) -> str:
+    """The palette name of one sRGB colour (0..255).
+
+    Example:
+        >>> name_colour((0, 0, 128))
+        'navy'
+    """
+    pixel = np.asarray(rgb, dtype=np.float64).reshape(1, 3)
+    if pixel.min() < 0 or pixel.max() > 255:
+        raise ValueError(f"an RGB colour has components in 0..255, got {tuple(pixel[0])}")
+    return COLOUR_NAMES[int(_nearest_name(pixel)[0])]
+
+
+def garment_mask(image: ColourImage, *, max_side: int = 128) -> np.ndarray:
+    """Boolean mask of the non-background pixels of `image`, downscaled to at most `max_side`.
+
+    Example:
+        >>> img = Image.new("RGB", (40, 20), "white")
+        >>> img.paste((0, 0, 0), (10, 5, 30, 15))
+        >>> int(garment_mask(img).sum())
+        200
+    """
+    rgb, opaque = _pixels(image, max_side)
+    return _garment_mask(_lab_and_names(rgb)[0], rgb, opaque)[0]
+
+
+# --- input --------------------------------------------------------------------------------
+
+
+def _pixels(image: ColourImage, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Downscaled (H, W, 3) uint8 RGB pixels and an (H, W) mask of the opaque ones."""
+    if isinstance(image, Image.Image):
+        pil = image
+    elif isinstance(image, np.ndarray):
+        pil = _array_to_image(image)
+    else:
+        raise BadImageError(f"image: expected a PIL image or a numpy array, got {type(image)}")
+    if pil.width < 1 or pil.height < 1:
+        raise BadImageError(f"image: image has no pixels ({pil.width}x{pil.height})")
+    has_alpha = pil.mode in {"RGBA", "LA", "PA", "RGBa", "La"} or (
+        pil.mode == "P" and "transparency" in pil.info
+    )
+    target = "RGBA" if has_alpha else "RGB"
+    if pil.mode not in {"RGB", "RGBA", "L", "LA"}:
+        pil = pil.convert(target)  # resize first where it can, converting a big image is slow
+    scale = max_side / max(pil.size)
+    if scale < 1:
+        size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
+        pil = pil.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+    if pil.mode != target:
+        pil = pil.convert(target)
+    pixels = np.asarray(pil)
+    if has_alpha:
+        return np.ascontiguousarray(pixels[..., :3]), pixels[..., 3] >= 128
+    return pixels, np.ones(pixels.shape[:2], dtype=bool)
+
+
+def _array_to_image(array: np.ndarray) -> Image.Image:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise BadImageError(
+            f"image: expected an array of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
+            f"got {array.shape}"
+        )
+    if array.size == 0:
+        raise BadImageError(f"image: image has no pixels ({array.shape})")
+    if array.dtype != np.uint8:
+        values = np.asarray(array, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise BadImageError("image: array has NaN or infinite values")
+        if np.issubdtype(array.dtype, np.floating) and values.max() <= 1.0:
+            values = values * 255.0
+        array = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    mode = "L" if array.ndim == 2 else ("RGB" if array.shape[2] == 3 else "RGBA")
+    return Image.fromarray(np.ascontiguousarray(array), mode)
+
+
+# --- colour space -------------------------------------------------------------------------
+
+_LINEAR = np.array(
+    [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in np.arange(256) / 255]
+)
+_RGB_TO_XYZ = np.array(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ]
+) / np.array([[0.95047], [1.0], [1.08883]])  # normalised to the D65 white point
+
+
+def _linear(rgb: np.ndarray) -> np.ndarray:
+    """Linear-light RGB (0..1) of sRGB values 0..255."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype == np.uint8:
+        return _LINEAR[rgb]
+    c = np.clip(rgb.astype(np.float64) / 255.0, 0, 1)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of sRGB values 0..255, any leading shape; float32.
+
+    Example:
+        >>> rgb_to_lab(np.array([0, 0, 128], dtype=np.uint8)).round()
+        array([ 13.,  48., -65.], dtype=float32)
+    """
+    xyz = _linear(rgb) @ _RGB_TO_XYZ.T
+    f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
+    lab = np.stack(
+        [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])],
+        axis=-1,
+    )
+    return lab.astype(np.float32)
+
+
+_RGB_TO_LMS = np.array(
+    [
+        [0.4122214708, 0.5363325363, 0.0514459929],
+        [0.2119034982, 0.6806995451, 0.1073969566],
+        [0.0883024619, 0.2817188376, 0.6299787005],
+    ]
+)
+_LMS_TO_OKLAB = np.array(
+    [
+        [0.2104542553, 0.7936177850, -0.0040720468],
+        [1.9779984951, -2.4285922050, 0.4505937099],
+        [0.0259040371, 0.7827717662, -0.8086757660],
+    ]
+)
+
+
+def _naming_space(rgb: np.ndarray) -> np.ndarray:
+    """OKLab of sRGB values (Ottosson 2020; its hues stay put from blue to purple, where CIELAB's
+    bend), L scaled to 0..100 and a, b by NAMING_CHROMA_WEIGHT * 100; float32."""
+    oklab = np.cbrt(_linear(rgb) @ _RGB_TO_LMS.T) @ _LMS_TO_OKLAB.T
+    scale = np.array([100.0, 100.0 * NAMING_CHROMA_WEIGHT, 100.0 * NAMING_CHROMA_WEIGHT])
+    return (oklab * scale).astype(np.float32)
+
+
+_PROTOTYPE_NAMES = np.array(
+    [i for i, name in enumerate(COLOUR_NAMES) for _ in (PALETTE[name], *_EXTRA_PROTOTYPES[name])]
+)
+_PROTOTYPES = _naming_space(
+    np.array(
+        [p for name in COLOUR_NAMES for p in (PALETTE[name], *_EXTRA_PROTOTYPES[name])],
+        dtype=np.uint8,
+    )
+)
+
+
+def _nearest_name(rgb: np.ndarray) -> np.ndarray:
+    """Index into COLOUR_NAMES of the nearest prototype, for (N, 3) sRGB values."""
+    points = _naming_space(np.asarray(rgb).reshape(-1, 3))
+    names = np.empty(len(points), dtype=np.uint8)
+    for start in range(0, len(points), 65536):
+        chunk = points[start : start + 65536]
+        distance = -2 * chunk @ _PROTOTYPES.T + (_PROTOTYPES * _PROTOTYPES).sum(1)
+        names[start : start + 65536] = _PROTOTYPE_NAMES[np.argmin(distance, axis=1)]
+    return names
+
+
+@functools.cache
+def _lookup_tables() -> tuple[np.ndarray, np.ndarray]:
+    """CIELAB and palette name of every colour on a 64-level-per-channel grid (built once)."""
+    levels = np.arange(2, 256, 4, dtype=np.uint8)  # the centre of each 4-level bin
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    return rgb_to_lab(grid), _nearest_name(grid)
+
+
+def _lab_and_names(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CIELAB (H, W, 3) and palette-name indices (H, W) of uint8 RGB pixels, via lookup."""
+    lab_table, name_table = _lookup_tables()
+    q = rgb.astype(np.uint32) >> 2
+    index = (q[..., 0] << 12) | (q[..., 1] << 6) | q[..., 2]
+    return lab_table[index], name_table[index]
+
+
+# --- background ---------------------------------------------------------------------------
+
+
+def _garment_mask(
+    lab: np.ndarray, rgb: np.ndarray, opaque: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pixels that are neither transparent nor part of the plain background around the item,
+    and the backdrop's RGB colour (None for a cut-out or a photo without a plain backdrop)."""
+    height, width = opaque.shape
+    if not opaque.all() and (~opaque).mean() > 0.01:
+        return opaque, None  # a cut-out: transparency is the background
+    ring = 2 if min(height, width) >= 16 else 1
+    border = np.zeros((height, width), dtype=bool)
+    border[:ring], border[-ring:], border[:, :ring], border[:, -ring:] = True, True, True, True
+    centre, threshold = _border_colour(lab[border])
+    if centre is None:
+        return opaque, None  # no plain background (a photo with scenery): every pixel counts
+    similar = _distance(lab, centre) < threshold
+    background = _flood(similar, similar & border)
+    # backdrop-coloured areas inside the item: gaps (a bag handle) when they are wide and smaller
+    # than the rest of the item; otherwise the item has the backdrop's colour (a white shirt with
+    # an outline on white) and they count, as do small specks (a print)
+    enclosed = similar & ~background
+    radius = max(1, round(HOLE_RADIUS * max(height, width) / 128))
+    gaps = _flood(enclosed, _erode(enclosed, radius))
+    if gaps.sum() < (opaque & ~similar).sum():
+        background |= gaps
+    garment = opaque & ~(background | _cast_shadow(lab, centre, background))
+    if garment.sum() < max(8, 0.005 * garment.size):
+        return opaque, None  # nothing stands out: the image is all one colour, name that
+    return garment, rgb[border & similar].mean(0)
+
+
+def _border_colour(border: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """The border's main colour and its background threshold, or None when it is not plain."""
+    bins = np.floor(border / 8.0).astype(np.int64)
+    keys = (bins[:, 0] + 4) * 10_000 + (bins[:, 1] + 40) * 100 + (bins[:, 2] + 40)
+    values, counts = np.unique(keys, return_counts=True)
+    centre = border[keys == values[np.argmax(counts)]].mean(0)
+    for _ in range(2):  # refine on the pixels near it
+        centre = border[_distance(border, centre) < BACKGROUND_DE].mean(0)
+    distance = _distance(border, centre)
+    inliers = distance < BACKGROUND_DE
+    if inliers.mean() < MIN_BORDER_SHARE:
+        return None, 0.0
+    # a noisy backdrop (grain, JPEG) widens the threshold a little, within reason
+    spread = float(np.percentile(distance[inliers], 75))
+    return centre, float(np.clip(3 * spread, BACKGROUND_DE, 1.6 * BACKGROUND_DE))
+
+
+def _distance(lab: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """CIELAB distance along the last axis, in float32."""
+    diff = np.asarray(lab - other, dtype=np.float32)
+    return np.sqrt(np.einsum("...i,...i->...", diff, diff))
+
+
+def _cast_shadow(lab: np.ndarray, backdrop: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """A soft drop shadow next to `background`: the backdrop colour made darker (by up to
+    SHADOW_DEPTH, keeping its hue and chroma), without sharp edges, in areas wider than a line."""
+    lightness = lab[..., 0]
+    shaded = (lightness < backdrop[0] + 1) & (lightness > backdrop[0] - SHADOW_DEPTH)
+    shaded &= _distance(lab[..., 1:], backdrop[1:]) < 2 * SHADOW_TINT  # single pixels: noisy
+    if not (shaded & ~background & _dilate(background)).any():
+        return np.zeros_like(background)
+    blurred = _box3(lab)
+    soft = (blurred[..., 0] < backdrop[0] + 1) & (blurred[..., 0] > backdrop[0] - SHADOW_DEPTH)
+    soft &= (_distance(blurred[..., 1:], backdrop[1:]) < SHADOW_TINT) & (
+        _steps(blurred) < SHADOW_STEP
+    )
+    reached = _flood(background | _erode(soft, 1), background)
+    cast = _dilate(reached & ~background) & soft
+    for _ in range(2):  # the shadow's darkest rim, where it meets the item's outline
+        cast |= _dilate(cast) & shaded
+    return cast
+
+
+def _steps(lab: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest CIELAB difference to one of its four neighbours."""
+    step = np.zeros(lab.shape[:2], dtype=np.float32)
+    dy = _distance(lab[1:], lab[:-1])
+    dx = _distance(lab[:, 1:], lab[:, :-1])
+    step[1:] = np.maximum(step[1:], dy)
+    step[:-1] = np.maximum(step[:-1], dy)
+    step[:, 1:] = np.maximum(step[:, 1:], dx)
+    step[:, :-1] = np.maximum(step[:, :-1], dx)
+    return step
+
+
+def _box3(values: np.ndarray) -> np.ndarray:
+    """3x3 box mean over the first two axes, with edges repeated."""
+    padded = np.pad(values, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    rows = padded[:-2] + padded[1:-1] + padded[2:]
+    return (rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]) / 9
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """`mask` grown by one pixel (4-neighbourhood)."""
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    return grown
+
+
+def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """`mask` shrunk by `radius` pixels (4-neighbourhood steps)."""
+    mask = mask.copy()
+    for _ in range(radius):
+        inner = mask.copy()
+        inner[1:] &= mask[:-1]
+        inner[:-1] &= mask[1:]
+        inner[:, 1:] &= mask[:, :-1]
+        inner[:, :-1] &= mask[:, 1:]
+        inner[0], inner[-1], inner[:, 0], inner[:, -1] = False, False, False, False
+        mask = inner
+    return mask
+
+
+def _flood(candidate: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The 4-connected part of `candidate` reachable from `seeds`, by row and column sweeps."""
+    reached = candidate & seeds
+    count = -1
+    while count != (count := int(reached.sum())):
+        reached = _spread_runs(candidate, reached)
+        reached = _spread_runs(candidate.T, reached.T).T
+    return reached
+
+
+def _spread_runs(candidate: np.ndarray, reached: np.ndarray) -> np.ndarray:
+    """Every horizontal run of `candidate` pixels that contains a reached pixel becomes reached."""
+    height, width = candidate.shape
+    flat = np.ascontiguousarray(candidate).ravel()
+    starts = flat.copy()
+    starts[1:] &= ~flat[:-1]
+    starts[::width] = flat[::width]
+    run = np.cumsum(starts) * flat  # 1, 2, ... per run; 0 outside `candidate`
+    hit = np.zeros(int(starts.sum()) + 1, dtype=bool)
+    hit[run[np.ascontiguousarray(reached).ravel()]] = True
+    hit[0] = False
+    return hit[run].reshape(height, width)
+
+
+def _counted_pixels(lab: np.ndarray, garment: np.ndarray) -> np.ndarray:
+    """Garment pixels away from outlines and colour edges, where colours are mixed."""
+    inner = _erode(garment, 1)
+    if inner.sum() < 0.5 * garment.sum():
+        inner = garment  # thin item or tiny image: keep the outline
+    step = _steps(lab)
+    smooth = inner & (step <= EDGE_DE)
+    return smooth if smooth.sum() >= 0.5 * inner.sum() else inner
+
+
+# --- naming -------------------------------------------------------------------------------
+
+
+def _colour_groups(lab: np.ndarray, rgb: np.ndarray, names: np.ndarray) -> list[_Group]:
+    """Clean pixels grouped by palette name, merged where they differ only by shading, renamed."""
+    if len(lab) == 0:
+        return []
+    labels = np.unique(names, return_inverse=True)[1].ravel()
+    lab64 = lab.astype(np.float64)
+    while True:
+        counts = np.bincount(labels)
+        present = np.flatnonzero(counts)
+        if len(present) < 2:
+            break
+        centres = np.stack([np.bincount(labels, lab64[:, k])[present] for k in range(3)], 1)
+        centres /= counts[present, None]
+        distance = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+        merged = False
+        for flat in np.argsort(distance, axis=None):
+            i, j = np.unravel_index(flat, distance.shape)
+            if i >= j:
+                continue
+            if distance[i, j] >= MERGE_FAR_DE:
+                break
+            a, b = present[i], present[j]
+            if distance[i, j] < MERGE_DE or _continuous(lab, labels, a, b, centres[i], centres[j]):
+                labels[labels == b] = a
+                merged = True
+                break
+        if not merged:
+            break
+    groups: dict[str, _Group] = {}
+    for label in np.flatnonzero(np.bincount(labels)):
+        member = labels == label
+        count = int(member.sum())
+        centre = lab64[member].mean(0)
+        rgb_sum = rgb[member].astype(np.float64).sum(0)
+        name = COLOUR_NAMES[int(_nearest_name(rgb_sum / count)[0])]
+        if name in groups:
+            group = groups[name]
+            group.count, group.clean = group.count + count, group.clean + count
+            group.lab_sum, group.rgb_sum = group.lab_sum + centre * count, group.rgb_sum + rgb_sum
+        else:
+            groups[name] = _Group(name, count, count, centre * count, rgb_sum)
+    return list(groups.values())
+
+
+def _count_edges(groups: list[_Group], lab: np.ndarray) -> None:
+    """Count pixels on colour edges with the group of the nearest mean colour."""
+    if not groups or not len(lab):
+        return
+    centres = np.array([g.lab_sum / g.clean for g in groups], dtype=np.float32)
+    distance = -2 * lab @ centres.T + (centres * centres).sum(1)
+    for group, extra in zip(
+        groups, np.bincount(distance.argmin(1), minlength=len(groups)), strict=True
+    ):
+        group.count += int(extra)
+
+
+def _count_outline(groups: list[_Group], rgb: np.ndarray, backdrop: np.ndarray) -> None:
+    """Count outline pixels, blends of a group's colour and the backdrop, with the group whose
+    blend line passes nearest; pixels that are mostly backdrop are left out. This keeps thin
+    parts (a strap, a stripe) at their share of the area."""
+    if not groups or not len(rgb):
+        return
+    pixels = rgb.astype(np.float32) - backdrop.astype(np.float32)
+    toward = np.array([g.rgb_sum / g.clean for g in groups], dtype=np.float32) - backdrop
+    length = np.maximum((toward * toward).sum(1), 1e-6)
+    amount = np.clip(pixels @ toward.T / length, 0, 1)  # (pixels, groups): the garment's part
+    residual = ((pixels[:, None, :] - amount[..., None] * toward[None]) ** 2).sum(-1)
+    best = residual.argmin(1)
+    mostly_garment = amount[np.arange(len(best)), best] >= 0.5
+    for group, extra in zip(
+        groups, np.bincount(best[mostly_garment], minlength=len(groups)), strict=True
+    ):
+        group.count += int(extra)
+
+
+def _continuous(
+    lab: np.ndarray, labels: np.ndarray, a: int, b: int, centre_a: np.ndarray, centre_b: np.ndarray
+) -> bool:
+    """Whether the pixels of groups `a` and `b` fill the way between their centres (a shading
+    gradient or a fold) rather than form two separate clusters (two colours)."""
+    pixels = lab[(labels == a) | (labels == b)]
+    axis = centre_b - centre_a
+    t = (pixels - centre_a) @ axis / float(axis @ axis)
+    hist = np.histogram(t, bins=12, range=(-0.1, 1.1))[0]
+    valley = hist[3:9].min()  # t in 0.2 .. 0.8: the way between
+    return valley >= CONTINUUM_SHARE * min(hist[:3].max(), hist[9:].max())
+
+
+@dataclass
+class _Group:
+    name: str
+    count: int  # all pixels, edges included
+    clean: int  # pixels away from edges, which the sums are over
+    lab_sum: np.ndarray
+    rgb_sum: np.ndarray
