@@ -160,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--label-column", help="metadata column with labels")
     evaluate.add_argument("--raw", action="store_true", help="ignore the index's projection")
     evaluate.add_argument("--backbone", default="efficientnet-lite0", help="fashion-mnist only")
-    evaluate.add_argument("--epochs", type=int, default=10, help="fashion-mnist tuning epochs")
+    evaluate.add_argument("--epochs", type=int, default=12, help="fashion-mnist tuning epochs")
     evaluate.add_argument("--held-out", default="Shirt", help="fashion-mnist held-out class")
     evaluate.add_argument("--limit", type=int, help="fashion-mnist: first N images of each split")
     evaluate.add_argument("--users", type=int, default=300, help="personalization: shoppers")
@@ -181,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         help="mlp: small network + classifier (default); linear: discriminant directions",
     )
     tune.add_argument("--dim", type=int, help="output dimensions (mlp 128, linear 64)")
-    tune.add_argument("--epochs", type=int, default=10, help="mlp training epochs (default 10)")
+    tune.add_argument("--epochs", type=int, default=12, help="mlp training epochs (default 12)")
     tune.add_argument("--reset", action="store_true", help="remove the projection")
     tune.set_defaults(run=_tune)
 

@@ -47,15 +47,18 @@ def test_tuning_improves_a_synthetic_labeled_catalog():
 def test_mlp_tuning_improves_retrieval_and_classifies():
     train_x, train_y = synthetic_catalog(seed=1)
     test_x, test_y = synthetic_catalog(seed=2)
-    projection = fit_mlp_projection(train_x, train_y, dim=16, components=64, epochs=30)
+    projection = fit_mlp_projection(train_x, train_y, dim=16, epochs=30, raw_weight=0)
     raw = precision_at_k(test_x, test_y, k=5)
     tuned = precision_at_k(projection.apply(test_x), test_y, k=5)
-    assert tuned > raw + 0.2, (raw, tuned)
-    assert projection.apply(test_x).shape == (len(test_x), 16 + 64)  # network + components
+    assert tuned > raw + 0.3, (raw, tuned)
+    assert projection.apply(test_x).shape == (len(test_x), 16)
+    blended = fit_mlp_projection(train_x, train_y, dim=16, epochs=30)  # half raw similarity
+    assert blended.apply(test_x).shape == (len(test_x), 16 + 64)  # network + components
+    assert precision_at_k(blended.apply(test_x), test_y, k=5) > raw + 0.1
     probabilities = projection.probabilities(test_x)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
     predicted = np.array(projection.classifier.labels)[probabilities.argmax(axis=1)]
-    assert (predicted == test_y).mean() > 0.9
+    assert (predicted == test_y).mean() > 0.8  # chance: 0.2
     assert projection.info["method"] == "mlp" and projection.info["labels"] == 5
 
 

@@ -3,21 +3,30 @@
 Run it with `stylefinder app --index INDEX_DIR`; it reads the index directory from the
 STYLEFINDER_INDEX environment variable. It talks to the library's `Engine` only, loaded once per
 process with `st.cache_resource`. Uploads stay in memory: nothing is written to disk.
+
+The query's recognized category and colours show next to it, with a "Same category only" toggle.
+Each browser session is an anonymous shopper (`web-` + random hex): the like and dislike buttons
+on every card store events, and the "For you" section ranks items from them.
 """
 
 from __future__ import annotations
 
+import html
 import io
 import os
 import random
+import secrets
 import time
 from dataclasses import dataclass
 
 import streamlit as st
 from PIL import Image
+from streamlit.delta_generator import DeltaGenerator
 
 from stylefinder import BadImageError, Engine, StylefinderError
 from stylefinder.catalog.images import load_image
+from stylefinder.recognize.recognition import Recognition
+from stylefinder.recognize.taxonomy import UNKNOWN
 from stylefinder.recommend.engine import Recommendation
 
 INDEX_ENV = "STYLEFINDER_INDEX"
@@ -25,6 +34,11 @@ MAX_UPLOAD_MB = float(os.environ.get("STYLEFINDER_MAX_UPLOAD_MB", "10"))
 THUMBNAIL = 192
 COLUMNS = 5
 PAGE_SIZE = 20
+FOR_YOU = 5  # items in the "For you" section
+SOURCES = {
+    "classifier": "by the shop's own classifier",
+    "imagenet": "by the ImageNet fallback (no classifier tuned on the shop's labels)",
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,59 @@ def _image_of(engine: Engine, item_id: str) -> bytes | None:
         return None
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def recognize(
+    _engine: Engine, index: str, generation: int, image: bytes | str, mtime_ns: int
+) -> Recognition:
+    """The category and colours of a query image, once per image and index generation."""
+    return _engine.recognize(image)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def same_category(
+    _engine: Engine, index: str, generation: int, image: bytes | str, mtime_ns: int
+) -> tuple[dict[str, list[str]], int]:
+    """The filter keeping the image's recognized category, and how many catalog items pass it."""
+    filters = _engine.same_category_filter(image)
+    return filters, (_engine.browse(limit=0, filters=filters)[1] if filters else 0)
+
+
+def _image_key(engine: Engine, query: Query) -> tuple[str, int, bytes | str, int]:
+    """The cache key of the query's image: index, generation, then bytes or (path, mtime)."""
+    where = (str(engine.store.directory), engine.snapshot.generation)
+    if query.data is not None:
+        return (*where, query.data, 0)
+    path = engine.image_path(engine.item(query.item_id))
+    return (*where, path, os.stat(path).st_mtime_ns)
+
+
+def _combine(
+    filters: dict[str, list[str]], extra: dict[str, list[str]]
+) -> dict[str, list[str]] | None:
+    """Both filters at once (a column in both keeps the values in both); None when no item
+    can pass."""
+    combined = dict(filters)
+    for column, values in extra.items():
+        kept = [v for v in combined.get(column, values) if v in values]
+        if not kept:
+            return None
+        combined[column] = kept
+    return combined
+
+
+def _user_id() -> str:
+    """This browser session's anonymous shopper id (`web-` + random hex), made on first use."""
+    if "user_id" not in st.session_state:
+        st.session_state.user_id = f"web-{secrets.token_hex(8)}"
+    return st.session_state.user_id
+
+
+def _opinions(engine: Engine) -> dict[str, str]:
+    """The session shopper's latest like or dislike of each item."""
+    events = engine.events.events(_user_id())  # oldest first: later events overwrite
+    return {e.item_id: e.kind for e in events if e.kind in ("like", "dislike")}
+
+
 # -- state changes (widget callbacks) ------------------------------------------------------------
 
 
@@ -99,6 +166,26 @@ def _on_random_item(engine: Engine) -> None:
     items = engine.snapshot.items
     if items:
         _set_item_query(random.choice(items).id)
+
+
+def _on_same_category() -> None:
+    st.session_state.same_category = st.session_state.same_category_toggle
+
+
+def _on_feedback(engine: Engine, item_id: str, kind: str, current: str | None) -> None:
+    """Store a like or dislike of the session shopper (nothing when it is already their
+    latest opinion of the item)."""
+    if kind == current:
+        return
+    try:
+        engine.record_event(_user_id(), item_id, kind)
+    except StylefinderError as exc:  # the item went from the index since the page was drawn
+        st.session_state.feedback_error = str(exc)
+
+
+def _on_forget(engine: Engine) -> None:
+    removed = engine.events.delete_user(_user_id())["events"]
+    st.toast(f"Forgot this session's {_count(removed, 'event')}.", icon=":material/check:")
 
 
 # -- pages ---------------------------------------------------------------------------------------
@@ -146,49 +233,200 @@ def find_similar_page(engine: Engine, filters: dict[str, list[str]]) -> None:
     if st.session_state.get("upload_error"):
         st.error(st.session_state.upload_error)
     query: Query | None = st.session_state.get("query")
+    opinions = _opinions(engine)
+    panel = None
     if query is None:
         st.info("Choose a query above to see the most similar catalog items.")
-        return
+    else:
+        panel = query_results(engine, query, filters, opinions)
+    for_you_section(engine, filters, opinions)
+    if panel is not None:  # last: the rest of the page need not wait for recognition
+        with panel:
+            recognition_panel(engine, query)
+
+
+def query_results(
+    engine: Engine, query: Query, filters: dict[str, list[str]], opinions: dict[str, str]
+) -> DeltaGenerator | None:
+    """The query next to its most similar items; returns the empty container under the query
+    for its category and colours (None after an error)."""
     k = int(st.session_state.get("k", 5))
-    started = time.perf_counter()
     try:
+        same: dict[str, list[str]] = {}
+        if st.session_state.get("same_category"):
+            same, matching = same_category(engine, *_image_key(engine, query))
+            same = same if matching else {}  # no item has the category: nothing to keep
+        wanted = _combine(filters, same)
+        started = time.perf_counter()
         if query.item_id is not None:
-            results = engine.similar(query.item_id, k=k, filters=filters or None)
             query_image = _image_of(engine, query.item_id)
+            results = [] if wanted is None else engine.similar(query.item_id, k=k, filters=wanted)
         else:
-            results = engine.recommend(query.data, k=k, filters=filters or None)
             query_image = _png(load_image(query.data), THUMBNAIL)
+            results = [] if wanted is None else engine.recommend(query.data, k=k, filters=wanted)
     except BadImageError as exc:
         st.error(
             f"**{query.label}** could not be used as a photo: {exc.reason}. "
             "Try a JPEG, PNG or WebP image of a garment."
         )
-        return
-    except StylefinderError as exc:
+        return None
+    except (OSError, StylefinderError) as exc:
         st.error(str(exc))
-        return
+        return None
     elapsed_ms = (time.perf_counter() - started) * 1000
 
-    query_col, results_col = st.columns([1, 6], gap="medium")
+    query_col, results_col = st.columns([1, 5], gap="medium")
     with query_col:
         st.markdown("**Your query**")
         if query_image:
             st.image(query_image, width="stretch")
         st.caption(query.label)
+        panel = st.container(key="recognition")
     with results_col:
-        shown = ", ".join(f"{c} in {v}" for c, v in filters.items())
+        applied = [*filters.items(), *same.items()] if wanted is None else wanted.items()
+        shown = ", ".join(f"{c} in {v}" for c, v in applied)
         st.markdown(
             f"**{len(results)} most similar** · found in {elapsed_ms:.0f} ms"
-            + (f" · only {shown}" if filters else "")
+            + (f" · only {shown}" if shown else "")
         )
         if not results:
             st.warning("No catalog item passes these filters.")
-        result_grid(engine, results)
+        result_grid(engine, results, opinions)
+    return panel
 
 
-def result_grid(engine: Engine, results: list[Recommendation]) -> None:
+def recognition_panel(engine: Engine, query: Query) -> None:
+    """What the query shows: the top 3 categories with their probabilities and where they come
+    from, colour chips, and the "Same category only" toggle."""
+    with st.spinner("Recognizing…"):
+        try:
+            key = _image_key(engine, query)
+            recognition = recognize(engine, *key)
+            same, matching = same_category(engine, *key)
+        except (OSError, StylefinderError) as exc:
+            st.caption(f"Category and colours unavailable: {exc}")
+            return
+        st.markdown(category_markdown(recognition))
+        st.caption(SOURCES.get(recognition.source, recognition.source))
+        if recognition.colours:
+            st.markdown(colour_chips(recognition), unsafe_allow_html=True)
+        toggle = "Same category only"
+        if not same:
+            why = "No garment category was recognized with confidence."
+            st.toggle(toggle, key="same_category_unavailable", disabled=True, help=why)
+            return
+        column, values = next(iter(same.items()))
+        value = values[0]
+        if not matching:
+            st.toggle(toggle, key="same_category_unavailable", disabled=True)
+            st.caption(
+                f"No catalog item has {column} = {value}: index with `--imagenet-categories` "
+                "or tune a classifier (`stylefinder tune`)."
+            )
+            return
+        # The widget's value lives in "same_category" too, kept while the toggle is not shown.
+        st.session_state.same_category_toggle = st.session_state.get("same_category", False)
+        st.toggle(
+            toggle,
+            key="same_category_toggle",
+            help=f"Only items with {column} = {value}",
+            on_change=_on_same_category,
+        )
+
+
+def category_markdown(recognition: Recognition) -> str:
+    """The top categories as markdown: the first in bold, each with its probability."""
+    if recognition.category == UNKNOWN:
+        return "**Category unknown**"
+    parts = [f"{label} {_percent(probability)}" for label, probability in recognition.categories]
+    return "  \n".join([f"**{parts[0]}**", *parts[1:]])
+
+
+def _percent(share: float) -> str:
+    """A share as a whole percentage, "<1%" and ">99%" rather than a misleading 0% or 100%."""
+    if 0 < share < 0.005:
+        return "<1%"
+    if 0.995 <= share < 1:
+        return ">99%"
+    return f"{share:.0%}"
+
+
+def colour_chips(recognition: Recognition) -> str:
+    """HTML badges for the colours: a swatch of the measured colour, the name and its share."""
+    chips = []
+    for colour in recognition.colours:
+        rgb = ",".join(str(int(c)) for c in colour.rgb)
+        name = html.escape(colour.name)
+        chips.append(
+            f'<span class="colour-chip" title="{name}: rgb({rgb})" style="display:inline-flex;'
+            "align-items:center;gap:0.3em;margin:0 0.3em 0.3em 0;padding:0.05em 0.55em 0.05em "
+            "0.3em;border:1px solid rgba(49,51,63,0.2);border-radius:1em;font-size:0.85em;"
+            f'white-space:nowrap"><span style="width:0.9em;height:0.9em;border-radius:50%;'
+            f'background:rgb({rgb});border:1px solid rgba(49,51,63,0.3)"></span>'
+            f"{name} {_percent(colour.share)}</span>"
+        )
+    return f'<div class="colour-chips">{"".join(chips)}</div>'
+
+
+def for_you_section(
+    engine: Engine, filters: dict[str, list[str]], opinions: dict[str, str]
+) -> None:
+    """Items for the session shopper from their likes and dislikes; popular ones before any."""
+    st.divider()
+    about, picks_col = st.columns([1, 5], gap="medium")  # aligned with the query and results
+    with about:
+        st.subheader("For you")
+        likes = sum(kind == "like" for kind in opinions.values())
+        if likes:
+            dislikes = len(opinions) - likes
+            note = f"From your {_count(likes, 'like')}"
+            note += f" and {_count(dislikes, 'dislike')}." if dislikes else "."
+        else:
+            note = "Popular, varied picks: like or dislike items to make this list yours."
+        st.caption(note + (" Sidebar filters apply." if filters else ""))
+        st.button(
+            "Forget me",
+            key="forget",
+            type="tertiary",
+            icon=":material/person_remove:",
+            help="Erase this session's likes and dislikes",
+            disabled=not opinions,
+            on_click=_on_forget,
+            args=(engine,),
+        )
+    with picks_col:
+        try:
+            picks = engine.recommend_for_user(_user_id(), k=FOR_YOU, filters=filters or None)
+        except StylefinderError as exc:
+            st.error(str(exc))
+            return
+        cards = [(r.id, r.metadata, None) for r in picks]
+        card_grid(
+            engine,
+            cards,
+            container="for-you",
+            button="More like this",
+            button_key="more-for-you",
+            opinions=opinions,
+        )
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def result_grid(
+    engine: Engine, results: list[Recommendation], opinions: dict[str, str] | None = None
+) -> None:
     cards = [(r.id, r.metadata, f"similarity {r.score:.3f}") for r in results]
-    card_grid(engine, cards, container="results", button="More like this", button_key="more")
+    card_grid(
+        engine,
+        cards,
+        container="results",
+        button="More like this",
+        button_key="more",
+        opinions=opinions,
+    )
 
 
 def card_grid(
@@ -198,9 +436,10 @@ def card_grid(
     container: str,
     button: str,
     button_key: str,
+    opinions: dict[str, str] | None = None,
 ) -> None:
-    """Items as bordered cards, COLUMNS to a row: image, id, a note, metadata and a button
-    that makes the item the query."""
+    """Items as bordered cards, COLUMNS to a row: image, id, a note, metadata, a button that
+    makes the item the query and, given the shopper's `opinions`, like and dislike buttons."""
     with st.container(key=container):
         for start in range(0, len(cards), COLUMNS):
             cells = st.columns(COLUMNS)
@@ -216,12 +455,32 @@ def card_grid(
                         st.caption(note)
                     for name, value in metadata.items():
                         st.caption(f"{name}: {value}")
-                    st.button(
-                        button,
-                        key=f"{button_key}-{item_id}",
-                        on_click=_set_item_query,
-                        args=(item_id,),
-                    )
+                    with st.container(horizontal=True, gap="small"):
+                        st.button(
+                            button,
+                            key=f"{button_key}-{item_id}",
+                            on_click=_set_item_query,
+                            args=(item_id,),
+                        )
+                        if opinions is not None:
+                            feedback_buttons(engine, item_id, opinions.get(item_id), container)
+
+
+def feedback_buttons(engine: Engine, item_id: str, current: str | None, where: str) -> None:
+    """Like and dislike buttons for one item; the shopper's latest opinion of it is filled."""
+    for kind, icon, help_text in (
+        ("like", ":material/thumb_up:", "Like: more like this in For you"),
+        ("dislike", ":material/thumb_down:", "Dislike: never this, less like it in For you"),
+    ):
+        st.button(
+            "",
+            icon=icon,
+            key=f"{kind}-{where}-{item_id}",
+            help=help_text,
+            type="primary" if current == kind else "tertiary",
+            on_click=_on_feedback,
+            args=(engine, item_id, kind, current),
+        )
 
 
 def catalog_page(engine: Engine, filters: dict[str, list[str]]) -> None:
@@ -240,7 +499,14 @@ def catalog_page(engine: Engine, filters: dict[str, list[str]]) -> None:
     )
     st.caption(f"{total:,} items" + (f" match {filters}" if filters else ""))
     cards = [(item.id, item.metadata, None) for item in items]
-    card_grid(engine, cards, container="catalog", button="Find similar", button_key="find")
+    card_grid(
+        engine,
+        cards,
+        container="catalog",
+        button="Find similar",
+        button_key="find",
+        opinions=_opinions(engine),
+    )
 
 
 def _when(timestamp: str) -> str:
@@ -260,6 +526,8 @@ def main() -> None:
         st.stop()
     engine.reload()  # pick up catalog changes committed since the last run
     filters = sidebar(engine)
+    if st.session_state.get("feedback_error"):
+        st.error(st.session_state.pop("feedback_error"))
     if st.session_state.get("page") == "Catalog":
         catalog_page(engine, filters)
     else:

@@ -45,7 +45,8 @@ def embed_split(
 
     embedder = Embedder(backbone, pooling=pooling)
     space = embedder.space
-    name = f"{space.backbone}-{space.pooling}-{space.weights[:12]}-{split}-{limit or 'all'}.npz"
+    key = [space.backbone, space.pooling, space.weights_fingerprint[:12], space.precision]
+    name = "-".join([*key, split, str(limit or "all")]) + ".npz"
     cache = cache_dir() / "fashion-mnist" / name
     if cache.is_file():
         with np.load(cache) as data:
@@ -79,7 +80,7 @@ def evaluate_fashion_mnist(
     *,
     poolings: tuple[str, ...] = ("gem", "max", "avg"),
     held_out: str = "Shirt",
-    epochs: int = 10,
+    epochs: int = 12,
     limit: int | None = None,
     report_dir: str | Path | None = None,
     command: str = "",

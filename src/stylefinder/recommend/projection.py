@@ -24,15 +24,17 @@ from pathlib import Path
 import numpy as np
 
 PROJECTION_FILE = "projection.npz"
+_COSINE_SCALE = 16.0  # logit scale of the cosine softmax head during training
 
 
 @dataclass
 class Classifier:
-    """Softmax head on the network's output: probabilities = softmax((z @ weight + bias) / T)."""
+    """Cosine softmax head on the network's output:
+    probabilities = softmax(normalize(z) @ weight / temperature), `weight` holding the scaled
+    unit class directions."""
 
     labels: list[str]
     weight: np.ndarray  # (d, classes)
-    bias: np.ndarray  # (classes,)
     temperature: float = 1.0  # fitted on held-out training items, so probabilities are calibrated
 
 
@@ -82,8 +84,8 @@ class Projection:
         if self.classifier is None:
             raise ValueError("this projection has no classifier (tune with --method mlp)")
         rows = np.asarray(vectors, np.float32).reshape(-1, len(self.mean))
-        logits = self._network((rows - self.mean) @ self.matrix) @ self.classifier.weight
-        logits = (logits + self.classifier.bias) / self.classifier.temperature
+        outputs = _normalize(self._network((rows - self.mean) @ self.matrix))
+        logits = outputs @ self.classifier.weight / self.classifier.temperature
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -104,7 +106,6 @@ class Projection:
             arrays[f"layer{n}_weight"], arrays[f"layer{n}_bias"] = weight, bias
         if self.classifier is not None:
             arrays["class_weight"] = self.classifier.weight
-            arrays["class_bias"] = self.classifier.bias
             arrays["class_temperature"] = self.classifier.temperature
             arrays["class_labels"] = json.dumps(self.classifier.labels)
         target = Path(directory) / PROJECTION_FILE
@@ -134,7 +135,6 @@ class Projection:
                 classifier = Classifier(
                     json.loads(str(data["class_labels"])),
                     f32["class_weight"],
-                    f32["class_bias"],
                     float(data["class_temperature"]),
                 )
             return cls(
@@ -205,7 +205,7 @@ def fit_mlp_projection(
     dim: int = 128,
     components: int = 256,
     hidden: int = 512,
-    epochs: int = 10,
+    epochs: int = 12,
     raw_weight: float = 0.5,
     calibration_share: float = 0.05,
     seed: int = 0,
@@ -256,8 +256,13 @@ def fit_mlp_projection(
         torch.nn.Dropout(0.2),
         torch.nn.Linear(hidden, dim),
     )
-    head = torch.nn.Linear(dim, len(classes))
-    parameters = [*net.parameters(), *head.parameters()]
+    directions = torch.nn.Parameter(torch.randn(len(classes), dim) * 0.01)
+    parameters = [*net.parameters(), directions]
+
+    def head(outputs: torch.Tensor) -> torch.Tensor:  # cosine softmax: unit outputs and classes
+        unit = torch.nn.functional.normalize
+        return _COSINE_SCALE * unit(outputs, dim=1) @ unit(directions, dim=1).T
+
     optimizer = torch.optim.AdamW(parameters, lr=1e-3, weight_decay=1e-4)
     batch = 256 if len(train) >= 2048 else 32
     steps_per_epoch = -(-len(train) // batch)
@@ -294,7 +299,8 @@ def fit_mlp_projection(
         ).numpy()
         layers = [(w1.astype(np.float32), b1.astype(np.float32))]
         layers.append((second.weight.numpy().T.copy(), second.bias.numpy().copy()))
-        classifier = Classifier(classes, head.weight.numpy().T.copy(), head.bias.numpy().copy())
+        unit = torch.nn.functional.normalize(directions, dim=1)
+        classifier = Classifier(classes, (_COSINE_SCALE * unit).numpy().T.copy())
     projection = Projection(mean, basis, {}, layers, raw_weight, classifier)
     calibration = {}
     if len(held):
@@ -339,7 +345,7 @@ def tune_index(
     train_index: str | Path | None = None,
     method: str = "mlp",
     dim: int | None = None,
-    epochs: int = 10,
+    epochs: int = 12,
     progress: bool = False,
 ) -> Projection:
     """Learn a projection from the labels of `train_index` (default: the index itself) and
