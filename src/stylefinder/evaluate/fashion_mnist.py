@@ -22,7 +22,7 @@ import numpy as np
 
 from stylefinder.catalog.demo import CLASS_NAMES, load_fashion_mnist
 from stylefinder.evaluate.metrics import leave_one_out_neighbours
-from stylefinder.evaluate.retrieval import retrieval_metrics
+from stylefinder.evaluate.retrieval import _average_precision, retrieval_metrics
 
 _KS = (1, 5, 10)
 
@@ -232,7 +232,7 @@ def _euclidean_metrics(vectors: np.ndarray, labels: np.ndarray) -> dict[str, flo
     relevant = labels[neighbours] == labels[:, None]
     out = {f"precision@{k}": float(relevant[:, :k].mean()) for k in _KS}
     out["recall@5"] = float(relevant[:, :5].any(axis=1).mean())
-    out["mAP@10"] = float("nan")  # not computed for this row
+    out["mAP@10"] = float(_average_precision(relevant[:, :10], labels).mean())
     return out
 
 
