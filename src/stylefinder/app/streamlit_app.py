@@ -94,7 +94,7 @@ def same_category(
     _engine: Engine, index: str, generation: int, image: bytes | str, mtime_ns: int
 ) -> tuple[dict[str, list[str]], int]:
     """The filter keeping the image's recognized category, and how many catalog items pass it."""
-    filters = _engine.same_category_filter(image)
+    filters = _engine.category_filter(recognize(_engine, index, generation, image, mtime_ns))
     return filters, (_engine.browse(limit=0, filters=filters)[1] if filters else 0)
 
 
