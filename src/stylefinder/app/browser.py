@@ -121,13 +121,16 @@ def upload_and_wait(driver, image: str | Path, *, results: int = 5, timeout: flo
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    before = {e.id for e in driver.find_elements(By.CSS_SELECTOR, RESULT_IMAGES)}
+    def source(element) -> tuple[str, str]:  # Streamlit may reuse an <img> for a new result
+        return element.id, element.get_attribute("src") or ""
+
+    before = {source(e) for e in driver.find_elements(By.CSS_SELECTOR, RESULT_IMAGES)}
     started = time.perf_counter()
     driver.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(Path(image).resolve()))
 
     def shown(drv) -> bool:
         images = drv.find_elements(By.CSS_SELECTOR, RESULT_IMAGES)
-        fresh = [e for e in images if e.id not in before]
+        fresh = [e for e in images if source(e) not in before]
         loaded = [e for e in fresh if drv.execute_script("return arguments[0].complete", e)]
         return len(loaded) >= results
 
