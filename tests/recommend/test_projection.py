@@ -47,13 +47,13 @@ def test_tuning_improves_a_synthetic_labeled_catalog():
 def test_mlp_tuning_improves_retrieval_and_classifies():
     train_x, train_y = synthetic_catalog(seed=1)
     test_x, test_y = synthetic_catalog(seed=2)
-    projection = fit_mlp_projection(train_x, train_y, dim=16, epochs=30, raw_weight=0)
+    projection = fit_mlp_projection(train_x, train_y, dim=16, epochs=30, raw_weight=0, members=1)
     raw = precision_at_k(test_x, test_y, k=5)
     tuned = precision_at_k(projection.apply(test_x), test_y, k=5)
     assert tuned > raw + 0.3, (raw, tuned)
     assert projection.apply(test_x).shape == (len(test_x), 16)
     blended = fit_mlp_projection(train_x, train_y, dim=16, epochs=30)  # half raw similarity
-    assert blended.apply(test_x).shape == (len(test_x), 16 + 64)  # network + components
+    assert blended.apply(test_x).shape == (len(test_x), 3 * 16 + 64)  # 3 networks + components
     assert precision_at_k(blended.apply(test_x), test_y, k=5) > raw + 0.1
     probabilities = projection.probabilities(test_x)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
@@ -67,7 +67,8 @@ def test_mlp_round_trip(tmp_path):
     projection = fit_mlp_projection(x, y, dim=8, components=16, epochs=2)
     projection.save(tmp_path)
     loaded = Projection.load(tmp_path)
-    assert loaded.dim == projection.dim == 24 and loaded.raw_weight == projection.raw_weight
+    assert loaded.dim == projection.dim == 3 * 8 + 16 and len(loaded.extra) == 2
+    assert loaded.raw_weight == projection.raw_weight
     assert loaded.classifier.labels == projection.classifier.labels
     assert loaded.classifier.temperature == projection.classifier.temperature
     np.testing.assert_allclose(loaded.apply(x[:5]), projection.apply(x[:5]), rtol=1e-6)

@@ -41,7 +41,11 @@ class Classifier:
 @dataclass
 class Projection:
     """x -> h = (x - mean) @ matrix; then, with `layers`, z = MLP(h) and the output is
-    [sqrt(raw_weight) * normalize(h), sqrt(1 - raw_weight) * normalize(z)]; else normalize(h)."""
+    [sqrt(raw_weight) * normalize(h), sqrt(1 - raw_weight) * normalize(z)]; else normalize(h).
+
+    `extra` networks (an ensemble, trained with other seeds) add their normalized outputs to z
+    and average their probabilities with this one's.
+    """
 
     mean: np.ndarray  # (D,)
     matrix: np.ndarray  # (D, d)
@@ -49,13 +53,18 @@ class Projection:
     layers: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # ReLU between
     raw_weight: float = 0.0
     classifier: Classifier | None = None
+    extra: list[Projection] = field(default_factory=list)
 
     @property
     def dim(self) -> int:
         if not self.layers:
             return int(self.matrix.shape[1])
-        out = int(self.layers[-1][0].shape[1])
+        out = sum(int(p.layers[-1][0].shape[1]) for p in self._networks)
         return out + (int(self.matrix.shape[1]) if self.raw_weight > 0 else 0)
+
+    @property
+    def _networks(self) -> list[Projection]:
+        return [self, *self.extra]
 
     def apply(self, vectors: np.ndarray, *, block: int = 65_536) -> np.ndarray:
         """Project unit vectors (N, D) or (D,) to unit vectors (N, d) or (d,)."""
@@ -64,11 +73,13 @@ class Projection:
         rows = vectors[None] if single else vectors
         out = np.empty((len(rows), self.dim), np.float32)
         for start in range(0, len(rows), block):
-            hidden = (rows[start : start + block] - self.mean) @ self.matrix
+            part = rows[start : start + block]
+            hidden = (part - self.mean) @ self.matrix
             if not self.layers:
                 out[start : start + block] = _normalize(hidden)
                 continue
-            parts = [np.sqrt(1 - self.raw_weight) * _normalize(self._network(hidden))]
+            outputs = np.hstack([p._outputs(part) for p in self._networks])
+            parts = [np.sqrt(1 - self.raw_weight) * _normalize(outputs)]
             if self.raw_weight > 0:
                 parts.insert(0, np.sqrt(self.raw_weight) * _normalize(hidden))
             out[start : start + block] = np.hstack(parts)
@@ -84,35 +95,46 @@ class Projection:
         if self.classifier is None:
             raise ValueError("this projection has no classifier (tune with --method mlp)")
         rows = np.asarray(vectors, np.float32).reshape(-1, len(self.mean))
-        outputs = _normalize(self._network((rows - self.mean) @ self.matrix))
-        logits = outputs @ self.classifier.weight / self.classifier.temperature
+        return np.mean([p._probabilities(rows) for p in self._networks], axis=0)
+
+    def _probabilities(self, rows: np.ndarray) -> np.ndarray:
+        logits = self._outputs(rows) @ self.classifier.weight / self.classifier.temperature
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    def _network(self, hidden: np.ndarray) -> np.ndarray:
+    def _outputs(self, rows: np.ndarray) -> np.ndarray:
+        """This network's normalized output for unit vectors (N, D)."""
+        hidden = (rows - self.mean) @ self.matrix
         for n, (weight, bias) in enumerate(self.layers):
             hidden = hidden @ weight + bias
             if n < len(self.layers) - 1:
                 hidden = np.maximum(hidden, 0)
-        return hidden
+        return _normalize(hidden)
 
     def save(self, directory: str | Path) -> Path:
         """Write projection.npz into `directory` atomically."""
         from stylefinder.index.store import atomic_write
 
-        arrays = {"mean": self.mean, "matrix": self.matrix, "raw_weight": self.raw_weight}
+        arrays = {"raw_weight": self.raw_weight, "info": json.dumps(self.info)}
+        for n, network in enumerate(self._networks):
+            prefix = f"extra{n - 1}_" if n else ""
+            arrays.update({prefix + name: a for name, a in network._arrays().items()})
+        target = Path(directory) / PROJECTION_FILE
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write(target, buffer.getvalue())
+        return target
+
+    def _arrays(self) -> dict[str, object]:
+        arrays: dict[str, object] = {"mean": self.mean, "matrix": self.matrix}
         for n, (weight, bias) in enumerate(self.layers):
             arrays[f"layer{n}_weight"], arrays[f"layer{n}_bias"] = weight, bias
         if self.classifier is not None:
             arrays["class_weight"] = self.classifier.weight
             arrays["class_temperature"] = self.classifier.temperature
             arrays["class_labels"] = json.dumps(self.classifier.labels)
-        target = Path(directory) / PROJECTION_FILE
-        buffer = io.BytesIO()
-        np.savez(buffer, info=json.dumps(self.info), **arrays)
-        atomic_write(target, buffer.getvalue())
-        return target
+        return arrays
 
     @classmethod
     def load(cls, directory: str | Path) -> Projection | None:
@@ -121,30 +143,29 @@ class Projection:
         if not path.is_file():
             return None
         with np.load(path, allow_pickle=False) as data:
-            f32 = {
-                name: data[name].astype(np.float32)
-                for name in data.files
-                if name not in ("info", "class_labels")
-            }
-            layers = []
-            while f"layer{len(layers)}_weight" in f32:
-                n = len(layers)
-                layers.append((f32[f"layer{n}_weight"], f32[f"layer{n}_bias"]))
-            classifier = None
-            if "class_weight" in data.files:
-                classifier = Classifier(
-                    json.loads(str(data["class_labels"])),
-                    f32["class_weight"],
-                    float(data["class_temperature"]),
-                )
-            return cls(
-                f32["mean"],
-                f32["matrix"],
-                json.loads(str(data["info"])),
-                layers,
-                float(data["raw_weight"]) if "raw_weight" in data.files else 0.0,
-                classifier,
-            )
+            arrays = {name: data[name] for name in data.files}
+        projection = cls._from_arrays(arrays, "")
+        projection.info = json.loads(str(arrays["info"]))
+        projection.raw_weight = float(arrays.get("raw_weight", 0.0))
+        while f"extra{len(projection.extra)}_mean" in arrays:
+            projection.extra.append(cls._from_arrays(arrays, f"extra{len(projection.extra)}_"))
+        return projection
+
+    @classmethod
+    def _from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> Projection:
+        def f32(name: str) -> np.ndarray:
+            return arrays[prefix + name].astype(np.float32)
+
+        layers = []
+        while f"{prefix}layer{len(layers)}_weight" in arrays:
+            n = len(layers)
+            layers.append((f32(f"layer{n}_weight"), f32(f"layer{n}_bias")))
+        classifier = None
+        if prefix + "class_weight" in arrays:
+            labels = json.loads(str(arrays[prefix + "class_labels"]))
+            temperature = float(arrays[prefix + "class_temperature"])
+            classifier = Classifier(labels, f32("class_weight"), temperature)
+        return cls(f32("mean"), f32("matrix"), {}, layers, 0.0, classifier)
 
 
 def _normalize(rows: np.ndarray) -> np.ndarray:
@@ -207,6 +228,7 @@ def fit_mlp_projection(
     hidden: int = 512,
     epochs: int = 12,
     raw_weight: float = 0.5,
+    members: int = 3,
     calibration_share: float = 0.05,
     seed: int = 0,
     progress: bool = False,
@@ -216,7 +238,9 @@ def fit_mlp_projection(
     The network's `dim`-d output, blended with the `components` principal components by
     `raw_weight` (share of the similarity that stays label-free), is the new embedding; its
     softmax head becomes the projection's classifier, with a temperature fitted on a held-out
-    `calibration_share` of the items. 60,000 items train in a few minutes on 2 cores.
+    `calibration_share` of the items. `members` networks (other seeds) form an ensemble: their
+    outputs are concatenated and their probabilities averaged. 60,000 items train in about a
+    minute per member on 2 cores.
 
     Example:
         >>> projection = fit_mlp_projection(vectors, labels, epochs=5)  # doctest: +SKIP
@@ -249,62 +273,73 @@ def fit_mlp_projection(
     train = order[len(held) :]
     inputs = torch.from_numpy((h - centre) / scale)
     y = torch.from_numpy(targets.astype(np.int64))
-    net = torch.nn.Sequential(
-        torch.nn.Linear(components, hidden),
-        torch.nn.BatchNorm1d(hidden),
-        torch.nn.ReLU(),
-        torch.nn.Dropout(0.2),
-        torch.nn.Linear(hidden, dim),
-    )
-    directions = torch.nn.Parameter(torch.randn(len(classes), dim) * 0.01)
-    parameters = [*net.parameters(), directions]
+    bar = tqdm(total=members * epochs, desc="tune", unit="epoch", disable=not progress)
 
-    def head(outputs: torch.Tensor) -> torch.Tensor:  # cosine softmax: unit outputs and classes
-        unit = torch.nn.functional.normalize
-        return _COSINE_SCALE * unit(outputs, dim=1) @ unit(directions, dim=1).T
+    def train_member(member: int) -> Projection:
+        torch.manual_seed(seed + member)
+        shuffle = np.random.default_rng(seed + 1 + member)
+        net = torch.nn.Sequential(
+            torch.nn.Linear(components, hidden),
+            torch.nn.BatchNorm1d(hidden),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(0.2),
+            torch.nn.Linear(hidden, dim),
+        )
+        directions = torch.nn.Parameter(torch.randn(len(classes), dim) * 0.01)
+        parameters = [*net.parameters(), directions]
 
-    optimizer = torch.optim.AdamW(parameters, lr=1e-3, weight_decay=1e-4)
-    batch = 256 if len(train) >= 2048 else 32
-    steps_per_epoch = -(-len(train) // batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=3e-3, total_steps=epochs * steps_per_epoch
-    )
-    bar = tqdm(total=epochs * steps_per_epoch, desc="tune", unit="step", disable=not progress)
-    for _epoch in range(epochs):
-        net.train()
-        permutation = torch.from_numpy(rng.permutation(train))
-        for start in range(0, len(permutation), batch):
-            rows = permutation[start : start + batch]
-            if len(rows) < 2:  # batch norm needs two rows
-                continue
-            loss = torch.nn.functional.cross_entropy(
-                head(net(inputs[rows])), y[rows], label_smoothing=0.1
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+        def head(outputs: torch.Tensor) -> torch.Tensor:  # cosine softmax: unit outputs and classes
+            unit = torch.nn.functional.normalize
+            return _COSINE_SCALE * unit(outputs, dim=1) @ unit(directions, dim=1).T
+
+        optimizer = torch.optim.AdamW(parameters, lr=1e-3, weight_decay=1e-4)
+        batch = 256 if len(train) >= 2048 else 32
+        steps_per_epoch = -(-len(train) // batch)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=3e-3, total_steps=epochs * steps_per_epoch
+        )
+        for _epoch in range(epochs):
+            net.train()
+            permutation = torch.from_numpy(shuffle.permutation(train))
+            for start in range(0, len(permutation), batch):
+                rows = permutation[start : start + batch]
+                if len(rows) < 2:  # batch norm needs two rows
+                    continue
+                loss = torch.nn.functional.cross_entropy(
+                    head(net(inputs[rows])), y[rows], label_smoothing=0.1
+                )
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    bar.close()
-    net.eval()
+            bar.set_postfix(member=member + 1, loss=f"{loss.item():.3f}", refresh=False)
+        net.eval()
 
-    first, norm, _, _, second = net
-    with torch.no_grad():  # fold the input scaling and batch norm into the first layer
-        gain = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).numpy()
-        w1 = first.weight.numpy().T / scale[:, None] * gain
-        b1 = (first.bias.numpy() - (centre / scale) @ first.weight.numpy().T) * gain
-        b1 += (
-            norm.bias - norm.running_mean * norm.weight / torch.sqrt(norm.running_var + norm.eps)
-        ).numpy()
-        layers = [(w1.astype(np.float32), b1.astype(np.float32))]
-        layers.append((second.weight.numpy().T.copy(), second.bias.numpy().copy()))
-        unit = torch.nn.functional.normalize(directions, dim=1)
-        classifier = Classifier(classes, (_COSINE_SCALE * unit).numpy().T.copy())
-    projection = Projection(mean, basis, {}, layers, raw_weight, classifier)
+        first, norm, _, _, second = net
+        with torch.no_grad():  # fold the input scaling and batch norm into the first layer
+            gain = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).numpy()
+            w1 = first.weight.numpy().T / scale[:, None] * gain
+            b1 = (first.bias.numpy() - (centre / scale) @ first.weight.numpy().T) * gain
+            b1 += (
+                norm.bias
+                - norm.running_mean * norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            ).numpy()
+            layers = [(w1.astype(np.float32), b1.astype(np.float32))]
+            layers.append((second.weight.numpy().T.copy(), second.bias.numpy().copy()))
+            unit = torch.nn.functional.normalize(directions, dim=1)
+            classifier = Classifier(classes, (_COSINE_SCALE * unit).numpy().T.copy())
+        network = Projection(mean, basis, {}, layers, raw_weight, classifier)
+        if len(held):
+            classifier.temperature = _fit_temperature(network, x[held], targets[held])
+        return network
+
+    networks = [train_member(member) for member in range(members)]
+    bar.close()
+    projection = networks[0]
+    projection.extra = networks[1:]
     calibration = {}
     if len(held):
-        classifier.temperature = _fit_temperature(projection, x[held], targets[held])
         accuracy = projection.probabilities(x[held]).argmax(axis=1) == targets[held]
         calibration = {
             "calibration_items": len(held),
@@ -319,7 +354,8 @@ def fit_mlp_projection(
         "raw_weight": raw_weight,
         "items": len(train),
         "labels": len(classes),
-        "temperature": round(classifier.temperature, 4),
+        "members": members,
+        "temperature": round(projection.classifier.temperature, 4),
         **calibration,
     }
     return projection
