@@ -284,7 +284,8 @@ def _recognize(args: argparse.Namespace) -> int:
         print(json.dumps(recognition.to_dict(), indent=2))
         return 0
     top = ", ".join(f"{label} {p:.2f}" for label, p in recognition.categories)
-    print(f"category: {recognition.category}  ({top}; from the {recognition.source})")
+    source = {"classifier": "the index's classifier", "imagenet": "the ImageNet fallback"}
+    print(f"category: {recognition.category}  ({top}; from {source[recognition.source]})")
     colours = ", ".join(f"{c.name} {c.share:.0%}" for c in recognition.colours)
     print(f"colours:  {colours or 'none found'}")
     return 0
