@@ -22,7 +22,7 @@ import numpy as np
 
 from stylefinder.catalog.demo import CLASS_NAMES, load_fashion_mnist
 from stylefinder.evaluate.metrics import leave_one_out_neighbours
-from stylefinder.evaluate.retrieval import _average_precision, retrieval_metrics
+from stylefinder.evaluate.retrieval import neighbour_metrics, retrieval_metrics
 
 _KS = (1, 5, 10)
 
@@ -229,11 +229,7 @@ def _euclidean_metrics(vectors: np.ndarray, labels: np.ndarray) -> dict[str, flo
         part = np.argpartition(distances, depth, axis=1)[:, :depth]
         order = np.argsort(np.take_along_axis(distances, part, axis=1), axis=1, kind="stable")
         neighbours[start : start + len(block)] = np.take_along_axis(part, order, axis=1)
-    relevant = labels[neighbours] == labels[:, None]
-    out = {f"precision@{k}": float(relevant[:, :k].mean()) for k in _KS}
-    out["recall@5"] = float(relevant[:, :5].any(axis=1).mean())
-    out["mAP@10"] = float(_average_precision(relevant[:, :10], labels).mean())
-    return out
+    return neighbour_metrics(neighbours, labels, _KS)
 
 
 def _class_precision(vectors: np.ndarray, labels: np.ndarray, members: np.ndarray) -> float:

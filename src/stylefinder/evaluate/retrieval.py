@@ -48,14 +48,9 @@ def retrieval_metrics(
     if len(labels) != len(vectors) or len(labels) < 2:
         raise ValueError("need at least two labeled vectors, one label per vector")
     ks = sorted(set(int(k) for k in ks))
-    depth = max([*ks, 10])
-    neighbours = leave_one_out_neighbours(vectors, depth)
+    neighbours = leave_one_out_neighbours(vectors, max([*ks, 10]))
     relevant = labels[neighbours] == labels[:, None]  # (n, depth)
-    metrics: dict[str, float] = {}
-    for k in ks:
-        metrics[f"precision@{k}"] = float(relevant[:, :k].mean())
-        metrics[f"recall@{k}"] = float(relevant[:, :k].any(axis=1).mean())
-    metrics["mAP@10"] = float(_average_precision(relevant[:, :10], labels).mean())
+    metrics = neighbour_metrics(neighbours, labels, ks)
 
     classes = sorted(set(labels.tolist()))
     index = {c: i for i, c in enumerate(classes)}
@@ -75,6 +70,25 @@ def retrieval_metrics(
     return RetrievalEvaluation(
         metrics, per_class, classes, confusion, ks, len(labels), neighbours, labels
     )
+
+
+def neighbour_metrics(
+    neighbours: np.ndarray, labels: np.ndarray, ks: Sequence[int]
+) -> dict[str, float]:
+    """precision@k and recall@k for each k, and mAP@10, from each item's ranked other items
+    (`neighbours`, (n, depth) rows, depth >= 10 and >= max k).
+
+    Example:
+        >>> neighbour_metrics(np.array([[1], [0]]), np.array(["a", "a"]), [1])["precision@1"]
+        1.0
+    """
+    relevant = labels[neighbours] == labels[:, None]
+    metrics: dict[str, float] = {}
+    for k in ks:
+        metrics[f"precision@{k}"] = float(relevant[:, :k].mean())
+        metrics[f"recall@{k}"] = float(relevant[:, :k].any(axis=1).mean())
+    metrics["mAP@10"] = float(_average_precision(relevant[:, :10], labels).mean())
+    return metrics
 
 
 def evaluate_index(

@@ -81,11 +81,6 @@ def colour_value(colours: Sequence[ColourShare]) -> str:
     return ",".join(c.name for c in colours)
 
 
-def image_colours(image: Image.Image) -> list[ColourShare]:
-    """The garment's dominant colours (up to 3, each at least 10% of the garment)."""
-    return dominant_colours(image)
-
-
 @dataclass
 class AnnotationSummary:
     """What `annotate_index` wrote."""
@@ -143,7 +138,7 @@ def annotate_index(
                     summary.failed.append((item.id, str(exc)))
             categories = imagenet_categories(engine.embedder, images) if fallback and images else []
             for n, (item, image) in enumerate(zip(chunk, images, strict=True)):
-                metadata[item.id][COLOURS_COLUMN] = colour_value(image_colours(image))
+                metadata[item.id][COLOURS_COLUMN] = colour_value(dominant_colours(image))
                 summary.colours += 1
                 if categories:
                     metadata[item.id][CATEGORY_COLUMN] = categories[n][0][0]

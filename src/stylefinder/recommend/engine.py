@@ -27,10 +27,10 @@ from stylefinder.errors import BadImageError, UnknownItemError
 from stylefinder.index.events import CsvSource, Event, EventStore, ImportSummary
 from stylefinder.index.search import top_k
 from stylefinder.index.store import IndexStore, Snapshot, atomic_write, utc_now
+from stylefinder.recognize.colours import dominant_colours
 from stylefinder.recognize.recognition import (
     CATEGORY_COLUMN,
     Recognition,
-    image_colours,
     imagenet_categories,
     top_categories,
 )
@@ -107,6 +107,7 @@ class Engine:
         self._by_hash: dict[str, list[int]] | None = None
         self._projected: tuple[Snapshot, Projection | None, np.ndarray] | None = None
         self._columns: tuple[Snapshot, dict[str, list[str]]] | None = None
+        self._event_store: EventStore | None = None
 
     @classmethod
     def open(
@@ -376,7 +377,7 @@ class Engine:
             source = "classifier"
         else:
             categories, source = imagenet_categories(self.embedder, [picture])[0], "imagenet"
-        return Recognition(categories, source, image_colours(picture))
+        return Recognition(categories, source, dominant_colours(picture))
 
     def same_category_filter(self, image: ImageSource) -> dict[str, list[str]]:
         """A filter keeping items of the category recognized in `image` (`category_pred`, or
@@ -413,13 +414,10 @@ class Engine:
     @property
     def events(self) -> EventStore:
         """The shoppers' users, events and tokens, kept in this index's manifest."""
-        store = getattr(self, "_event_store", None)
-        if store is None:
-            with self._lock:
-                store = getattr(self, "_event_store", None)
-                if store is None:
-                    store = self._event_store = EventStore(self.store.directory)
-        return store
+        with self._lock:
+            if self._event_store is None:
+                self._event_store = EventStore(self.store.directory)
+            return self._event_store
 
     def record_event(
         self,
