@@ -1,8 +1,10 @@
 """Indexing throughput, side by side in one run on the same images and backbone:
 
   (a) the notebook pattern: each image loaded and run through the eager torch model alone;
-  (b) the model-only ceiling: ONNX Runtime on pre-decoded tensors at its best batch size;
-  (c) `stylefinder index` end to end from files (scan, hash, decode, embed, commit).
+  (b) the model-only ceiling: ONNX Runtime on pre-decoded tensors at its best batch size and
+      thread layout (one session using every core, or one one-thread session per core);
+  (c) `stylefinder index` end to end from files (scan, hash, decode, embed, commit), without
+      recognition (`--no-recognize`), and (c+) with it (the default: colours named as well).
 
 Two image sets: the demo catalog (1,000 28x28 PNGs) and 1,000 large JPEG photos (800x1000,
 made from the same Fashion-MNIST images upscaled onto a white page). Prints images/s and the
@@ -18,6 +20,7 @@ import argparse
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -56,28 +59,39 @@ def notebook_pattern(embedder: Embedder, files: list[Path]) -> float:
     return len(files) / (time.perf_counter() - started)
 
 
-def model_ceiling(embedder: Embedder, count: int = 256) -> tuple[float, int]:
-    """(b) best images/s of ONNX Runtime on pre-decoded inputs, and the batch size giving it."""
+def model_ceiling(embedder: Embedder, count: int = 256) -> tuple[float, str]:
+    """(b) best images/s of ONNX Runtime on pre-decoded inputs, and the layout giving it:
+    one session with every thread, or one one-thread session per core fed in parallel."""
     rng = np.random.default_rng(0)
     inputs = rng.integers(0, 256, size=(count, *embedder.input_shape), dtype=np.uint8)
-    best = (0.0, 0)
+    cores = embedder.threads
+    parallel = embedder._stream_runner(cores)
+    best = (0.0, "")
     for batch in (1, 8, 16, 32, 64):
-        session_run = embedder._run
-        session_run(inputs[:batch])  # warm up
+        embedder._run(inputs[:batch])  # warm up
         started = time.perf_counter()
         for start in range(0, count, batch):
-            session_run(inputs[start : start + batch])
+            embedder._run(inputs[start : start + batch])
         rate = count / (time.perf_counter() - started)
-        best = max(best, (rate, batch))
+        best = max(best, (rate, f"1 session x {cores} threads, batch {batch}"))
+        if cores > 1:
+            parallel(inputs[:batch])
+            with ThreadPoolExecutor(cores) as pool:
+                started = time.perf_counter()
+                parts = [inputs[at : at + batch] for at in range(0, count, batch)]
+                list(pool.map(parallel, parts))
+                rate = count / (time.perf_counter() - started)
+            best = max(best, (rate, f"{cores} sessions x 1 thread, batch {batch}"))
     return best
 
 
-def end_to_end(embedder: Embedder, catalog: Path, index_dir: Path) -> float:
+def end_to_end(embedder: Embedder, catalog: Path, index_dir: Path, recognize: bool) -> float:
     """(c) images/s of `stylefinder index` from files (model already loaded)."""
     started = time.perf_counter()
-    summary = build_index(catalog, index_dir, embedder=embedder, recognize=False)
+    summary = build_index(catalog, index_dir, embedder=embedder, recognize=recognize)
     elapsed = time.perf_counter() - started
     assert summary.embedded == summary.total, summary
+    assert summary.recognized == (summary.total if recognize else 0), summary
     return summary.embedded / elapsed
 
 
@@ -99,16 +113,18 @@ def main() -> None:
         for name, folder in sets.items():
             files = sorted(folder.rglob("*.png")) + sorted(folder.rglob("*.jpg"))
             a = notebook_pattern(torch_embedder, files[: args.notebook_images])
-            b, batch = model_ceiling(onnx_embedder)
-            c = end_to_end(onnx_embedder, folder, Path(tmp) / f"index-{len(rows)}")
+            b, layout = model_ceiling(onnx_embedder)
+            c = end_to_end(onnx_embedder, folder, Path(tmp) / f"index-{len(rows)}", False)
+            named = end_to_end(onnx_embedder, folder, Path(tmp) / f"named-{len(rows)}", True)
             rows.append(
                 {
                     "images": name,
                     "count": len(files),
                     "a_notebook": round(a, 1),
                     "b_model_ceiling": round(b, 1),
-                    "b_batch": batch,
+                    "b_layout": layout,
                     "c_end_to_end": round(c, 1),
+                    "c_with_recognition": round(named, 1),
                     "c_over_a": round(c / a, 2),
                     "c_over_b": round(c / b, 3),
                 }
@@ -124,14 +140,15 @@ def main() -> None:
     print(f"{args.backbone} ({args.precision} for b and c), {cpu_count()} cores; images/s")
     print(
         f"{'images':<16} {'(a) notebook':>12} {'(b) ceiling':>12} {'(c) index':>10} "
-        f"{'c/a':>6} {'c/b':>6}"
+        f"{'c/a':>6} {'c/b':>6} {'(c+) with colours':>18}"
     )
     for r in rows:
         print(
             f"{r['images']:<16} {r['a_notebook']:>12} {r['b_model_ceiling']:>12} "
-            f"{r['c_end_to_end']:>10} {r['c_over_a']:>6} {r['c_over_b']:>6}"
+            f"{r['c_end_to_end']:>10} {r['c_over_a']:>6} {r['c_over_b']:>6} "
+            f"{r['c_with_recognition']:>18}"
         )
-    print("(b) best batch sizes: " + ", ".join(f"{r['images']}: {r['b_batch']}" for r in rows))
+    print("(b) best layouts: " + "; ".join(f"{r['images']}: {r['b_layout']}" for r in rows))
 
 
 if __name__ == "__main__":

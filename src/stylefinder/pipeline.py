@@ -24,7 +24,12 @@ from stylefinder.catalog.scan import file_hash, scan_folder
 from stylefinder.embed.backbones import DEFAULT_BACKBONE
 from stylefinder.embed.runner import Embedder
 from stylefinder.index.store import IndexStore, utc_now
-from stylefinder.recognize.recognition import RECOGNIZED_COLUMNS, annotate_index
+from stylefinder.recognize.recognition import (
+    COLOURS_COLUMN,
+    RECOGNIZED_COLUMNS,
+    annotate_index,
+    image_colours,
+)
 from stylefinder.types import Item
 
 
@@ -75,8 +80,9 @@ def build_index(
 ) -> IndexSummary:
     """Index the images under `catalog_dir` into `index_dir` (created or updated in place).
 
-    With `recognize`, items then get `colours` metadata (and `category_pred` from a tuned
-    classifier, or from the ImageNet head when `imagenet_categories`); see `annotate_index`.
+    With `recognize`, items get `colours` metadata, named from the image decoded for
+    embedding, and then `category_pred` from a tuned classifier, or from the ImageNet head when
+    `imagenet_categories` (see `annotate_index`, which also names what is still unnamed).
     """
     started = time.perf_counter()
     root = Path(catalog_dir).resolve()
@@ -150,10 +156,15 @@ def build_index(
         last_commit = time.monotonic()
         embed_started = time.perf_counter()
         sources = ((item_id, entry.file.abspath) for item_id, (entry, _) in to_embed.items())
-        for keys, vectors, failures in embedder.embed_stream(sources):
-            for key, vector in zip(keys, vectors, strict=True):
+        annotate = image_colours if recognize else None  # named while the image is decoded
+        for keys, vectors, failures, notes in embedder.embed_stream(sources, annotate=annotate):
+            for key, vector, colours in zip(keys, vectors, notes, strict=True):
                 entry, digest = to_embed[key]
-                writer.put(_item(entry, digest, current.get(key)), vector)
+                item = _item(entry, digest, current.get(key))
+                if colours is not None and COLOURS_COLUMN not in item.metadata:
+                    item = item.replace(metadata={**item.metadata, COLOURS_COLUMN: colours})
+                    summary.recognized += 1
+                writer.put(item, vector)
                 summary.embedded += 1
                 summary.changed += key in current
             for key, error in failures:
@@ -172,7 +183,7 @@ def build_index(
         summary.total = len(writer.base)
     if recognize and summary.total:
         recognized = annotate_index(index_dir, imagenet=imagenet_categories, progress=progress)
-        summary.recognized = recognized.colours
+        summary.recognized += recognized.colours
         summary.recognition_failed = recognized.failed
     summary.seconds = time.perf_counter() - started
     return summary

@@ -110,3 +110,19 @@ def test_weights_fingerprint_ignores_the_graphs_normalization(embedder):
         with torch.no_grad():
             model.mean.copy_(saved)
     assert embedder.space.weights_fingerprint == before
+
+
+def test_the_parallel_stream_keeps_order_and_matches_single_embedding(embedder, demo, tmp_path):
+    images = sorted((demo.root / "images").glob("*.png"))[:37]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    sources = [(n, path) for n, path in enumerate(images)]
+    sources.insert(20, ("broken", broken))
+    batches = list(embedder.embed_stream(sources, workers=2, annotate=lambda image: image.size))
+    keys = [key for batch in batches for key in batch.keys]
+    assert keys == list(range(37))  # in order, across workers, without the broken file
+    assert [key for batch in batches for key, _ in batch.failures] == ["broken"]
+    assert all(note == (28, 28) for batch in batches for note in batch.notes)
+    streamed = np.concatenate([batch.vectors for batch in batches])
+    direct = embedder.embed(images)  # the query path: one session with every thread
+    assert (np.sum(streamed * direct, axis=1) > 0.9999).all()

@@ -50,6 +50,28 @@ def test_put_commit_snapshot_remove(tmp_path: Path):
     assert len(list((tmp_path / "ix").glob("vectors-*.npy"))) <= 2  # old generations cleaned
 
 
+def test_a_metadata_only_commit_keeps_the_vector_file(tmp_path: Path):
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with store.writer() as writer:
+        writer.put(_item("a"), _vec(1, 0, 0, 0))
+        writer.put(_item("b"), _vec(0, 1, 0, 0))
+    before = store.snapshot()
+    reader_rows = np.array(before.vectors)
+    with store.writer() as writer:  # e.g. colours named after indexing
+        writer.put(_item("b", colours="red"), None)
+    after = store.snapshot()
+    assert after.generation == before.generation + 1
+    assert after.state["vectors"] == before.state["vectors"]  # not rewritten
+    assert [i.id for i in after.items] == ["a", "b"]  # rows keep their order
+    assert after.items[1].metadata == {"colours": "red"}
+    np.testing.assert_array_equal(after.vectors, reader_rows)
+    np.testing.assert_array_equal(before.vectors, reader_rows)  # an open reader is unaffected
+    with store.writer() as writer:  # a new vector writes a new matrix again
+        writer.put(_item("a"), _vec(0, 0, 1, 0))
+    assert store.snapshot().state["vectors"] != before.state["vectors"]
+    assert len(store.snapshot()) == 2
+
+
 def test_an_exception_discards_staged_work(tmp_path: Path):
     store = IndexStore.create(tmp_path / "ix", SPACE)
     with pytest.raises(RuntimeError), store.writer() as writer:

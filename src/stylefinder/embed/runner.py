@@ -16,12 +16,16 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from PIL import Image
 
 from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from stylefinder.embed.backbones import DEFAULT_BACKBONE, POOLINGS, get_backbone
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 RUNTIMES = ("onnx", "torch")
 PRECISIONS = ("fp32", "int8")
 CALIBRATION_IMAGES = 100
+STREAM_BATCH = 16  # images per batch in embed_stream: small batches keep every worker fed
 GRAPH_VERSION = "u8"  # bump when the exported graph's inputs or outputs change
 
 
@@ -51,6 +56,15 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+class StreamBatch(NamedTuple):
+    """One batch of `Embedder.embed_stream`: vectors (N, D) for `keys`, in order."""
+
+    keys: list[object]
+    vectors: np.ndarray
+    failures: list[tuple[object, Exception]]  # (key, BadImageError) of images that failed
+    notes: list[object]  # what `annotate` said about each image of `keys` (None without it)
 
 
 class Embedder:
@@ -102,6 +116,7 @@ class Embedder:
         torch.set_num_threads(self.threads)
         fingerprint = state_fingerprint(self.model, skip=("mean", "std"))  # the weights alone
         self._session = self._onnx_session(fingerprint) if runtime == "onnx" else None
+        self._stream_session = None  # one-thread twin of _session for embed_stream's workers
         dim = int(self.embed_inputs(np.zeros((1, *self.input_shape), np.uint8)).shape[1])
         self.space = EmbeddingSpace(self.spec.name, self.pooling, fingerprint, dim, precision)
 
@@ -116,9 +131,12 @@ class Embedder:
 
         Raises `BadImageError` for anything that is not a usable image.
         """
+        return to_input(self.decode(source), self.spec.preprocessing)
+
+    def decode(self, source: ImageSource) -> Image.Image:
+        """Decode one image as RGB, at the reduced JPEG scale the network input still allows."""
         size, side = self._draft
-        image = load_image(source, max_pixels=self.max_pixels, draft_size=size, draft_side=side)
-        return to_input(image, self.spec.preprocessing)
+        return load_image(source, max_pixels=self.max_pixels, draft_size=size, draft_side=side)
 
     def embed_inputs(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed inputs (N, S, S, 3) uint8 -> unit vectors (N, D), in batches."""
@@ -138,23 +156,39 @@ class Embedder:
         return self.embed([source])[0]
 
     def embed_stream(
-        self, sources: Iterable[tuple[object, ImageSource]], *, workers: int | None = None
-    ) -> Iterator[tuple[list[object], np.ndarray, list[tuple[object, Exception]]]]:
-        """Embed (key, source) pairs in batches, decoding the next batch while one runs.
+        self,
+        sources: Iterable[tuple[object, ImageSource]],
+        *,
+        workers: int | None = None,
+        annotate: Callable[[Image.Image], object] | None = None,
+    ) -> Iterator[StreamBatch]:
+        """Embed (key, source) pairs in batches, in order, keeping every core busy.
 
-        Yields (keys, vectors, failures) per batch; a bad image lands in `failures` with its
-        error instead of stopping the stream.
+        Yields a `StreamBatch` (keys, vectors, failures, notes) per batch; a bad image lands in
+        `failures` with its error instead of stopping the stream. `annotate(image)`, when given,
+        runs on each decoded image in the same worker (so the image is decoded once) and its
+        result is the image's entry in `notes`. Each of `workers` threads decodes a batch and runs
+        it through a one-thread ONNX Runtime session, so decoding and inference never fight over
+        cores (one session with several threads scales worse on small convolutions). The torch
+        runtime runs one batch at a time, on its own threads, while the workers decode.
+
+        Example:
+            >>> stream = embedder.embed_stream(enumerate(paths))
+            >>> keys, vectors, failures, notes = next(stream)  # doctest: +SKIP
+            >>> keys[:2], vectors.shape, failures  # doctest: +SKIP
+            ([0, 1], (16, 1280), [])
         """
-        workers = workers or self.threads
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-            pending = None
-            for chunk in _chunks(sources, self.batch_size):
-                submitted = self._submit(pool, chunk)
-                if pending is not None:
-                    yield self._finish(pending)
-                pending = submitted
-            if pending is not None:
-                yield self._finish(pending)
+        workers = max(1, workers or self.threads)
+        run = self._stream_runner(workers)
+        size = min(self.batch_size, STREAM_BATCH)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embed") as pool:
+            pending: deque = deque()
+            for chunk in _chunks(sources, size):
+                pending.append(pool.submit(self._embed_chunk, chunk, run, annotate))
+                if len(pending) > workers:  # a bounded look-ahead keeps memory flat
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
 
     def classify(self, source: ImageSource) -> np.ndarray:
         """ImageNet class probabilities (1000,) from the backbone's own head (torch runtime)."""
@@ -172,19 +206,34 @@ class Embedder:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _submit(self, pool: Executor, chunk: list[tuple[object, ImageSource]]):
-        return [(key, pool.submit(self.preprocess, source)) for key, source in chunk]
-
-    def _finish(self, submitted):
-        keys, inputs, failures = [], [], []
-        for key, future in submitted:
+    def _embed_chunk(self, chunk: list[tuple[object, ImageSource]], run, annotate) -> StreamBatch:
+        keys, inputs, failures, notes = [], [], [], []
+        for key, source in chunk:
             try:
-                inputs.append(future.result())
-                keys.append(key)
+                image = self.decode(source)
+                inputs.append(to_input(image, self.spec.preprocessing))
             except BadImageError as exc:
                 failures.append((key, exc))
-        vectors = self.embed_inputs(np.stack(inputs)) if inputs else np.zeros((0, 0), np.float32)
-        return keys, vectors, failures
+                continue
+            keys.append(key)
+            notes.append(annotate(image) if annotate is not None else None)
+        vectors = run(np.stack(inputs)) if inputs else np.zeros((0, self.space.dim), np.float32)
+        return StreamBatch(keys, np.asarray(vectors, np.float32), failures, notes)
+
+    def _stream_runner(self, workers: int):
+        """A thread-safe batch -> vectors function for `workers` concurrent callers."""
+        if self._session is None or workers == 1:
+            lock = threading.Lock()
+
+            def run_locked(batch: np.ndarray) -> np.ndarray:
+                with lock:
+                    return self._run(batch)
+
+            return run_locked
+        if self._stream_session is None:
+            self._stream_session = self._onnx_session(self.space.weights_fingerprint, threads=1)
+        session = self._stream_session
+        return lambda batch: session.run(None, {"pixels": np.ascontiguousarray(batch)})[0]
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self._session is not None:
@@ -194,7 +243,7 @@ class Embedder:
         with torch.inference_mode():
             return self.model(torch.from_numpy(np.ascontiguousarray(batch, np.uint8))).numpy()
 
-    def _onnx_session(self, fingerprint: str):
+    def _onnx_session(self, fingerprint: str, threads: int | None = None):
         import onnxruntime as ort
 
         name = f"{self.spec.name}-{self.pooling}-{fingerprint}-{GRAPH_VERSION}.onnx"
@@ -208,14 +257,13 @@ class Embedder:
                 quantize_int8(path, quantized, self._calibration_inputs())
             path = quantized
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
+        options.intra_op_num_threads = threads or self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def _calibration_inputs(self) -> np.ndarray:
         """Preprocessed images that set the int8 activation ranges (shipped demo garments)."""
-        from PIL import Image
 
         from stylefinder.catalog.demo import load_demo_arrays
 

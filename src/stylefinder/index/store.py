@@ -396,21 +396,28 @@ class IndexWriter:
         base = self.base
         if not self._puts and not self._removals and not self._state_updates:
             return base.generation
-        dim = self.store.header.dim
         row_of = base.row_of
-        dropped = self._removals | self._puts.keys()
-        kept_rows = [row for row, item in enumerate(base.items) if item.id not in dropped]
-        items = [base.items[row] for row in kept_rows] + [item for item, _ in self._puts.values()]
         generation = base.generation + 1
-        name = f"vectors-{generation}.npy"
-        self._write_matrix(name, kept_rows, dim, row_of)
-        coarse = self._write_coarse(generation, name, kept_rows) if items else {}
-        state = {
-            "generation": str(generation),
-            "vectors": name if items else "",
-            "coarse": json.dumps(coarse, sort_keys=True) if coarse else "",
-            "updated_at": utc_now(),
-        }
+        state = {"generation": str(generation), "updated_at": utc_now()}
+        metadata_only = not self._removals and all(
+            vector is None and item_id in row_of for item_id, (_, vector) in self._puts.items()
+        )
+        if (
+            metadata_only
+        ):  # same rows, same vectors: the matrix and its coarse stage stay as they are
+            items = [
+                self._puts[item.id][0] if item.id in self._puts else item for item in base.items
+            ]
+        else:
+            dropped = self._removals | self._puts.keys()
+            kept_rows = [row for row, item in enumerate(base.items) if item.id not in dropped]
+            items = [base.items[row] for row in kept_rows]
+            items += [item for item, _ in self._puts.values()]
+            name = f"vectors-{generation}.npy"
+            self._write_matrix(name, kept_rows, self.store.header.dim, row_of)
+            coarse = self._write_coarse(generation, name, kept_rows) if items else {}
+            state["vectors"] = name if items else ""
+            state["coarse"] = json.dumps(coarse, sort_keys=True) if coarse else ""
         state.update(self._state_updates)
         with contextlib.closing(self.store._connect()) as con:
             con.execute("BEGIN IMMEDIATE")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from stylefinder.errors import BadImageError
 from stylefinder.recognize.colours import ColourShare, dominant_colours
 from stylefinder.recognize.taxonomy import UNKNOWN, predict_garments
 
@@ -81,6 +82,19 @@ def colour_value(colours: Sequence[ColourShare]) -> str:
     return ",".join(c.name for c in colours)
 
 
+def image_colours(image: Image.Image) -> str | None:
+    """The `colours` metadata value of a decoded image; None when it has no colour to name.
+
+    Example:
+        >>> image_colours(Image.new("RGB", (32, 32), (200, 30, 30)))
+        'red'
+    """
+    try:
+        return colour_value(dominant_colours(image)) or None
+    except BadImageError:
+        return None
+
+
 @dataclass
 class AnnotationSummary:
     """What `annotate_index` wrote."""
@@ -109,7 +123,6 @@ def annotate_index(
     from tqdm.auto import tqdm
 
     from stylefinder.catalog.images import load_image
-    from stylefinder.errors import BadImageError
     from stylefinder.recommend.engine import Engine
 
     engine = Engine.open(index_dir)
