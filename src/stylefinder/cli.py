@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     index.add_argument("--batch-size", type=int, default=64)
     index.add_argument(
+        "--threads",
+        type=int,
+        help="images decoded and embedded at once (default: $STYLEFINDER_THREADS, else all cores)",
+    )
+    index.add_argument(
         "--checkpoint-seconds",
         type=float,
         default=30.0,
@@ -235,6 +240,7 @@ def _index(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         precision=args.precision,
         batch_size=args.batch_size,
+        threads=args.threads,
         checkpoint_seconds=args.checkpoint_seconds,
         progress=not args.no_progress and not args.json,
         recognize=not args.no_recognize,

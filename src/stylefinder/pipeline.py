@@ -72,6 +72,7 @@ def build_index(
     runtime: str = "onnx",
     precision: str | None = None,
     batch_size: int = 64,
+    threads: int | None = None,
     checkpoint_seconds: float = 30.0,
     progress: bool = False,
     embedder: Embedder | None = None,
@@ -80,9 +81,10 @@ def build_index(
 ) -> IndexSummary:
     """Index the images under `catalog_dir` into `index_dir` (created or updated in place).
 
-    With `recognize`, items get `colours` metadata, named from the image decoded for
-    embedding, and then `category_pred` from a tuned classifier, or from the ImageNet head when
-    `imagenet_categories` (see `annotate_index`, which also names what is still unnamed).
+    `threads` (default: $STYLEFINDER_THREADS, else every core) sets how many images are decoded
+    and embedded at once. With `recognize`, items get `colours` metadata, named from the image
+    decoded for embedding, and then `category_pred` from a tuned classifier, or from the ImageNet
+    head when `imagenet_categories` (see `annotate_index`, which also names what is unnamed).
     """
     started = time.perf_counter()
     root = Path(catalog_dir).resolve()
@@ -106,6 +108,7 @@ def build_index(
             runtime=runtime,
             precision=precision or "fp32",
             batch_size=batch_size,
+            threads=threads,
         )
     store = IndexStore.open_or_create(index_dir, embedder.space)
 

@@ -126,3 +126,22 @@ def test_the_parallel_stream_keeps_order_and_matches_single_embedding(embedder, 
     streamed = np.concatenate([batch.vectors for batch in batches])
     direct = embedder.embed(images)  # the query path: one session with every thread
     assert (np.sum(streamed * direct, axis=1) > 0.9999).all()
+
+
+def test_thread_count_follows_the_environment(monkeypatch, demo, tmp_path):
+    from stylefinder.embed.runner import cpu_count, default_threads
+    from stylefinder.pipeline import build_index
+
+    monkeypatch.delenv("STYLEFINDER_THREADS", raising=False)
+    assert default_threads() == cpu_count()
+    monkeypatch.setenv("STYLEFINDER_THREADS", "1")
+    assert Embedder("efficientnet-lite0").threads == 1
+    monkeypatch.setenv("STYLEFINDER_THREADS", "zero")
+    with pytest.raises(ValueError, match="STYLEFINDER_THREADS must be a positive whole number"):
+        default_threads()
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    for path in sorted((demo.root / "images").glob("*.png"))[:5]:
+        (catalog / path.name).write_bytes(path.read_bytes())
+    summary = build_index(catalog, tmp_path / "index", threads=1, recognize=False)  # beats env
+    assert summary.embedded == 5

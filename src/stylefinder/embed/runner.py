@@ -58,6 +58,21 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_threads() -> int:
+    """Threads for inference and decoding: $STYLEFINDER_THREADS, else every usable core.
+
+    Example:
+        >>> default_threads() >= 1
+        True
+    """
+    value = os.environ.get("STYLEFINDER_THREADS", "").strip()
+    if not value:
+        return cpu_count()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"STYLEFINDER_THREADS must be a positive whole number, not {value!r}")
+    return int(value)
+
+
 class StreamBatch(NamedTuple):
     """One batch of `Embedder.embed_stream`: vectors (N, D) for `keys`, in order."""
 
@@ -107,7 +122,7 @@ class Embedder:
         self.runtime = runtime
         self.precision = precision
         self.batch_size = max(1, batch_size)
-        self.threads = threads or cpu_count()
+        self.threads = threads or default_threads()
         self.max_pixels = max_pixels
         self.loaded = self.spec.load(weights)
         prep = self.spec.preprocessing
