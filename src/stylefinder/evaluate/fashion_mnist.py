@@ -40,7 +40,6 @@ def embed_split(
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from stylefinder.embed.preprocess import to_input
     from stylefinder.embed.runner import Embedder, cache_dir
 
     embedder = Embedder(backbone, pooling=pooling)
@@ -54,15 +53,13 @@ def embed_split(
     images, labels = load_fashion_mnist(split)
     images, labels = images[:limit], labels[:limit]
     vectors = np.empty((len(images), space.dim), np.float32)
-    prep = embedder.spec.preprocessing
+    garments = ((n, Image.fromarray(255 - image).convert("RGB")) for n, image in enumerate(images))
     with tqdm(total=len(images), desc=f"{split} {space.pooling}", unit="img") as bar:
-        for start in range(0, len(images), 256):
-            chunk = images[start : start + 256]
-            batch = np.stack(
-                [to_input(Image.fromarray(255 - i).convert("RGB"), prep) for i in chunk]
-            )
-            vectors[start : start + len(chunk)] = embedder.embed_inputs(batch)
-            bar.update(len(chunk))
+        for keys, batch, failures, _ in embedder.embed_stream(garments):
+            if failures:
+                raise failures[0][1]
+            vectors[keys] = batch
+            bar.update(len(keys))
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, vectors=vectors, labels=labels)
     return vectors, labels
