@@ -77,6 +77,21 @@ def test_mlp_round_trip(tmp_path):
         fit_projection(x, y, dim=4).probabilities(x[:1])
 
 
+def test_mlp_hidden_blend_round_trip(tmp_path):
+    x, y = synthetic_catalog()
+    projection = fit_mlp_projection(
+        x, y, dim=8, components=16, hidden=32, epochs=2, members=2, hidden_weight=0.3
+    )
+    assert projection.dim == 2 * 8 + 2 * 32 + 16 and projection.info["hidden_weight"] == 0.3
+    projection.save(tmp_path)
+    loaded = Projection.load(tmp_path)
+    assert loaded.hidden_weight == 0.3 and loaded.dim == projection.dim
+    np.testing.assert_allclose(loaded.apply(x[:5]), projection.apply(x[:5]), rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(loaded.apply(x[:5]), axis=1), 1, rtol=1e-5)
+    with pytest.raises(ValueError, match="sum below 1"):
+        fit_mlp_projection(x, y, raw_weight=0.5, hidden_weight=0.5)
+
+
 def test_round_trip(tmp_path):
     x, y = synthetic_catalog()
     projection = fit_projection(x, y, dim=16)

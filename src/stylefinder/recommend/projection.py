@@ -40,11 +40,12 @@ class Classifier:
 
 @dataclass
 class Projection:
-    """x -> h = (x - mean) @ matrix; then, with `layers`, z = MLP(h) and the output is
-    [sqrt(raw_weight) * normalize(h), sqrt(1 - raw_weight) * normalize(z)]; else normalize(h).
+    """x -> h = (x - mean) @ matrix; then, with `layers`, z = MLP(h) with hidden activations a,
+    and the output is [sqrt(raw_weight) * normalize(h), sqrt(hidden_weight) * normalize(a -
+    hidden_mean), sqrt(1 - raw_weight - hidden_weight) * normalize(z)]; else normalize(h).
 
     `extra` networks (an ensemble, trained with other seeds) add their normalized outputs to z
-    and average their probabilities with this one's.
+    (and hidden activations to a) and average their probabilities with this one's.
     """
 
     mean: np.ndarray  # (D,)
@@ -54,12 +55,16 @@ class Projection:
     raw_weight: float = 0.0
     classifier: Classifier | None = None
     extra: list[Projection] = field(default_factory=list)
+    hidden_weight: float = 0.0
+    hidden_mean: np.ndarray | None = None  # (hidden,) mean activation on the training items
 
     @property
     def dim(self) -> int:
         if not self.layers:
             return int(self.matrix.shape[1])
         out = sum(int(p.layers[-1][0].shape[1]) for p in self._networks)
+        if self.hidden_weight > 0:
+            out += sum(int(p.layers[-2][0].shape[1]) for p in self._networks)
         return out + (int(self.matrix.shape[1]) if self.raw_weight > 0 else 0)
 
     @property
@@ -78,8 +83,13 @@ class Projection:
             if not self.layers:
                 out[start : start + block] = _normalize(hidden)
                 continue
-            outputs = np.hstack([p._outputs(part) for p in self._networks])
-            parts = [np.sqrt(1 - self.raw_weight) * _normalize(outputs)]
+            forwards = [p._forward(part) for p in self._networks]
+            outputs = np.hstack([z for _, z in forwards])
+            z_weight = 1 - self.raw_weight - self.hidden_weight
+            parts = [np.sqrt(z_weight) * _normalize(outputs)]
+            if self.hidden_weight > 0:
+                activations = np.hstack([a for a, _ in forwards])
+                parts.insert(0, np.sqrt(self.hidden_weight) * _normalize(activations))
             if self.raw_weight > 0:
                 parts.insert(0, np.sqrt(self.raw_weight) * _normalize(hidden))
             out[start : start + block] = np.hstack(parts)
@@ -105,18 +115,29 @@ class Projection:
 
     def _outputs(self, rows: np.ndarray) -> np.ndarray:
         """This network's normalized output for unit vectors (N, D)."""
+        return self._forward(rows)[1]
+
+    def _forward(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This network's normalized, centred last hidden activations and normalized output."""
         hidden = (rows - self.mean) @ self.matrix
+        activations = hidden
         for n, (weight, bias) in enumerate(self.layers):
             hidden = hidden @ weight + bias
             if n < len(self.layers) - 1:
-                hidden = np.maximum(hidden, 0)
-        return _normalize(hidden)
+                hidden = activations = np.maximum(hidden, 0)
+        if self.hidden_mean is not None:
+            activations = activations - self.hidden_mean
+        return _normalize(activations), _normalize(hidden)
 
     def save(self, directory: str | Path) -> Path:
         """Write projection.npz into `directory` atomically."""
         from stylefinder.index.store import atomic_write
 
-        arrays = {"raw_weight": self.raw_weight, "info": json.dumps(self.info)}
+        arrays = {
+            "raw_weight": self.raw_weight,
+            "hidden_weight": self.hidden_weight,
+            "info": json.dumps(self.info),
+        }
         for n, network in enumerate(self._networks):
             prefix = f"extra{n - 1}_" if n else ""
             arrays.update({prefix + name: a for name, a in network._arrays().items()})
@@ -128,6 +149,8 @@ class Projection:
 
     def _arrays(self) -> dict[str, object]:
         arrays: dict[str, object] = {"mean": self.mean, "matrix": self.matrix}
+        if self.hidden_mean is not None:
+            arrays["hidden_mean"] = self.hidden_mean
         for n, (weight, bias) in enumerate(self.layers):
             arrays[f"layer{n}_weight"], arrays[f"layer{n}_bias"] = weight, bias
         if self.classifier is not None:
@@ -147,6 +170,7 @@ class Projection:
         projection = cls._from_arrays(arrays, "")
         projection.info = json.loads(str(arrays["info"]))
         projection.raw_weight = float(arrays.get("raw_weight", 0.0))
+        projection.hidden_weight = float(arrays.get("hidden_weight", 0.0))  # older files: none
         while f"extra{len(projection.extra)}_mean" in arrays:
             projection.extra.append(cls._from_arrays(arrays, f"extra{len(projection.extra)}_"))
         return projection
@@ -165,7 +189,8 @@ class Projection:
             labels = json.loads(str(arrays[prefix + "class_labels"]))
             temperature = float(arrays[prefix + "class_temperature"])
             classifier = Classifier(labels, f32("class_weight"), temperature)
-        return cls(f32("mean"), f32("matrix"), {}, layers, 0.0, classifier)
+        hidden_mean = f32("hidden_mean") if prefix + "hidden_mean" in arrays else None
+        return cls(f32("mean"), f32("matrix"), {}, layers, 0.0, classifier, [], 0.0, hidden_mean)
 
 
 def _normalize(rows: np.ndarray) -> np.ndarray:
@@ -228,6 +253,7 @@ def fit_mlp_projection(
     hidden: int = 512,
     epochs: int = 12,
     raw_weight: float = 0.5,
+    hidden_weight: float = 0.0,
     members: int = 3,
     calibration_share: float = 0.05,
     seed: int = 0,
@@ -255,8 +281,11 @@ def fit_mlp_projection(
     classes = sorted(set(labels.tolist()))
     if len(x) != len(labels) or len(classes) < 2:
         raise ValueError("tuning needs labeled vectors of at least two different labels")
-    if not 0 <= raw_weight < 1:
-        raise ValueError(f"raw_weight must be in [0, 1), not {raw_weight}")
+    if min(raw_weight, hidden_weight) < 0 or raw_weight + hidden_weight >= 1:
+        raise ValueError(
+            "need raw_weight, hidden_weight >= 0 with a sum below 1, not "
+            f"{raw_weight}, {hidden_weight}"
+        )
     targets = np.searchsorted(classes, labels)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -329,7 +358,18 @@ def fit_mlp_projection(
             layers.append((second.weight.numpy().T.copy(), second.bias.numpy().copy()))
             unit = torch.nn.functional.normalize(directions, dim=1)
             classifier = Classifier(classes, (_COSINE_SCALE * unit).numpy().T.copy())
-        network = Projection(mean, basis, {}, layers, raw_weight, classifier)
+        activations = np.maximum(h[train[:20_000]] @ layers[0][0] + layers[0][1], 0)
+        network = Projection(
+            mean,
+            basis,
+            {},
+            layers,
+            raw_weight,
+            classifier,
+            [],
+            hidden_weight,
+            activations.mean(axis=0).astype(np.float32),
+        )
         if len(held):
             classifier.temperature = _fit_temperature(network, x[held], targets[held])
         return network
@@ -352,6 +392,7 @@ def fit_mlp_projection(
         "hidden": hidden,
         "epochs": epochs,
         "raw_weight": raw_weight,
+        "hidden_weight": hidden_weight,
         "items": len(train),
         "labels": len(classes),
         "members": members,
