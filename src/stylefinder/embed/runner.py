@@ -279,7 +279,6 @@ class Embedder:
 
     def _calibration_inputs(self) -> np.ndarray:
         """Preprocessed images that set the int8 activation ranges (shipped demo garments)."""
-
         from stylefinder.catalog.demo import load_demo_arrays
 
         images = load_demo_arrays()["images"]

@@ -402,9 +402,7 @@ class IndexWriter:
         metadata_only = not self._removals and all(
             vector is None and item_id in row_of for item_id, (_, vector) in self._puts.items()
         )
-        if (
-            metadata_only
-        ):  # same rows, same vectors: the matrix and its coarse stage stay as they are
+        if metadata_only:  # same rows and vectors: the matrix and its coarse stage stay as they are
             items = [
                 self._puts[item.id][0] if item.id in self._puts else item for item in base.items
             ]
