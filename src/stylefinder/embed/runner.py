@@ -259,7 +259,6 @@ class Embedder:
             return self.model(torch.from_numpy(np.ascontiguousarray(batch, np.uint8))).numpy()
 
     def _onnx_session(self, fingerprint: str, threads: int | None = None):
-        import onnxruntime as ort
 
         name = f"{self.spec.name}-{self.pooling}-{fingerprint}-{GRAPH_VERSION}.onnx"
         path = cache_dir() / "onnx" / name
@@ -271,11 +270,7 @@ class Embedder:
                 log.info("quantizing %s to int8", self.spec.name)
                 quantize_int8(path, quantized, self._calibration_inputs())
             path = quantized
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or self.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return _cpu_session(path, threads or self.threads)
 
     def _calibration_inputs(self) -> np.ndarray:
         """Preprocessed images that set the int8 activation ranges (shipped demo garments)."""
@@ -364,7 +359,6 @@ class Embedder:
 
     def _classify_onnx(self, module):
         """An ONNX Runtime session for `classify_inputs`' graph, exported once and cached."""
-        import onnxruntime as ort
         import torch
 
         name = f"{self.spec.name}-classify-{state_fingerprint(module)}-{GRAPH_VERSION}.onnx"
@@ -391,11 +385,18 @@ class Embedder:
                     dynamo=False,
                 )
             os.replace(tmp, path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return _cpu_session(path, self.threads)
+
+
+def _cpu_session(path: Path, threads: int):
+    """An ONNX Runtime CPU session for the graph at `path`, fully optimized, on `threads`."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def state_fingerprint(model, skip: tuple[str, ...] = ()) -> str:

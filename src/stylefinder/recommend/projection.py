@@ -190,7 +190,13 @@ class Projection:
             temperature = float(arrays[prefix + "class_temperature"])
             classifier = Classifier(labels, f32("class_weight"), temperature)
         hidden_mean = f32("hidden_mean") if prefix + "hidden_mean" in arrays else None
-        return cls(f32("mean"), f32("matrix"), {}, layers, 0.0, classifier, [], 0.0, hidden_mean)
+        return cls(
+            f32("mean"),
+            f32("matrix"),
+            layers=layers,
+            classifier=classifier,
+            hidden_mean=hidden_mean,
+        )
 
 
 def _normalize(rows: np.ndarray) -> np.ndarray:
@@ -362,13 +368,11 @@ def fit_mlp_projection(
         network = Projection(
             mean,
             basis,
-            {},
-            layers,
-            raw_weight,
-            classifier,
-            [],
-            hidden_weight,
-            activations.mean(axis=0).astype(np.float32),
+            layers=layers,
+            raw_weight=raw_weight,
+            classifier=classifier,
+            hidden_weight=hidden_weight,
+            hidden_mean=activations.mean(axis=0).astype(np.float32),
         )
         if len(held):
             classifier.temperature = _fit_temperature(network, x[held], targets[held])
