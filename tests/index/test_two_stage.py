@@ -1,18 +1,21 @@
-"""Two-stage search (PCA codes, then exact rerank) returns what exact search returns, honours
-exclusion masks, and is built, reused, calibrated and cleaned by commits."""
+"""Two-stage search (PCA or int8 codes, then exact rerank) returns what exact search returns,
+honours exclusion masks, and is built, reused, calibrated and cleaned by commits."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from stylefinder.index import quantized
 from stylefinder.index.coarse import CoarseSettings, calibrate, encode, fit_basis
-from stylefinder.index.search import CoarseIndex, top_k
+from stylefinder.index.quantized import quantize
+from stylefinder.index.search import CoarseIndex, QuantizedIndex, top_k
 from stylefinder.index.store import MANIFEST_FILE, IndexStore
 from stylefinder.recommend.engine import Engine
 from stylefinder.types import EmbeddingSpace, Item
@@ -198,18 +201,60 @@ def test_an_index_without_coarse_data_searches_exactly(tmp_path: Path, caplog):
     assert store.snapshot().coarse is None and store.snapshot().state["coarse"] == ""
 
 
+def _isotropic(n: int, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
 def test_recall_guard_falls_back_to_exact_on_isotropic_vectors(tmp_path: Path):
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(2000, DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    store = _build(tmp_path / "ix", vectors)
+    settings = replace(SETTINGS, quantized=False)  # principal components only
+    store = _build(tmp_path / "ix", _isotropic(2000), settings)
     snap = store.snapshot()
     info = json.loads(snap.state["coarse"])
     assert info["codes"] == "" and info["recall_at_10"] < 0.99  # measured, recorded, not used
     assert snap.coarse is None and _files(tmp_path / "ix", "coarse-*") == []
-    with store.writer(coarse=SETTINGS) as writer:  # a small change keeps the decision
+    with store.writer(coarse=settings) as writer:  # a small change keeps the decision
         writer.remove("i0")
     assert json.loads(store.snapshot().state["coarse"])["changed_rows"] == 1
+
+
+def test_isotropic_vectors_get_int8_codes_that_find_the_exact_neighbours(
+    tmp_path: Path, monkeypatch
+):
+    vectors = _isotropic(3000)
+    store = _build(tmp_path / "ix", vectors)
+    snap = store.snapshot()
+    info = json.loads(snap.state["coarse"])
+    assert info["kind"] == "int8" and info["recall_at_10"] >= 0.99 and info["pool"] <= 375
+    stage = snap.coarse
+    assert isinstance(stage, QuantizedIndex) and isinstance(stage.codes, np.memmap)
+    assert stage.codes.dtype == np.int8 and stage.codes.shape == vectors.shape
+    # the codes approximate the rows to within half a quantization step per dimension
+    assert np.abs(stage.codes * stage.scale - vectors).max() <= stage.scale.max() / 2 + 1e-6
+    # the compiled scan gives numpy's scores, and so does the fallback without numba
+    query = _isotropic(1, seed=7)[0]
+    expected = -(stage.codes.astype(np.float32) @ (query * stage.scale))
+    np.testing.assert_allclose(stage.negated_scores(query), expected, rtol=1e-4, atol=1e-4)
+    with monkeypatch.context() as patch:
+        patch.setattr(quantized, "_compiled", [None])
+        np.testing.assert_allclose(stage.negated_scores(query), expected, rtol=1e-4, atol=1e-4)
+    same = 0
+    for query in _isotropic(30, seed=5):
+        rows, scores = top_k(snap.vectors, query, 10, coarse=stage)
+        exact_rows = top_k(vectors, query, 10)[0]
+        np.testing.assert_allclose(scores, vectors[rows] @ query, rtol=1e-5)  # exact scores
+        same += len(set(rows.tolist()) & set(exact_rows.tolist()))
+    assert same >= 0.99 * 300
+
+    with store.writer(coarse=SETTINGS) as writer:  # a small change: scales and pool carry over
+        writer.remove("i0")
+        writer.put(Item("new", "new.png", "hnew"), vectors[1] * -1)
+    snap = store.snapshot()
+    info2 = json.loads(snap.state["coarse"])
+    assert (info2["kind"], info2["basis"], info2["pool"]) == ("int8", info["basis"], info["pool"])
+    assert info2["codes"] == "coarse-2.npy" and isinstance(snap.coarse, QuantizedIndex)
+    np.testing.assert_array_equal(snap.coarse.codes, quantize(snap.vectors, snap.coarse.scale))
+    assert top_k(snap.vectors, -vectors[1], 1, coarse=snap.coarse)[0][0] == len(snap.items) - 1
 
 
 def test_the_guard_enlarges_the_pool_when_small_pools_miss(data):

@@ -5,8 +5,9 @@ efficientnet-lite0 features hold 80% of the variance around the mean), so scores
 128 components rank the true neighbours among the first few hundred candidates. How many
 candidates are needed depends on the data, so each commit that builds a basis measures it: rows
 sampled as queries are searched exactly and in two stages, and the smallest pool whose mean
-recall@10 reaches the target is kept. If none does (e.g. isotropic random vectors, where
-neighbours are arbitrary), the index stays on exact search.
+recall@10 reaches the target is kept. If none does (a flat spectrum, e.g. isotropic random
+vectors), the commit tries int8 codes of the full rows instead (`stylefinder.index.quantized`,
+4x smaller than the matrix), calibrated the same way; if those miss too, search stays exact.
 
 Example:
     >>> import numpy as np
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stylefinder.index.search import POOL_K, CoarseIndex
+from stylefinder.index.search import POOL_K, CoarseIndex, FirstStage
 
 _BLOCK_ROWS = 65_536  # rows encoded or scored per step while streaming the matrix
 
@@ -46,6 +47,7 @@ class CoarseSettings:
     queries: int = 200  # rows used as queries to measure recall
     target_recall: float = 0.99  # mean recall@10 the chosen pool must reach
     pools: tuple[int, ...] = (100, 200, 400, 800, 1600, 3200)  # tried in order, each <= rows / 8
+    quantized: bool = True  # when principal components miss the target, try int8 codes
     max_drift: float = 0.05  # rows changed since the last fit, as a fraction, before refitting
     seed: int = 0
 
@@ -135,7 +137,7 @@ def encode(
 
 def calibrate(
     vectors: np.ndarray,
-    coarse: CoarseIndex,
+    coarse: FirstStage,
     *,
     queries: int = 200,
     pools: tuple[int, ...] = DEFAULT_SETTINGS.pools,
@@ -198,8 +200,16 @@ def _exact_kth_scores(vectors: np.ndarray, asked: np.ndarray, rows: np.ndarray, 
     return np.min(best, axis=1)
 
 
-def _coarse_candidates(coarse: CoarseIndex, asked: np.ndarray, rows: np.ndarray, pool: int):
+def _coarse_candidates(coarse: FirstStage, asked: np.ndarray, rows: np.ndarray, pool: int):
     """For each query row, the `pool` other rows with the best approximate scores, best first."""
+    if not isinstance(coarse, CoarseIndex):  # one query at a time through the stage's own scan
+        found = np.empty((len(rows), pool), np.int64)
+        for i, (query, row) in enumerate(zip(asked, rows, strict=True)):
+            negated = coarse.negated_scores(query)
+            negated[row] = np.inf
+            best = np.argpartition(negated, pool - 1)[:pool]
+            found[i] = best[np.lexsort((best, negated[best]))]
+        return found
     projected = asked @ coarse.basis.T  # (q, d); the mean only shifts each query's scores
     best_rows = np.zeros((len(rows), 0), np.int64)
     best = np.zeros((len(rows), 0), np.float32)

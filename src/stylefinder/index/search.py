@@ -3,8 +3,9 @@
 Exact search is one matrix product over the whole index, then a partial sort. It reads the whole
 matrix (512 MB for 100k vectors of 1280 floats) for every query, so on large indexes it is bound
 by memory bandwidth. A two-stage search first scans a compact copy of the matrix (`CoarseIndex`:
-the top principal components, 10x smaller), keeps the best `pool` candidates, then scores only
-those exactly against the full rows. Returned scores are exact cosine similarities either way;
+the top principal components, 10x smaller; or, where those cannot rank, `QuantizedIndex`: every
+row in int8, 4x smaller), keeps the best `pool` candidates, then scores only those exactly
+against the full rows. Returned scores are exact cosine similarities either way;
 the pool size is calibrated when the index is committed (see `stylefinder.index.coarse`).
 
 Example:
@@ -25,8 +26,26 @@ _BLOCK_ROWS = 262_144  # rows scored per step, so a memory-mapped matrix streams
 POOL_K = 10  # a CoarseIndex pool is calibrated for k = POOL_K; larger k scale it up
 
 
+class FirstStage:
+    """What a first search stage offers: a calibrated `pool` and approximate scores."""
+
+    pool: int
+
+    def pool_for(self, k: int) -> int:
+        """Candidates to rescore for `k` results: the calibrated pool, scaled up for k > 10."""
+        return max(self.pool, -(-self.pool * k // POOL_K), k)
+
+    def matches(self, vectors: np.ndarray) -> bool:
+        """Whether this stage was built for a matrix of the shape of `vectors`."""
+        raise NotImplementedError
+
+    def negated_scores(self, query: np.ndarray) -> np.ndarray:
+        """Approximate similarities of `query` with every row, negated (smaller is better)."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, eq=False)
-class CoarseIndex:
+class CoarseIndex(FirstStage):
     """The first stage of a two-stage search: principal-component codes of every row.
 
     `codes[:, i] = basis @ (vectors[i] - mean)`, stored one component per row (dim, N) so that
@@ -57,9 +76,8 @@ class CoarseIndex:
     def dim(self) -> int:
         return int(self.codes.shape[0])
 
-    def pool_for(self, k: int) -> int:
-        """Candidates to rescore for `k` results: the calibrated pool, scaled up for k > 10."""
-        return max(self.pool, -(-self.pool * k // POOL_K), k)
+    def matches(self, vectors: np.ndarray) -> bool:
+        return self.codes.shape[1] == len(vectors) and self.basis.shape[1] == vectors.shape[1]
 
     def encode(self, vectors: np.ndarray) -> np.ndarray:
         """Codes (d, n) of unit rows `vectors` (n, D)."""
@@ -68,6 +86,38 @@ class CoarseIndex:
     def negated_scores(self, query: np.ndarray) -> np.ndarray:
         """Approximate similarities of `query` with every row, negated (smaller is better)."""
         return np.asarray(-(self.basis @ query) @ self.codes, np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedIndex(FirstStage):
+    """A first stage for vectors whose principal components cannot rank neighbours (a flat
+    spectrum): every row in int8, one scale per dimension (see `stylefinder.index.quantized`).
+
+    Example:
+        >>> import numpy as np
+        >>> from stylefinder.index.quantized import fit_scale, quantize
+        >>> vectors = np.eye(4, dtype=np.float32)
+        >>> scale = fit_scale(vectors)
+        >>> stage = QuantizedIndex(scale, quantize(vectors, scale), pool=2)
+        >>> top_k(vectors, vectors[1], 1, coarse=stage)[0].tolist()
+        [1]
+    """
+
+    scale: np.ndarray  # (D,) float32: vectors ~= codes * scale
+    codes: np.ndarray  # (N, D) int8, usually memory-mapped
+    pool: int
+    recall: float | None = None  # recall@10 measured at commit time, for information
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def matches(self, vectors: np.ndarray) -> bool:
+        return self.codes.shape == vectors.shape
+
+    def negated_scores(self, query: np.ndarray) -> np.ndarray:
+        from stylefinder.index.quantized import negated_scores
+
+        return negated_scores(self.codes, np.asarray(query, np.float32) * self.scale)
 
 
 def cosine_scores(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -87,7 +137,7 @@ def top_k(
     k: int,
     *,
     exclude: np.ndarray | None = None,
-    coarse: CoarseIndex | None = None,
+    coarse: FirstStage | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The `k` rows most similar to `query`, best first, as (rows, scores).
 
@@ -110,9 +160,9 @@ def top_k(
     if k == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     if coarse is not None:
-        if coarse.codes.shape[1] != len(vectors) or coarse.basis.shape[1] != vectors.shape[1]:
+        if not coarse.matches(vectors):
             raise ValueError(
-                f"coarse index {coarse.codes.shape}/{coarse.basis.shape} does not match "
+                f"{type(coarse).__name__} with codes {coarse.codes.shape} does not match "
                 f"vectors {vectors.shape}"
             )
         pool = coarse.pool_for(k)
@@ -131,7 +181,7 @@ def _two_stage(
     vectors: np.ndarray,
     query: np.ndarray,
     k: int,
-    coarse: CoarseIndex,
+    coarse: FirstStage,
     pool: int,
     exclude: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:

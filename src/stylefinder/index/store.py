@@ -6,9 +6,10 @@ Layout of INDEX_DIR:
     manifest.sqlite      items (id, row, path, hash, metadata, timestamps) and state
     vectors-<gen>.npy    float32 (N, dim); row i belongs to the item whose `row` is i
     coarse-<gen>.npy     optional, indexes of 20k+ rows: float32 (128, N) principal-component
-                         codes of the rows, the first stage of a two-stage search
-    coarse-basis-<gen>.npz   the mean and principal directions those codes use (may be older
-                         than the codes: small commits reuse the basis)
+                         codes of the rows, the first stage of a two-stage search; or, where
+                         those cannot rank (a flat spectrum), int8 (N, dim) codes
+    coarse-basis-<gen>.npz   the mean and principal directions those codes use, or the int8
+                         scales (may be older than the codes: small commits reuse them)
     .lock                writers hold an exclusive lock on it
 
 A commit writes the new matrix (and codes) to new files, then switches the manifest to them in
@@ -45,7 +46,8 @@ import numpy as np
 from stylefinder import __version__
 from stylefinder.errors import IndexStateError, UnknownItemError
 from stylefinder.index.coarse import DEFAULT_SETTINGS, CoarseSettings, calibrate, encode, fit_basis
-from stylefinder.index.search import CoarseIndex
+from stylefinder.index.quantized import fit_scale, quantize
+from stylefinder.index.search import CoarseIndex, FirstStage, QuantizedIndex
 from stylefinder.types import EmbeddingSpace, Item
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,7 @@ class Snapshot:
     items: list[Item]
     vectors: np.ndarray
     state: dict[str, str]
-    coarse: CoarseIndex | None = None  # first stage of a two-stage search (large indexes)
+    coarse: FirstStage | None = None  # first stage of a two-stage search (large indexes)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -263,7 +265,7 @@ class IndexStore:
             )
         return vectors
 
-    def _load_coarse(self, state: dict[str, str], count: int) -> CoarseIndex | None:
+    def _load_coarse(self, state: dict[str, str], count: int) -> FirstStage | None:
         """The coarse stage named by the state's `coarse` entry, memory-mapped; None when there
         is none, its files are damaged or it was built for another matrix (a commit by an older
         version): search is then exact, which is slower but right."""
@@ -277,24 +279,29 @@ class IndexStore:
         try:
             codes = np.load(codes_path, mmap_mode="r", allow_pickle=False)
             with np.load(self.directory / info["basis"], allow_pickle=False) as data:
-                mean, basis = data["mean"], data["basis"]
+                arrays = {name: data[name].astype(np.float32) for name in data.files}
         except FileNotFoundError:
             raise
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError) as exc:
             log.warning("%s: coarse data unreadable (%s); searching exactly", codes_path, exc)
             return None
         dim = self.header.dim
-        if (
-            codes.dtype != np.float32
-            or codes.shape != (len(basis), count)
-            or basis.shape[1:] != (dim,)
-            or mean.shape != (dim,)
-        ):
-            log.warning("%s: coarse search data does not match; searching exactly", codes_path)
-            return None
-        pool = int(info.get("pool", 0))
-        recall = info.get("recall_at_10")
-        return CoarseIndex(mean.astype(np.float32), basis.astype(np.float32), codes, pool, recall)
+        pool, recall = int(info.get("pool", 0)), info.get("recall_at_10")
+        if info.get("kind") == "int8":
+            scale = arrays.get("scale", np.zeros(0))
+            if codes.dtype == np.int8 and codes.shape == (count, dim) and scale.shape == (dim,):
+                return QuantizedIndex(scale, codes, pool, recall)
+        else:
+            mean, basis = arrays.get("mean", np.zeros(0)), arrays.get("basis", np.zeros((0, 0)))
+            if (
+                codes.dtype == np.float32
+                and codes.shape == (len(basis), count)
+                and basis.shape[1:] == (dim,)
+                and mean.shape == (dim,)
+            ):
+                return CoarseIndex(mean, basis, codes, pool, recall)
+        log.warning("%s: coarse search data does not match; searching exactly", codes_path)
+        return None
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -458,12 +465,13 @@ class IndexWriter:
     def _write_coarse(self, generation: int, name: str, kept_rows: list[int]) -> dict:
         """Write the coarse stage for the new matrix `name`; returns its state entry ({}: none).
 
-        While fewer than `max_drift` of the rows changed since the basis was fitted, the basis,
-        the codes of kept rows, the pool and the recall carry over; otherwise the basis is fitted
-        again and the pool calibrated (a few seconds per 100k rows).
+        While fewer than `max_drift` of the rows changed since the stage was fitted, its basis (or
+        scales), the codes of kept rows, the pool and the recall carry over; otherwise it is
+        fitted and calibrated again (a few seconds per 100k rows): principal components first,
+        int8 codes of the full rows where those miss the target recall.
         """
-        settings, directory = self.coarse, self.store.directory
-        vectors = np.load(directory / name, mmap_mode="r", allow_pickle=False)
+        settings = self.coarse
+        vectors = np.load(self.store.directory / name, mmap_mode="r", allow_pickle=False)
         total, dim = vectors.shape
         coarse_dim = min(settings.dim, dim)
         if total < settings.min_rows or coarse_dim * 2 > dim:
@@ -477,51 +485,90 @@ class IndexWriter:
                 return {**previous, "changed_rows": changed}
             if old is not None:
                 codes_name = f"coarse-{generation}.npy"
-
-                def reuse(out: np.ndarray) -> None:
-                    kept = np.asarray(kept_rows, dtype=np.int64)
-                    for start in range(0, len(kept), _COPY_ROWS):
-                        part = kept[start : start + _COPY_ROWS]
-                        out[:, start : start + len(part)] = old.codes[:, part]
-                    encode(vectors[len(kept) :], old.mean, old.basis, out=out, start=len(kept))
-
-                _write_npy(directory / codes_name, (coarse_dim, total), reuse)
+                self._carry_codes(old, codes_name, vectors, kept_rows)
                 return {**previous, "codes": codes_name, "matrix": name, "changed_rows": changed}
-        mean, basis = fit_basis(
-            vectors, coarse_dim, sample_rows=settings.sample_rows, seed=settings.seed
-        )
+        fitted = {"matrix": name, "dim": coarse_dim, "changed_rows": 0, "fitted_at": utc_now()}
+        for kind in ("pca", "int8") if settings.quantized else ("pca",):
+            stage = self._fit_stage(kind, generation, vectors, coarse_dim)
+            if stage["codes"]:
+                break
+        return {**fitted, **stage}
+
+    def _fit_stage(self, kind: str, generation: int, vectors: np.ndarray, dim: int) -> dict:
+        """Fit, write and calibrate a first stage of `kind` (pca: `dim` principal components;
+        int8: codes of the full rows) for `vectors`; its state entry. A stage that misses the
+        target recall is deleted again, and its entry names no files (search stays exact)."""
+        settings, directory = self.coarse, self.store.directory
         basis_name, codes_name = f"coarse-basis-{generation}.npz", f"coarse-{generation}.npy"
+        if kind == "int8":
+            scale = fit_scale(vectors)
+            arrays = {"scale": scale}
+            _write_npy(
+                directory / codes_name,
+                vectors.shape,
+                lambda out: quantize(vectors, scale, out=out),
+                dtype=np.int8,
+            )
+        else:
+            mean, basis = fit_basis(
+                vectors, dim, sample_rows=settings.sample_rows, seed=settings.seed
+            )
+            arrays = {"mean": mean, "basis": basis}
+            _write_npy(
+                directory / codes_name,
+                (dim, len(vectors)),
+                lambda out: encode(vectors, mean, basis, out=out),
+            )
         buffer = io.BytesIO()
-        np.savez(buffer, mean=mean, basis=basis)
+        np.savez(buffer, **arrays)
         atomic_write(directory / basis_name, buffer.getvalue())
-        _write_npy(
-            directory / codes_name,
-            (coarse_dim, total),
-            lambda out: encode(vectors, mean, basis, out=out),
-        )
         codes = np.load(directory / codes_name, mmap_mode="r", allow_pickle=False)
+        if kind == "int8":
+            stage: FirstStage = QuantizedIndex(scale, codes, pool=1)
+        else:
+            stage = CoarseIndex(mean, basis, codes, pool=1)
         result = calibrate(
             vectors,
-            CoarseIndex(mean, basis, codes, pool=1),
+            stage,
             queries=settings.queries,
-            pools=tuple(p for p in settings.pools if p <= total // 8) or settings.pools[:1],
+            pools=tuple(p for p in settings.pools if p <= len(vectors) // 8) or settings.pools[:1],
             target=settings.target_recall,
             seed=settings.seed,
         )
-        info = {
-            "matrix": name,  # the codes are only valid with this matrix
-            "dim": coarse_dim,
-            "recall_at_10": result.recall,
-            "queries": result.queries,
-            "changed_rows": 0,
-            "fitted_at": utc_now(),
-        }
-        if result.pool is None:  # no pool reached the target recall: stay exact
-            del codes
+        info = {"kind": kind, "recall_at_10": result.recall, "queries": result.queries}
+        if result.pool is None:  # no pool reached the target recall
+            del codes, stage
             for stale in (basis_name, codes_name):
                 (directory / stale).unlink(missing_ok=True)
             return {**info, "codes": "", "basis": "", "pool": 0}
         return {**info, "codes": codes_name, "basis": basis_name, "pool": result.pool}
+
+    def _carry_codes(
+        self, old: FirstStage, codes_name: str, vectors: np.ndarray, kept_rows: list[int]
+    ) -> None:
+        """Write codes for the new matrix `vectors` with `old`'s basis or scales: the kept rows'
+        codes copied, the added rows' (at the end of the matrix) encoded."""
+        kept = np.asarray(kept_rows, dtype=np.int64)
+        by_row = isinstance(old, QuantizedIndex)  # int8 codes are (N, D), PCA codes (d, N)
+
+        def fill(out: np.ndarray) -> None:
+            for start in range(0, len(kept), _COPY_ROWS):
+                part = kept[start : start + _COPY_ROWS]
+                if by_row:
+                    out[start : start + len(part)] = old.codes[part]
+                else:
+                    out[:, start : start + len(part)] = old.codes[:, part]
+            added = vectors[len(kept) :]
+            if by_row:
+                quantize(added, old.scale, out=out, start=len(kept))
+            else:
+                encode(added, old.mean, old.basis, out=out, start=len(kept))
+
+        path = self.store.directory / codes_name
+        if by_row:
+            _write_npy(path, vectors.shape, fill, dtype=np.int8)
+        else:
+            _write_npy(path, (old.dim, len(vectors)), fill)
 
     def _clean(self, keep: set[str]) -> None:
         for path in self.store.directory.iterdir():
@@ -609,13 +656,13 @@ def _files_of(state: dict[str, str]) -> set[str]:
     return names - {""}
 
 
-def _write_npy(path: Path, shape: tuple[int, int], fill) -> None:
-    """Write a float32 .npy file of `shape` filled in place by `fill(array)`, atomically."""
+def _write_npy(path: Path, shape: tuple[int, int], fill, *, dtype=np.float32) -> None:
+    """Write a .npy file of `shape` and `dtype` filled in place by `fill(array)`, atomically."""
     prefix = "." + path.name.split("-")[0] + "-"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     os.close(fd)
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         fill(out)
         out.flush()
         del out
