@@ -47,13 +47,16 @@ def test_tuning_improves_a_synthetic_labeled_catalog():
 def test_mlp_tuning_improves_retrieval_and_classifies():
     train_x, train_y = synthetic_catalog(seed=1)
     test_x, test_y = synthetic_catalog(seed=2)
-    projection = fit_mlp_projection(train_x, train_y, dim=16, epochs=30, raw_weight=0, members=1)
+    projection = fit_mlp_projection(
+        train_x, train_y, dim=16, epochs=30, raw_weight=0, hidden_weight=0, members=1
+    )
     raw = precision_at_k(test_x, test_y, k=5)
     tuned = precision_at_k(projection.apply(test_x), test_y, k=5)
     assert tuned > raw + 0.3, (raw, tuned)
     assert projection.apply(test_x).shape == (len(test_x), 16)
-    blended = fit_mlp_projection(train_x, train_y, dim=16, epochs=30)  # half raw similarity
-    assert blended.apply(test_x).shape == (len(test_x), 3 * 16 + 64)  # 3 networks + components
+    blended = fit_mlp_projection(train_x, train_y, dim=16, epochs=30)  # raw and hidden blends
+    # 3 networks' outputs and hidden activations, and the components
+    assert blended.apply(test_x).shape == (len(test_x), 3 * 16 + 3 * 512 + 64)
     assert precision_at_k(blended.apply(test_x), test_y, k=5) > raw + 0.1
     probabilities = projection.probabilities(test_x)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
@@ -67,7 +70,7 @@ def test_mlp_round_trip(tmp_path):
     projection = fit_mlp_projection(x, y, dim=8, components=16, epochs=2)
     projection.save(tmp_path)
     loaded = Projection.load(tmp_path)
-    assert loaded.dim == projection.dim == 3 * 8 + 16 and len(loaded.extra) == 2
+    assert loaded.dim == projection.dim == 3 * 8 + 3 * 512 + 16 and len(loaded.extra) == 2
     assert loaded.raw_weight == projection.raw_weight
     assert loaded.classifier.labels == projection.classifier.labels
     assert loaded.classifier.temperature == projection.classifier.temperature
@@ -88,6 +91,28 @@ def test_mlp_hidden_blend_round_trip(tmp_path):
     assert loaded.hidden_weight == 0.3 and loaded.dim == projection.dim
     np.testing.assert_allclose(loaded.apply(x[:5]), projection.apply(x[:5]), rtol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(loaded.apply(x[:5]), axis=1), 1, rtol=1e-5)
+    # the blended activations are each network's, before the ReLU, centred on the training mean
+    networks = [loaded, *loaded.extra]
+    assert all(n.hidden_before_relu for n in networks)
+
+    def unit(rows: np.ndarray) -> np.ndarray:
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    activations = np.hstack(
+        [
+            unit(((x[:5] - n.mean) @ n.matrix) @ n.layers[0][0] + n.layers[0][1] - n.hidden_mean)
+            for n in networks
+        ]
+    )
+    expected = np.sqrt(0.3) * unit(activations)
+    np.testing.assert_allclose(loaded.apply(x[:5])[:, 16 : 16 + 64], expected, atol=1e-5)
+    # files written before that option took them after the ReLU, and still do
+    with np.load(tmp_path / "projection.npz") as data:
+        arrays = {k: data[k] for k in data.files if k != "hidden_before_relu"}
+    np.savez(tmp_path / "projection.npz", **arrays)
+    older = Projection.load(tmp_path)
+    assert not any(n.hidden_before_relu for n in [older, *older.extra])
+    assert not np.allclose(older.apply(x[:5]), loaded.apply(x[:5]), atol=1e-3)
     with pytest.raises(ValueError, match="sum below 1"):
         fit_mlp_projection(x, y, raw_weight=0.5, hidden_weight=0.5)
 
@@ -156,3 +181,15 @@ def test_default_tuning_trains_a_classifier_and_eval_measures_the_tuned_space(
     assert main(["eval", *args, "--json", "--raw"]) == 0
     assert json.loads(capsys.readouterr().out)["metrics"]["precision@5"] == raw
     assert tuned > raw + 0.05, (raw, tuned)  # fitted on these very items: an optimistic check
+
+
+def test_mlp_on_fewer_items_than_dimensions_uses_only_the_directions_they_span():
+    train_x, train_y = synthetic_catalog(n_per_class=8, seed=1)  # 40 items in 64 dimensions
+    projection = fit_mlp_projection(train_x, train_y, dim=8, epochs=20, members=1)
+    assert projection.matrix.shape[1] <= 39  # 40 centred items span at most 39 directions
+    test_x, test_y = synthetic_catalog(seed=2)
+    tuned = projection.apply(test_x)
+    assert np.isfinite(tuned).all()
+    predicted = np.array(projection.classifier.labels)[projection.probabilities(test_x).argmax(1)]
+    # chance is 0.2; keeping the direction the items do not span (standardized by ~0) gave 0.21
+    assert (predicted == test_y).mean() > 0.28
