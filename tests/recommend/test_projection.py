@@ -71,6 +71,8 @@ def test_mlp_round_trip(tmp_path):
     projection.save(tmp_path)
     loaded = Projection.load(tmp_path)
     assert loaded.dim == projection.dim == 3 * 8 + 3 * 512 + 16 and len(loaded.extra) == 2
+    # the members read one copy of the shared components, computed once per apply
+    assert all(network.shares_components(loaded) for network in loaded.extra)
     assert loaded.raw_weight == projection.raw_weight
     assert loaded.classifier.labels == projection.classifier.labels
     assert loaded.classifier.temperature == projection.classifier.temperature

@@ -352,7 +352,7 @@ class Engine:
             mask[exclude_rows] = True
         projection, matrix = self._search_space(snapshot)
         coarse = snapshot.coarse  # two-stage search on large indexes; exact scores either way
-        if projection is not None:  # the projected matrix is small (64-d): exact search
+        if projection is not None:  # the projected matrix is held in memory: exact search
             vector, coarse = projection.apply(vector), None
         rows, scores = top_k(matrix, vector, k, exclude=mask, coarse=coarse)
         pairs = zip(rows, scores, strict=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,16 +87,22 @@ class Projection:
             if not self.layers:
                 out[start : start + block] = _normalize(hidden)
                 continue
-            forwards = [p._forward(part) for p in self._networks]
-            outputs = np.hstack([z for _, z in forwards])
-            z_weight = 1 - self.raw_weight - self.hidden_weight
-            parts = [np.sqrt(z_weight) * _normalize(outputs)]
+            forwards = [  # ensemble members share the components: computed once
+                p._forward(part, hidden if p.shares_components(self) else None)
+                for p in self._networks
+            ]
+            pieces = [(self.raw_weight, hidden)] if self.raw_weight > 0 else []
             if self.hidden_weight > 0:
-                activations = np.hstack([a for a, _ in forwards])
-                parts.insert(0, np.sqrt(self.hidden_weight) * _normalize(activations))
-            if self.raw_weight > 0:
-                parts.insert(0, np.sqrt(self.raw_weight) * _normalize(hidden))
-            out[start : start + block] = np.hstack(parts)
+                pieces.append((self.hidden_weight, np.hstack([a for a, _ in forwards])))
+            pieces.append(
+                (1 - self.raw_weight - self.hidden_weight, np.hstack([z for _, z in forwards]))
+            )
+            column = 0
+            for weight, values in pieces:  # each piece normalized, weighted, written in place
+                width = values.shape[1]
+                scaled = math.sqrt(weight) * _normalize(values)  # a Python float keeps float32
+                out[start : start + block, column : column + width] = scaled
+                column += width
         return out[0] if single else out
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
@@ -120,9 +127,16 @@ class Projection:
         """This network's normalized output for unit vectors (N, D)."""
         return self._forward(rows)[1]
 
-    def _forward(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """This network's normalized, centred last hidden activations and normalized output."""
-        hidden = (rows - self.mean) @ self.matrix
+    def shares_components(self, other: Projection) -> bool:
+        """Whether this network reads the same principal components as `other`."""
+        return self.mean is other.mean and self.matrix is other.matrix
+
+    def _forward(
+        self, rows: np.ndarray, components: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """This network's normalized, centred last hidden activations and normalized output;
+        `components` are `rows`' principal components when already computed."""
+        hidden = (rows - self.mean) @ self.matrix if components is None else components
         activations = hidden
         for n, (weight, bias) in enumerate(self.layers):
             hidden = hidden @ weight + bias
@@ -178,7 +192,11 @@ class Projection:
         projection.raw_weight = float(arrays.get("raw_weight", 0.0))
         projection.hidden_weight = float(arrays.get("hidden_weight", 0.0))  # older files: none
         while f"extra{len(projection.extra)}_mean" in arrays:
-            projection.extra.append(cls._from_arrays(arrays, f"extra{len(projection.extra)}_"))
+            network = cls._from_arrays(arrays, f"extra{len(projection.extra)}_")
+            same_mean = np.array_equal(network.mean, projection.mean)
+            if same_mean and np.array_equal(network.matrix, projection.matrix):
+                network.mean, network.matrix = projection.mean, projection.matrix  # one copy
+            projection.extra.append(network)
         before_relu = bool(arrays.get("hidden_before_relu", False))  # older files: after it
         for network in projection._networks:
             network.hidden_before_relu = before_relu
