@@ -13,11 +13,19 @@ import numpy as np
 import pytest
 
 from stylefinder.index import quantized
-from stylefinder.index.coarse import CoarseSettings, calibrate, encode, fit_basis
+from stylefinder.index.coarse import (
+    CoarseSettings,
+    build_first_stage,
+    calibrate,
+    encode,
+    fit_basis,
+)
 from stylefinder.index.quantized import quantize
 from stylefinder.index.search import CoarseIndex, QuantizedIndex, top_k
 from stylefinder.index.store import MANIFEST_FILE, IndexStore
+from stylefinder.recommend import engine as engine_module
 from stylefinder.recommend.engine import Engine
+from stylefinder.recommend.projection import fit_projection
 from stylefinder.types import EmbeddingSpace, Item
 
 DIM = 64
@@ -277,3 +285,27 @@ def test_engine_search_uses_the_coarse_stage(tmp_path: Path, monkeypatch):
     assert seen  # the two-stage path ran
     expected = top_k(vectors, query, 5, exclude=np.isin(np.arange(3000), [0, 1]))[0]
     assert [r.id for r in results] == [f"i{row}" for row in expected]
+
+
+def test_a_tuned_engine_searches_its_projected_matrix_in_two_stages(tmp_path: Path, monkeypatch):
+    vectors = clustered(3000)
+    store = _build(tmp_path / "ix", vectors)
+    labels = np.argmax(vectors[:, :4], axis=1)  # any labels: the projection only has to exist
+    projection = fit_projection(vectors, labels, dim=40)
+    projection.save(store.directory)
+    built = []
+
+    def small_first_stage(matrix):  # the engine's settings, scaled down to this index
+        built.append(build_first_stage(matrix, SETTINGS))
+        return built[-1]
+
+    monkeypatch.setattr(engine_module, "build_first_stage", small_first_stage)
+    engine = Engine(store)
+    projected = projection.apply(vectors)
+    for query in _queries(5):
+        results = engine.search_vector(query, 10)
+        expected = top_k(projected, projection.apply(query), 10)[0]
+        assert [r.id for r in results] == [f"i{row}" for row in expected]
+    assert len(built) == 1 and isinstance(built[0], CoarseIndex)  # built once, then cached
+    assert built[0].codes.shape == (16, 3000) and built[0].pool < 3000 // 8
+    assert build_first_stage(projected) is None  # the default settings: from 20,000 rows

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stylefinder.index.search import POOL_K, CoarseIndex, FirstStage
+from stylefinder.index.quantized import fit_scale, quantize
+from stylefinder.index.search import POOL_K, CoarseIndex, FirstStage, QuantizedIndex
 
 _BLOCK_ROWS = 65_536  # rows encoded or scored per step while streaming the matrix
 
@@ -188,6 +189,42 @@ def calibrate(
                 pool, recall = wider, recall_at(wider)
             return Calibration(pool, recall, len(rows))
     return Calibration(None, recall, len(rows))
+
+
+def build_first_stage(
+    vectors: np.ndarray, settings: CoarseSettings = DEFAULT_SETTINGS
+) -> FirstStage | None:
+    """A calibrated first stage for `vectors`, built in memory (for matrices that are not
+    committed, such as a tuned index's projected vectors): principal components when they reach
+    the target recall, else int8 codes when those do; None below `settings.min_rows` or when
+    neither does.
+
+    Example:
+        >>> stage = build_first_stage(projected_matrix)  # doctest: +SKIP
+        >>> type(stage).__name__, stage.pool  # doctest: +SKIP
+        ('CoarseIndex', 200)
+    """
+    rows, width = vectors.shape
+    if rows < settings.min_rows:
+        return None
+    pools = tuple(p for p in settings.pools if p <= rows // 8) or settings.pools[:1]
+    options = dict(queries=settings.queries, pools=pools, target=settings.target_recall)
+    dim = min(settings.dim, width)
+    if dim * 2 <= width:
+        mean, basis = fit_basis(vectors, dim, sample_rows=settings.sample_rows, seed=settings.seed)
+        stage = CoarseIndex(mean, basis, encode(vectors, mean, basis), pool=1)
+        result = calibrate(vectors, stage, seed=settings.seed, **options)
+        if result.pool is not None:
+            return CoarseIndex(mean, basis, stage.codes, result.pool, result.recall)
+    if settings.quantized:
+        scale = fit_scale(vectors)
+        codes = quantize(vectors, scale)
+        result = calibrate(
+            vectors, QuantizedIndex(scale, codes, pool=1), seed=settings.seed, **options
+        )
+        if result.pool is not None:
+            return QuantizedIndex(scale, codes, result.pool, result.recall)
+    return None
 
 
 def _exact_kth_scores(vectors: np.ndarray, asked: np.ndarray, rows: np.ndarray, k: int):

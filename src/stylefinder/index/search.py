@@ -22,8 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stylefinder.index.quantized import negated_scores as quantized_scores
+
 _BLOCK_ROWS = 262_144  # rows scored per step, so a memory-mapped matrix streams through RAM
-POOL_K = 10  # a CoarseIndex pool is calibrated for k = POOL_K; larger k scale it up
+POOL_K = 10  # a first stage's pool is calibrated for k = POOL_K; larger k scale it up
 
 
 class FirstStage:
@@ -115,9 +117,7 @@ class QuantizedIndex(FirstStage):
         return self.codes.shape == vectors.shape
 
     def negated_scores(self, query: np.ndarray) -> np.ndarray:
-        from stylefinder.index.quantized import negated_scores
-
-        return negated_scores(self.codes, np.asarray(query, np.float32) * self.scale)
+        return quantized_scores(self.codes, np.asarray(query, np.float32) * self.scale)
 
 
 def cosine_scores(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:

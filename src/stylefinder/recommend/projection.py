@@ -330,7 +330,7 @@ def fit_mlp_projection(
     _, spread, directions = np.linalg.svd(sample, full_matrices=False)
     # directions the sample barely spans (small catalogs: as many components as items) would be
     # standardized by a near-zero spread below, so new items would blow up along them
-    spanned = int(np.count_nonzero(spread > spread[0] * 1e-3))
+    spanned = max(1, int(np.count_nonzero(spread > spread[0] * 1e-3)))
     components = min(components, spanned)
     basis = directions[:components].T.astype(np.float32)
     h = (x - mean) @ basis
