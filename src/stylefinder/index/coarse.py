@@ -207,24 +207,38 @@ def build_first_stage(
     rows, width = vectors.shape
     if rows < settings.min_rows:
         return None
-    pools = tuple(p for p in settings.pools if p <= rows // 8) or settings.pools[:1]
-    options = dict(queries=settings.queries, pools=pools, target=settings.target_recall)
     dim = min(settings.dim, width)
     if dim * 2 <= width:
         mean, basis = fit_basis(vectors, dim, sample_rows=settings.sample_rows, seed=settings.seed)
-        stage = CoarseIndex(mean, basis, encode(vectors, mean, basis), pool=1)
-        result = calibrate(vectors, stage, seed=settings.seed, **options)
+        codes = encode(vectors, mean, basis)
+        result = calibrate_for(vectors, CoarseIndex(mean, basis, codes, pool=1), settings)
         if result.pool is not None:
-            return CoarseIndex(mean, basis, stage.codes, result.pool, result.recall)
+            return CoarseIndex(mean, basis, codes, result.pool, result.recall)
     if settings.quantized:
         scale = fit_scale(vectors)
         codes = quantize(vectors, scale)
-        result = calibrate(
-            vectors, QuantizedIndex(scale, codes, pool=1), seed=settings.seed, **options
-        )
+        result = calibrate_for(vectors, QuantizedIndex(scale, codes, pool=1), settings)
         if result.pool is not None:
             return QuantizedIndex(scale, codes, result.pool, result.recall)
     return None
+
+
+def calibrate_for(vectors: np.ndarray, stage: FirstStage, settings: CoarseSettings) -> Calibration:
+    """`calibrate` with `settings`' queries, target and seed, trying the pools up to rows / 8.
+
+    Example:
+        >>> calibrate_for(vectors, stage, DEFAULT_SETTINGS).pool  # doctest: +SKIP
+        200
+    """
+    pools = tuple(p for p in settings.pools if p <= len(vectors) // 8) or settings.pools[:1]
+    return calibrate(
+        vectors,
+        stage,
+        queries=settings.queries,
+        pools=pools,
+        target=settings.target_recall,
+        seed=settings.seed,
+    )
 
 
 def _exact_kth_scores(vectors: np.ndarray, asked: np.ndarray, rows: np.ndarray, k: int):

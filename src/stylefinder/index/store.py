@@ -45,7 +45,13 @@ import numpy as np
 
 from stylefinder import __version__
 from stylefinder.errors import IndexStateError, UnknownItemError
-from stylefinder.index.coarse import DEFAULT_SETTINGS, CoarseSettings, calibrate, encode, fit_basis
+from stylefinder.index.coarse import (
+    DEFAULT_SETTINGS,
+    CoarseSettings,
+    calibrate_for,
+    encode,
+    fit_basis,
+)
 from stylefinder.index.quantized import fit_scale, quantize
 from stylefinder.index.search import CoarseIndex, FirstStage, QuantizedIndex
 from stylefinder.types import EmbeddingSpace, Item
@@ -527,14 +533,7 @@ class IndexWriter:
             stage: FirstStage = QuantizedIndex(scale, codes, pool=1)
         else:
             stage = CoarseIndex(mean, basis, codes, pool=1)
-        result = calibrate(
-            vectors,
-            stage,
-            queries=settings.queries,
-            pools=tuple(p for p in settings.pools if p <= len(vectors) // 8) or settings.pools[:1],
-            target=settings.target_recall,
-            seed=settings.seed,
-        )
+        result = calibrate_for(vectors, stage, settings)
         info = {"kind": kind, "recall_at_10": result.recall, "queries": result.queries}
         if result.pool is None:  # no pool reached the target recall
             del codes, stage
