@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -302,6 +303,8 @@ def test_a_tuned_engine_searches_its_projected_matrix_in_two_stages(tmp_path: Pa
     monkeypatch.setattr(engine_module, "build_first_stage", small_first_stage)
     engine = Engine(store)
     projected = projection.apply(vectors)
+    with ThreadPoolExecutor(3) as pool:  # concurrent first queries: one build between them
+        list(pool.map(lambda q: engine.search_vector(q, 10), _queries(3)))
     for query in _queries(5):
         results = engine.search_vector(query, 10)
         expected = top_k(projected, projection.apply(query), 10)[0]

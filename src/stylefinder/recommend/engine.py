@@ -108,6 +108,7 @@ class Engine:
         self._by_hash: dict[str, list[int]] | None = None
         self._projected: tuple[Snapshot, Projection | None, np.ndarray] | None = None
         self._projected_stage: tuple[Snapshot, FirstStage | None] | None = None
+        self._space_lock = threading.RLock()  # concurrent first queries project only once
         self._columns: tuple[Snapshot, dict[str, list[str]]] | None = None
         self._event_store: EventStore | None = None
 
@@ -150,29 +151,31 @@ class Engine:
 
     def _search_space(self, snapshot: Snapshot) -> tuple[Projection | None, np.ndarray]:
         """The projection and the matrix searched for `snapshot` (projected once, then cached)."""
-        cached = self._projected
-        if cached is not None and cached[0] is snapshot:
-            return cached[1], cached[2]
-        projection = Projection.load(self.store.directory)
-        matrix = projection.apply(snapshot.vectors) if projection else snapshot.vectors
-        if snapshot is self._snapshot:
-            self._projected = (snapshot, projection, matrix)
-        return projection, matrix
+        with self._space_lock:
+            cached = self._projected
+            if cached is not None and cached[0] is snapshot:
+                return cached[1], cached[2]
+            projection = Projection.load(self.store.directory)
+            matrix = projection.apply(snapshot.vectors) if projection else snapshot.vectors
+            if snapshot is self._snapshot:
+                self._projected = (snapshot, projection, matrix)
+            return projection, matrix
 
     def _first_stage(self, snapshot: Snapshot) -> FirstStage | None:
         """The first stage of a two-stage search for `snapshot`: the committed one, or on a
         tuned index one built in memory for the projected matrix on first use (principal
         components or int8 codes, calibrated like a commit's: a few seconds per 100k items)."""
-        projection, matrix = self._search_space(snapshot)
-        if projection is None:
-            return snapshot.coarse
-        cached = self._projected_stage
-        if cached is not None and cached[0] is snapshot:
-            return cached[1]
-        stage = build_first_stage(matrix)
-        if snapshot is self._snapshot:
-            self._projected_stage = (snapshot, stage)
-        return stage
+        with self._space_lock:
+            projection, matrix = self._search_space(snapshot)
+            if projection is None:
+                return snapshot.coarse
+            cached = self._projected_stage
+            if cached is not None and cached[0] is snapshot:
+                return cached[1]
+            stage = build_first_stage(matrix)
+            if snapshot is self._snapshot:
+                self._projected_stage = (snapshot, stage)
+            return stage
 
     @property
     def embedder(self) -> Embedder:
