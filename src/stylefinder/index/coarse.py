@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -191,35 +191,76 @@ def calibrate(
     return Calibration(None, recall, len(rows))
 
 
+def stage_kinds(width: int, settings: CoarseSettings = DEFAULT_SETTINGS) -> tuple[str, ...]:
+    """The kinds of first stage to try, in order, for vectors of `width` dimensions: none when
+    the principal components would not be at most half as wide (narrow vectors scan fast
+    anyway); else "pca", then "int8" where `settings.quantized`."""
+    if min(settings.dim, width) * 2 > width:
+        return ()
+    return ("pca", "int8") if settings.quantized else ("pca",)
+
+
+def fit_stage(
+    kind: str,
+    vectors: np.ndarray,
+    settings: CoarseSettings = DEFAULT_SETTINGS,
+    *,
+    allocate=None,
+) -> tuple[FirstStage, Calibration, dict[str, np.ndarray]]:
+    """Fit a first stage of `kind` ("pca": `settings.dim` principal components; "int8": codes
+    of the full rows) for `vectors` and calibrate it. Returns the stage (with the calibrated
+    pool when one reached the target), the calibration and the arrays that define the codes
+    (mean and basis, or scales). `allocate(shape, dtype, fill)` returns the array the codes are
+    written to by `fill(array)`: in memory by default; commits write a memory-mapped file.
+
+    Example:
+        >>> stage, calibration, arrays = fit_stage("pca", vectors)  # doctest: +SKIP
+        >>> calibration.pool, sorted(arrays)  # doctest: +SKIP
+        (200, ['basis', 'mean'])
+    """
+    allocate = allocate or _in_memory
+    if kind == "int8":
+        scale = fit_scale(vectors)
+        codes = allocate(vectors.shape, np.int8, lambda out: quantize(vectors, scale, out=out))
+        stage: FirstStage = QuantizedIndex(scale, codes, pool=1)
+        arrays = {"scale": scale}
+    else:
+        dim = min(settings.dim, vectors.shape[1])
+        mean, basis = fit_basis(vectors, dim, sample_rows=settings.sample_rows, seed=settings.seed)
+        shape = (dim, len(vectors))
+        codes = allocate(shape, np.float32, lambda out: encode(vectors, mean, basis, out=out))
+        stage = CoarseIndex(mean, basis, codes, pool=1)
+        arrays = {"mean": mean, "basis": basis}
+    result = calibrate_for(vectors, stage, settings)
+    if result.pool is not None:
+        stage = replace(stage, pool=result.pool, recall=result.recall)
+    return stage, result, arrays
+
+
+def _in_memory(shape: tuple[int, int], dtype, fill) -> np.ndarray:
+    out = np.empty(shape, dtype)
+    fill(out)
+    return out
+
+
 def build_first_stage(
     vectors: np.ndarray, settings: CoarseSettings = DEFAULT_SETTINGS
 ) -> FirstStage | None:
     """A calibrated first stage for `vectors`, built in memory (for matrices that are not
-    committed, such as a tuned index's projected vectors): principal components when they reach
-    the target recall, else int8 codes when those do; None below `settings.min_rows` or when
-    neither does.
+    committed, such as a tuned index's projected vectors): the first of `stage_kinds` that
+    reaches the target recall; None below `settings.min_rows` or when none does.
 
     Example:
         >>> stage = build_first_stage(projected_matrix)  # doctest: +SKIP
         >>> type(stage).__name__, stage.pool  # doctest: +SKIP
         ('CoarseIndex', 200)
     """
-    rows, width = vectors.shape
-    if rows < settings.min_rows:
+    if len(vectors) < settings.min_rows:
         return None
-    dim = min(settings.dim, width)
-    if dim * 2 <= width:
-        mean, basis = fit_basis(vectors, dim, sample_rows=settings.sample_rows, seed=settings.seed)
-        codes = encode(vectors, mean, basis)
-        result = calibrate_for(vectors, CoarseIndex(mean, basis, codes, pool=1), settings)
+    for kind in stage_kinds(vectors.shape[1], settings):
+        stage, result, _ = fit_stage(kind, vectors, settings)
         if result.pool is not None:
-            return CoarseIndex(mean, basis, codes, result.pool, result.recall)
-    if settings.quantized:
-        scale = fit_scale(vectors)
-        codes = quantize(vectors, scale)
-        result = calibrate_for(vectors, QuantizedIndex(scale, codes, pool=1), settings)
-        if result.pool is not None:
-            return QuantizedIndex(scale, codes, result.pool, result.recall)
+            return stage
     return None
 
 

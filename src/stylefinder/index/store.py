@@ -48,11 +48,11 @@ from stylefinder.errors import IndexStateError, UnknownItemError
 from stylefinder.index.coarse import (
     DEFAULT_SETTINGS,
     CoarseSettings,
-    calibrate_for,
     encode,
-    fit_basis,
+    fit_stage,
+    stage_kinds,
 )
-from stylefinder.index.quantized import fit_scale, quantize
+from stylefinder.index.quantized import quantize
 from stylefinder.index.search import CoarseIndex, FirstStage, QuantizedIndex
 from stylefinder.types import EmbeddingSpace, Item
 
@@ -480,7 +480,8 @@ class IndexWriter:
         vectors = np.load(self.store.directory / name, mmap_mode="r", allow_pickle=False)
         total, dim = vectors.shape
         coarse_dim = min(settings.dim, dim)
-        if total < settings.min_rows or coarse_dim * 2 > dim:
+        kinds = stage_kinds(dim, settings)
+        if total < settings.min_rows or not kinds:
             return {}
         previous = _coarse_info(self.base.state.get("coarse", ""))
         changed = sum(vector is not None for _, vector in self._puts.values())
@@ -494,52 +495,32 @@ class IndexWriter:
                 self._carry_codes(old, codes_name, vectors, kept_rows)
                 return {**previous, "codes": codes_name, "matrix": name, "changed_rows": changed}
         fitted = {"matrix": name, "dim": coarse_dim, "changed_rows": 0, "fitted_at": utc_now()}
-        for kind in ("pca", "int8") if settings.quantized else ("pca",):
-            stage = self._fit_stage(kind, generation, vectors, coarse_dim)
+        for kind in kinds:
+            stage = self._fit_stage(kind, generation, vectors)
             if stage["codes"]:
                 break
         return {**fitted, **stage}
 
-    def _fit_stage(self, kind: str, generation: int, vectors: np.ndarray, dim: int) -> dict:
-        """Fit, write and calibrate a first stage of `kind` (pca: `dim` principal components;
-        int8: codes of the full rows) for `vectors`; its state entry. A stage that misses the
-        target recall is deleted again, and its entry names no files (search stays exact)."""
-        settings, directory = self.coarse, self.store.directory
+    def _fit_stage(self, kind: str, generation: int, vectors: np.ndarray) -> dict:
+        """Fit, write and calibrate a first stage of `kind` for `vectors` (see `fit_stage`); its
+        state entry. A stage that misses the target recall is deleted again, and its entry
+        names no files (search stays exact)."""
+        directory = self.store.directory
         basis_name, codes_name = f"coarse-basis-{generation}.npz", f"coarse-{generation}.npy"
-        if kind == "int8":
-            scale = fit_scale(vectors)
-            arrays = {"scale": scale}
-            _write_npy(
-                directory / codes_name,
-                vectors.shape,
-                lambda out: quantize(vectors, scale, out=out),
-                dtype=np.int8,
-            )
-        else:
-            mean, basis = fit_basis(
-                vectors, dim, sample_rows=settings.sample_rows, seed=settings.seed
-            )
-            arrays = {"mean": mean, "basis": basis}
-            _write_npy(
-                directory / codes_name,
-                (dim, len(vectors)),
-                lambda out: encode(vectors, mean, basis, out=out),
-            )
+
+        def to_file(shape: tuple[int, int], dtype, fill) -> np.ndarray:
+            _write_npy(directory / codes_name, shape, fill, dtype=dtype)
+            return np.load(directory / codes_name, mmap_mode="r", allow_pickle=False)
+
+        stage, result, arrays = fit_stage(kind, vectors, self.coarse, allocate=to_file)
+        info = {"kind": kind, "recall_at_10": result.recall, "queries": result.queries}
+        if result.pool is None:  # no pool reached the target recall
+            del stage
+            (directory / codes_name).unlink(missing_ok=True)
+            return {**info, "codes": "", "basis": "", "pool": 0}
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         atomic_write(directory / basis_name, buffer.getvalue())
-        codes = np.load(directory / codes_name, mmap_mode="r", allow_pickle=False)
-        if kind == "int8":
-            stage: FirstStage = QuantizedIndex(scale, codes, pool=1)
-        else:
-            stage = CoarseIndex(mean, basis, codes, pool=1)
-        result = calibrate_for(vectors, stage, settings)
-        info = {"kind": kind, "recall_at_10": result.recall, "queries": result.queries}
-        if result.pool is None:  # no pool reached the target recall
-            del codes, stage
-            for stale in (basis_name, codes_name):
-                (directory / stale).unlink(missing_ok=True)
-            return {**info, "codes": "", "basis": "", "pool": 0}
         return {**info, "codes": codes_name, "basis": basis_name, "pool": result.pool}
 
     def _carry_codes(
