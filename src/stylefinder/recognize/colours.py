@@ -113,6 +113,7 @@ MERGE_DE = 16.0
 #: at least CONTINUUM_SHARE of their peak density (a shading gradient, not two colours).
 MERGE_FAR_DE = 45.0
 CONTINUUM_SHARE = 0.2
+_CONTINUUM_EDGES = np.linspace(-0.1, 1.1, 13)  # positions along the way, as binned
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,14 @@ def garment_mask(image: ColourImage, *, max_side: int = 128) -> np.ndarray:
     """
     rgb, opaque = _pixels(image, max_side)
     return _garment_mask(_lab_and_names(rgb)[0], rgb, opaque)[0]
+
+
+@functools.cache
+def _kernels():
+    """The compiled pixel loops, imported on first use (importing numba takes a moment)."""
+    from stylefinder.recognize import _colour_kernels
+
+    return _colour_kernels
 
 
 # --- input --------------------------------------------------------------------------------
@@ -356,10 +365,7 @@ def _lookup_tables() -> tuple[np.ndarray, np.ndarray]:
 
 def _lab_and_names(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CIELAB (H, W, 3) and palette-name indices (H, W) of uint8 RGB pixels, via lookup."""
-    lab_table, name_table = _lookup_tables()
-    q = rgb.astype(np.uint32) >> 2
-    index = (q[..., 0] << 12) | (q[..., 1] << 6) | q[..., 2]
-    return lab_table[index], name_table[index]
+    return _kernels().lookup(rgb, *_lookup_tables())
 
 
 # --- background ---------------------------------------------------------------------------
@@ -412,10 +418,10 @@ def _border_colour(border: np.ndarray) -> tuple[np.ndarray | None, float]:
     return centre, float(np.clip(3 * spread, BACKGROUND_DE, 1.6 * BACKGROUND_DE))
 
 
-def _distance(lab: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """CIELAB distance along the last axis, in float32."""
-    diff = np.asarray(lab - other, dtype=np.float32)
-    return np.sqrt(np.einsum("...i,...i->...", diff, diff))
+def _distance(lab: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """CIELAB distance of each pixel of `lab` (..., C) to one colour `centre` (C,), in float32."""
+    points = np.ascontiguousarray(lab, np.float64).reshape(-1, lab.shape[-1])
+    return _kernels().distance(points, np.asarray(centre, np.float64)).reshape(lab.shape[:-1])
 
 
 def _cast_shadow(lab: np.ndarray, backdrop: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -440,21 +446,12 @@ def _cast_shadow(lab: np.ndarray, backdrop: np.ndarray, background: np.ndarray) 
 
 def _steps(lab: np.ndarray) -> np.ndarray:
     """Per pixel, the largest CIELAB difference to one of its four neighbours."""
-    step = np.zeros(lab.shape[:2], dtype=np.float32)
-    dy = _distance(lab[1:], lab[:-1])
-    dx = _distance(lab[:, 1:], lab[:, :-1])
-    step[1:] = np.maximum(step[1:], dy)
-    step[:-1] = np.maximum(step[:-1], dy)
-    step[:, 1:] = np.maximum(step[:, 1:], dx)
-    step[:, :-1] = np.maximum(step[:, :-1], dx)
-    return step
+    return _kernels().steps(lab)
 
 
 def _box3(values: np.ndarray) -> np.ndarray:
     """3x3 box mean over the first two axes, with edges repeated."""
-    padded = np.pad(values, ((1, 1), (1, 1), (0, 0)), mode="edge")
-    rows = padded[:-2] + padded[1:-1] + padded[2:]
-    return (rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]) / 9
+    return _kernels().box3(values)
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
@@ -482,27 +479,8 @@ def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def _flood(candidate: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """The 4-connected part of `candidate` reachable from `seeds`, by row and column sweeps."""
-    reached = candidate & seeds
-    count = -1
-    while count != (count := int(reached.sum())):
-        reached = _spread_runs(candidate, reached)
-        reached = _spread_runs(candidate.T, reached.T).T
-    return reached
-
-
-def _spread_runs(candidate: np.ndarray, reached: np.ndarray) -> np.ndarray:
-    """Every horizontal run of `candidate` pixels that contains a reached pixel becomes reached."""
-    height, width = candidate.shape
-    flat = np.ascontiguousarray(candidate).ravel()
-    starts = flat.copy()
-    starts[1:] &= ~flat[:-1]
-    starts[::width] = flat[::width]
-    run = np.cumsum(starts) * flat  # 1, 2, ... per run; 0 outside `candidate`
-    hit = np.zeros(int(starts.sum()) + 1, dtype=bool)
-    hit[run[np.ascontiguousarray(reached).ravel()]] = True
-    hit[0] = False
-    return hit[run].reshape(height, width)
+    """The 4-connected part of `candidate` reachable from `seeds`."""
+    return _kernels().flood(candidate, seeds)
 
 
 def _counted_pixels(lab: np.ndarray, garment: np.ndarray) -> np.ndarray:
@@ -524,28 +502,9 @@ def _colour_groups(lab: np.ndarray, rgb: np.ndarray, names: np.ndarray) -> list[
         return []
     labels = np.unique(names, return_inverse=True)[1].ravel()
     lab64 = lab.astype(np.float64)
-    while True:
-        counts = np.bincount(labels)
-        present = np.flatnonzero(counts)
-        if len(present) < 2:
-            break
-        centres = np.stack([np.bincount(labels, lab64[:, k])[present] for k in range(3)], 1)
-        centres /= counts[present, None]
-        distance = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
-        merged = False
-        for flat in np.argsort(distance, axis=None):
-            i, j = np.unravel_index(flat, distance.shape)
-            if i >= j:
-                continue
-            if distance[i, j] >= MERGE_FAR_DE:
-                break
-            a, b = present[i], present[j]
-            if distance[i, j] < MERGE_DE or _continuous(lab, labels, a, b, centres[i], centres[j]):
-                labels[labels == b] = a
-                merged = True
-                break
-        if not merged:
-            break
+    labels = _kernels().merge_shading(
+        lab64, labels, MERGE_DE, MERGE_FAR_DE, CONTINUUM_SHARE, _CONTINUUM_EDGES
+    )
     groups: dict[str, _Group] = {}
     for label in np.flatnonzero(np.bincount(labels)):
         member = labels == label
@@ -591,19 +550,6 @@ def _count_outline(groups: list[_Group], rgb: np.ndarray, backdrop: np.ndarray) 
         groups, np.bincount(best[mostly_garment], minlength=len(groups)), strict=True
     ):
         group.count += int(extra)
-
-
-def _continuous(
-    lab: np.ndarray, labels: np.ndarray, a: int, b: int, centre_a: np.ndarray, centre_b: np.ndarray
-) -> bool:
-    """Whether the pixels of groups `a` and `b` fill the way between their centres (a shading
-    gradient or a fold) rather than form two separate clusters (two colours)."""
-    pixels = lab[(labels == a) | (labels == b)]
-    axis = centre_b - centre_a
-    t = (pixels - centre_a) @ axis / float(axis @ axis)
-    hist = np.histogram(t, bins=12, range=(-0.1, 1.1))[0]
-    valley = hist[3:9].min()  # t in 0.2 .. 0.8: the way between
-    return valley >= CONTINUUM_SHARE * min(hist[:3].max(), hist[9:].max())
 
 
 @dataclass

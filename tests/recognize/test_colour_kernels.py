@@ -1,0 +1,78 @@
+"""The compiled pixel loops of colour naming give what their numpy formulations give."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stylefinder.recognize import _colour_kernels as kernels
+from stylefinder.recognize.colours import _lookup_tables
+
+
+def numpy_distance(lab: np.ndarray, other: np.ndarray) -> np.ndarray:
+    diff = np.asarray(lab - other, dtype=np.float32)
+    return np.sqrt(np.einsum("...i,...i->...", diff, diff))
+
+
+def test_distance_steps_and_box_mean_match_numpy() -> None:
+    rng = np.random.default_rng(3)
+    for shape in ((1, 1, 3), (1, 7, 3), (9, 1, 3), (23, 31, 3), (40, 17, 2)):
+        lab = rng.normal(50, 30, shape)
+        centre = rng.normal(50, 30, shape[-1])
+        flat = lab.reshape(-1, shape[-1])
+        assert np.array_equal(kernels.distance(flat, centre), numpy_distance(flat, centre))
+
+        steps = np.zeros(shape[:2], np.float32)
+        dy, dx = numpy_distance(lab[1:], lab[:-1]), numpy_distance(lab[:, 1:], lab[:, :-1])
+        steps[1:] = np.maximum(steps[1:], dy)
+        steps[:-1] = np.maximum(steps[:-1], dy)
+        steps[:, 1:] = np.maximum(steps[:, 1:], dx)
+        steps[:, :-1] = np.maximum(steps[:, :-1], dx)
+        assert np.array_equal(kernels.steps(lab), steps)
+
+        padded = np.pad(lab, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        rows = padded[:-2] + padded[1:-1] + padded[2:]
+        box = (rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]) / 9
+        assert np.array_equal(kernels.box3(lab), box)
+
+
+def test_lookup_reads_the_64_level_tables() -> None:
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (13, 21, 3), dtype=np.uint8)
+    lab_table, name_table = _lookup_tables()
+    q = rgb.astype(np.uint32) >> 2
+    index = (q[..., 0] << 12) | (q[..., 1] << 6) | q[..., 2]
+    lab, names = kernels.lookup(rgb, lab_table, name_table)
+    assert np.array_equal(lab, lab_table[index])
+    assert np.array_equal(names, name_table[index])
+
+
+def test_continuity_bins_positions_as_numpy_histogram_does() -> None:
+    edges = np.linspace(-0.1, 1.1, 13)
+    rng = np.random.default_rng(5)
+    a, b = np.zeros(3), np.array([10.0, 0.0, 0.0])
+    for trial in range(60):
+        # positions along a -> b, some exactly on bin edges and some outside the range
+        t = rng.uniform(-0.3, 1.3, int(rng.integers(5, 400)))
+        t[: len(t) // 4] = rng.choice(edges, len(t) // 4)
+        lab = np.outer(t, b - a) + a
+        labels = rng.integers(0, 2, len(t))
+        axis = b - a
+        position = (lab - a) @ axis / float(axis @ axis)
+        hist = np.histogram(position, bins=12, range=(-0.1, 1.1))[0]
+        share = 0.2 + 0.1 * (trial % 5)
+        expected = hist[3:9].min() >= share * min(hist[:3].max(), hist[9:].max())
+        assert kernels.continuous(lab, labels, 0, 1, a, b, share, edges) == expected
+
+
+def test_merging_joins_a_shading_gradient_and_keeps_two_colours_apart() -> None:
+    edges = np.linspace(-0.1, 1.1, 13)
+    dark, light = np.array([30.0, 40.0, 20.0]), np.array([70.0, 40.0, 20.0])
+    gradient = np.linspace(dark, light, 200)  # one colour shaded from dark to light
+    labels = (np.arange(200) >= 100).astype(np.int64)  # split in the middle by name
+    assert set(kernels.merge_shading(gradient, labels, 16.0, 45.0, 0.2, edges)) == {0}
+    two = np.concatenate([np.repeat(dark[None], 100, 0), np.repeat(light[None], 100, 0)])
+    assert np.array_equal(kernels.merge_shading(two, labels, 16.0, 45.0, 0.2, edges), labels)
+    near = np.concatenate(
+        [np.repeat(dark[None], 100, 0), np.repeat(dark[None] + 8, 100, 0)]
+    )  # 13.9 apart
+    assert set(kernels.merge_shading(near, labels, 16.0, 45.0, 0.2, edges)) == {0}
