@@ -65,7 +65,12 @@ def model_ceiling(embedder: Embedder, count: int = 256) -> tuple[float, str]:
     rng = np.random.default_rng(0)
     inputs = rng.integers(0, 256, size=(count, *embedder.input_shape), dtype=np.uint8)
     cores = embedder.threads
-    parallel = embedder._stream_runner(cores)
+    embedder._stream_runner(cores)  # makes the one-thread session the stream workers share
+    session = embedder._stream_session or embedder._session
+
+    def parallel(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {"pixels": batch})[0]
+
     best = (0.0, "")
     for batch in (1, 8, 16, 32, 64):
         embedder._run(inputs[:batch])  # warm up
