@@ -45,6 +45,7 @@ from stylefinder.index.search import CoarseIndex, FirstStage, top_k
 from stylefinder.index.store import IndexStore
 from stylefinder.recommend.engine import Engine
 from stylefinder.recommend.projection import fit_mlp_projection
+from stylefinder.recommend.tuned_space import TUNED_FOLDER
 from stylefinder.types import Item
 
 DIM = 1280
@@ -223,6 +224,36 @@ def run_one(name: str, vectors: np.ndarray, directory: Path, embedder: Embedder,
     return row
 
 
+SMALL_COMMIT = 100  # items added and removed before timing a first search again
+
+
+def first_search_of_a_new_engine(directory: Path, embedder: Embedder, query: np.ndarray) -> float:
+    """Seconds from opening the index to the first search's answer (another process, a CLI)."""
+    started = time.perf_counter()
+    Engine(IndexStore.open(directory), embedder=embedder).search_vector(query, K)
+    return time.perf_counter() - started
+
+
+def small_commit_then_first_search(directory: Path, embedder: Embedder, snapshot):
+    """Commit SMALL_COMMIT new items and SMALL_COMMIT removals; the commit's seconds and those
+    of a new engine's first search (only the new rows are projected)."""
+    rng = np.random.default_rng(2)
+    picks = rng.choice(len(snapshot), SMALL_COMMIT, replace=False)
+    fresh = np.asarray(snapshot.vectors[picks]) + rng.normal(
+        0, 0.01, (SMALL_COMMIT, snapshot.header.dim)
+    )
+    fresh = (fresh / np.linalg.norm(fresh, axis=1, keepdims=True)).astype(np.float32)
+    store = IndexStore.open(directory)
+    started = time.perf_counter()
+    with store.writer() as writer:
+        for n, vector in enumerate(fresh):
+            writer.put(Item(f"fresh-{n}", f"fresh-{n}.png", f"fresh-{n}"), vector)
+        for item in snapshot.items[:SMALL_COMMIT]:
+            writer.remove(item.id)
+    commit_s = round(time.perf_counter() - started, 2)
+    return commit_s, first_search_of_a_new_engine(directory, embedder, fresh[0])
+
+
 def run_tuned(directory: Path, labels: np.ndarray, embedder: Embedder, args) -> dict:
     """Tune the index on its labels, then time `Engine.search_vector` in the projected space
     (two-stage over a first stage built in memory) against exact search of that space."""
@@ -238,6 +269,13 @@ def run_tuned(directory: Path, labels: np.ndarray, embedder: Embedder, args) -> 
     started = time.perf_counter()
     engine.search_vector(snapshot.vectors[queries[0]], K)  # projects the matrix, builds a stage
     first_s = time.perf_counter() - started
+    reopened_s = first_search_of_a_new_engine(directory, embedder, snapshot.vectors[queries[1]])
+    commit_s, after_commit_s = small_commit_then_first_search(directory, embedder, snapshot)
+    store = IndexStore.open(directory)
+    snapshot = store.snapshot()
+    engine = Engine(store, embedder=embedder)
+    engine.search_vector(snapshot.vectors[queries[0]], K)
+    space_mb = sum(f.stat().st_size for f in (directory / TUNED_FOLDER).iterdir()) / 2**20
     _, matrix = engine._search_space(engine.snapshot)
     stage = engine._first_stage(engine.snapshot)
     exact_s, exact, served_s, served = [], [], [], []
@@ -260,6 +298,10 @@ def run_tuned(directory: Path, labels: np.ndarray, embedder: Embedder, args) -> 
         "projected_dim": projection.dim,
         "tune_s": round(tune_s, 1),
         "first_search_s": round(first_s, 1),
+        "first_search_of_another_engine_s": round(reopened_s, 2),
+        "small_commit": {"added": SMALL_COMMIT, "removed": SMALL_COMMIT, "commit_s": commit_s},
+        "first_search_after_small_commit_s": round(after_commit_s, 2),
+        "tuned_space_on_disk_mb": round(space_mb, 1),
         "first_stage": type(stage).__name__ if stage else None,
         "first_stage_pool": stage.pool if stage else None,
         "exact_in_projected_space": percentiles(exact_s),
@@ -350,7 +392,11 @@ def print_table(rows: list[dict]) -> None:
                 f"p50 {r['engine_search_vector']['p50_ms']} ms (first stage {r['first_stage']}, "
                 f"recall@10 {r['recall_at_10']}), exact in the projected space p50 "
                 f"{r['exact_in_projected_space']['p50_ms']} ms; first search "
-                f"{r['first_search_s']} s"
+                f"{r['first_search_s']} s (projects and writes the space, "
+                f"{r['tuned_space_on_disk_mb']} MB); another engine's first search "
+                f"{r['first_search_of_another_engine_s']} s; after a commit of "
+                f"{r['small_commit']['added']} new and {r['small_commit']['removed']} removed "
+                f"items, {r['first_search_after_small_commit_s']} s"
             )
     for r in rows:
         if "recommend_from_file" in r:

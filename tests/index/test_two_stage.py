@@ -8,6 +8,7 @@ import json
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,10 @@ from stylefinder.index.quantized import quantize
 from stylefinder.index.search import CoarseIndex, QuantizedIndex, top_k
 from stylefinder.index.store import MANIFEST_FILE, IndexStore
 from stylefinder.recommend import engine as engine_module
+from stylefinder.recommend import tuned_space as tuned_space_module
 from stylefinder.recommend.engine import Engine
 from stylefinder.recommend.projection import fit_projection
+from stylefinder.recommend.tuned_space import tuned_space
 from stylefinder.types import EmbeddingSpace, Item
 
 DIM = 64
@@ -294,13 +297,11 @@ def test_a_tuned_engine_searches_its_projected_matrix_in_two_stages(tmp_path: Pa
     labels = np.argmax(vectors[:, :4], axis=1)  # any labels: the projection only has to exist
     projection = fit_projection(vectors, labels, dim=40)
     projection.save(store.directory)
-    built = []
-
-    def small_first_stage(matrix):  # the engine's settings, scaled down to this index
-        built.append(build_first_stage(matrix, SETTINGS))
-        return built[-1]
-
-    monkeypatch.setattr(engine_module, "build_first_stage", small_first_stage)
+    builds = []
+    real_build = tuned_space_module._build
+    monkeypatch.setattr(tuned_space_module, "_build", lambda *a: builds.append(1) or real_build(*a))
+    # the engine's settings, scaled down to this index
+    monkeypatch.setattr(engine_module, "tuned_space", partial(tuned_space, settings=SETTINGS))
     engine = Engine(store)
     projected = projection.apply(vectors)
     with ThreadPoolExecutor(3) as pool:  # concurrent first queries: one build between them
@@ -309,6 +310,14 @@ def test_a_tuned_engine_searches_its_projected_matrix_in_two_stages(tmp_path: Pa
         results = engine.search_vector(query, 10)
         expected = top_k(projected, projection.apply(query), 10)[0]
         assert [r.id for r in results] == [f"i{row}" for row in expected]
-    assert len(built) == 1 and isinstance(built[0], CoarseIndex)  # built once, then cached
-    assert built[0].codes.shape == (16, 3000) and built[0].pool < 3000 // 8
+    stage = engine._first_stage(engine.snapshot)
+    assert len(builds) == 1 and isinstance(stage, CoarseIndex)  # built once, then cached
+    assert stage.codes.shape == (16, 3000) and stage.pool < 3000 // 8
     assert build_first_stage(projected) is None  # the default settings: from 20,000 rows
+    # another engine (another process, a CLI call) memory-maps what the first one wrote
+    other = Engine(IndexStore.open(store.directory))
+    query = _queries(1)[0]
+    assert [r.id for r in other.search_vector(query, 10)] == [
+        r.id for r in engine.search_vector(query, 10)
+    ]
+    assert len(builds) == 1 and isinstance(other._search_space(other.snapshot)[1], np.memmap)

@@ -13,6 +13,7 @@ from stylefinder.cli import main
 from stylefinder.evaluate.metrics import precision_at_k
 from stylefinder.index.search import top_k
 from stylefinder.recommend.projection import (
+    TUNED_FOLDER,
     Projection,
     fit_mlp_projection,
     fit_projection,
@@ -149,6 +150,8 @@ def test_queries_on_a_tuned_index_use_the_projection(demo_index, tmp_path, capsy
     assert engine.reload()  # tuning commits, so running engines pick it up
     projection = engine.projection
     assert projection is not None and projection.dim == 64
+    space = sorted(p.name.split("-")[0] for p in (index_dir / TUNED_FOLDER).iterdir())
+    assert space == ["matrix", "rows", "stage"]  # written by tune: queries only read it
     snap = engine.snapshot
     matrix = projection.apply(snap.vectors)
     exclude = np.zeros(len(snap), bool)
@@ -160,7 +163,7 @@ def test_queries_on_a_tuned_index_use_the_projection(demo_index, tmp_path, capsy
     assert [r.id for r in reopened.similar(item, k=10)] == tuned_ids
 
     assert reset_projection(index_dir) and engine.reload()
-    assert engine.projection is None
+    assert engine.projection is None and not (index_dir / TUNED_FOLDER).exists()
     assert [r.id for r in engine.similar(item, k=10)] == raw_ids
 
 

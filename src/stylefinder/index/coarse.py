@@ -237,6 +237,83 @@ def fit_stage(
     return stage, result, arrays
 
 
+def stage_arrays(stage: FirstStage) -> dict[str, np.ndarray]:
+    """The arrays that define `stage`'s codes (mean and basis, or scales), as `fit_stage`
+    returns them."""
+    if isinstance(stage, QuantizedIndex):
+        return {"scale": stage.scale}
+    return {"mean": stage.mean, "basis": stage.basis}
+
+
+def stage_from_arrays(
+    kind: str,
+    arrays: dict[str, np.ndarray],
+    codes: np.ndarray,
+    pool: int,
+    recall: float | None,
+    shape: tuple[int, int],
+) -> FirstStage | None:
+    """The stored first stage of `kind` for a matrix of `shape`; None when `arrays` and
+    `codes` do not fit it (damaged or written for another matrix).
+
+    Example:
+        >>> stage_from_arrays("int8", {"scale": scale}, codes, 200, 0.99, (n, d))  # doctest: +SKIP
+        QuantizedIndex(...)
+    """
+    rows, dim = shape
+    if kind == "int8":
+        scale = arrays.get("scale", np.zeros(0))
+        if codes.dtype == np.int8 and codes.shape == (rows, dim) and scale.shape == (dim,):
+            return QuantizedIndex(scale, codes, pool, recall)
+        return None
+    mean, basis = arrays.get("mean", np.zeros(0)), arrays.get("basis", np.zeros((0, 0)))
+    if (
+        codes.dtype == np.float32
+        and codes.shape == (len(basis), rows)
+        and basis.shape[1:] == (dim,)
+        and mean.shape == (dim,)
+    ):
+        return CoarseIndex(mean, basis, codes, pool, recall)
+    return None
+
+
+def carry_stage(
+    old: FirstStage, vectors: np.ndarray, source: np.ndarray, *, allocate=None
+) -> FirstStage:
+    """`old`'s stage for a new matrix `vectors` whose row i was `old`'s row `source[i]` (-1: a
+    new row): the basis or scales, pool and recall carry over; codes are copied, or encoded
+    for new rows. `allocate` as in `fit_stage`.
+
+    Example:
+        >>> stage = carry_stage(old, new_vectors, np.array([0, 1, 3, -1]))  # doctest: +SKIP
+    """
+    allocate = allocate or _in_memory
+    source = np.asarray(source, np.int64)
+    by_row = isinstance(old, QuantizedIndex)  # int8 codes are (N, D), PCA codes (d, N)
+
+    def fill(out: np.ndarray) -> None:
+        for start in range(0, len(source), _BLOCK_ROWS):
+            part = source[start : start + _BLOCK_ROWS]
+            new = np.flatnonzero(part < 0)
+            # most blocks of a commit's matrix hold kept rows only: written as one slice
+            kept = np.flatnonzero(part >= 0) if len(new) else slice(None)
+            at = start + kept if len(new) else slice(start, start + len(part))
+            if by_row:
+                out[at] = old.codes[part[kept]]
+            else:
+                out[:, at] = old.codes[:, part[kept]]
+            if len(new):
+                rows = vectors[start + new]
+                if by_row:
+                    out[start + new] = quantize(rows, old.scale)
+                else:
+                    out[:, start + new] = encode(rows, old.mean, old.basis)
+
+    if by_row:
+        return replace(old, codes=allocate(vectors.shape, np.int8, fill))
+    return replace(old, codes=allocate((old.dim, len(vectors)), np.float32, fill))
+
+
 def _in_memory(shape: tuple[int, int], dtype, fill) -> np.ndarray:
     out = np.empty(shape, dtype)
     fill(out)

@@ -48,12 +48,12 @@ from stylefinder.errors import IndexStateError, UnknownItemError
 from stylefinder.index.coarse import (
     DEFAULT_SETTINGS,
     CoarseSettings,
-    encode,
+    carry_stage,
     fit_stage,
+    stage_from_arrays,
     stage_kinds,
 )
-from stylefinder.index.quantized import quantize
-from stylefinder.index.search import CoarseIndex, FirstStage, QuantizedIndex
+from stylefinder.index.search import FirstStage
 from stylefinder.types import EmbeddingSpace, Item
 
 log = logging.getLogger(__name__)
@@ -291,21 +291,11 @@ class IndexStore:
         except (OSError, ValueError) as exc:
             log.warning("%s: coarse data unreadable (%s); searching exactly", codes_path, exc)
             return None
-        dim = self.header.dim
         pool, recall = int(info.get("pool", 0)), info.get("recall_at_10")
-        if info.get("kind") == "int8":
-            scale = arrays.get("scale", np.zeros(0))
-            if codes.dtype == np.int8 and codes.shape == (count, dim) and scale.shape == (dim,):
-                return QuantizedIndex(scale, codes, pool, recall)
-        else:
-            mean, basis = arrays.get("mean", np.zeros(0)), arrays.get("basis", np.zeros((0, 0)))
-            if (
-                codes.dtype == np.float32
-                and codes.shape == (len(basis), count)
-                and basis.shape[1:] == (dim,)
-                and mean.shape == (dim,)
-            ):
-                return CoarseIndex(mean, basis, codes, pool, recall)
+        shape = (count, self.header.dim)
+        stage = stage_from_arrays(info.get("kind", "pca"), arrays, codes, pool, recall, shape)
+        if stage is not None:
+            return stage
         log.warning("%s: coarse search data does not match; searching exactly", codes_path)
         return None
 
@@ -507,12 +497,8 @@ class IndexWriter:
         names no files (search stays exact)."""
         directory = self.store.directory
         basis_name, codes_name = f"coarse-basis-{generation}.npz", f"coarse-{generation}.npy"
-
-        def to_file(shape: tuple[int, int], dtype, fill) -> np.ndarray:
-            _write_npy(directory / codes_name, shape, fill, dtype=dtype)
-            return np.load(directory / codes_name, mmap_mode="r", allow_pickle=False)
-
-        stage, result, arrays = fit_stage(kind, vectors, self.coarse, allocate=to_file)
+        allocate = codes_file(directory / codes_name)
+        stage, result, arrays = fit_stage(kind, vectors, self.coarse, allocate=allocate)
         info = {"kind": kind, "recall_at_10": result.recall, "queries": result.queries}
         if result.pool is None:  # no pool reached the target recall
             del stage
@@ -528,27 +514,9 @@ class IndexWriter:
     ) -> None:
         """Write codes for the new matrix `vectors` with `old`'s basis or scales: the kept rows'
         codes copied, the added rows' (at the end of the matrix) encoded."""
-        kept = np.asarray(kept_rows, dtype=np.int64)
-        by_row = isinstance(old, QuantizedIndex)  # int8 codes are (N, D), PCA codes (d, N)
-
-        def fill(out: np.ndarray) -> None:
-            for start in range(0, len(kept), _COPY_ROWS):
-                part = kept[start : start + _COPY_ROWS]
-                if by_row:
-                    out[start : start + len(part)] = old.codes[part]
-                else:
-                    out[:, start : start + len(part)] = old.codes[:, part]
-            added = vectors[len(kept) :]
-            if by_row:
-                quantize(added, old.scale, out=out, start=len(kept))
-            else:
-                encode(added, old.mean, old.basis, out=out, start=len(kept))
-
-        path = self.store.directory / codes_name
-        if by_row:
-            _write_npy(path, vectors.shape, fill, dtype=np.int8)
-        else:
-            _write_npy(path, (old.dim, len(vectors)), fill)
+        source = np.full(len(vectors), -1, np.int64)
+        source[: len(kept_rows)] = kept_rows
+        carry_stage(old, vectors, source, allocate=codes_file(self.store.directory / codes_name))
 
     def _clean(self, keep: set[str]) -> None:
         for path in self.store.directory.iterdir():
@@ -634,6 +602,17 @@ def _files_of(state: dict[str, str]) -> set[str]:
     coarse = _coarse_info(state.get("coarse", ""))
     names = {state.get("vectors", ""), coarse.get("codes", ""), coarse.get("basis", "")}
     return names - {""}
+
+
+def codes_file(path: Path):
+    """An `allocate(shape, dtype, fill)` for `fit_stage` and `carry_stage` that writes the codes
+    to the .npy file `path` atomically and returns them memory-mapped."""
+
+    def allocate(shape: tuple[int, int], dtype, fill) -> np.ndarray:
+        _write_npy(path, shape, fill, dtype=dtype)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
+    return allocate
 
 
 def _write_npy(path: Path, shape: tuple[int, int], fill, *, dtype=np.float32) -> None:

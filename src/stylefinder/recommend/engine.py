@@ -24,7 +24,6 @@ from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_ima
 from stylefinder.catalog.scan import bytes_hash, file_hash
 from stylefinder.embed.runner import Embedder
 from stylefinder.errors import BadImageError, UnknownItemError
-from stylefinder.index.coarse import build_first_stage
 from stylefinder.index.events import CsvSource, Event, EventStore, ImportSummary
 from stylefinder.index.search import FirstStage, top_k
 from stylefinder.index.store import IndexStore, Snapshot, atomic_write, utc_now
@@ -46,6 +45,7 @@ from stylefinder.recommend.personal import (
     rank,
 )
 from stylefinder.recommend.projection import Projection
+from stylefinder.recommend.tuned_space import tuned_space
 from stylefinder.types import EmbeddingSpace, Item
 
 
@@ -106,8 +106,8 @@ class Engine:
         self._lock = threading.Lock()
         self._snapshot = store.snapshot()
         self._by_hash: dict[str, list[int]] | None = None
-        self._projected: tuple[Snapshot, Projection | None, np.ndarray] | None = None
-        self._projected_stage: tuple[Snapshot, FirstStage | None] | None = None
+        self._projected: tuple[Snapshot, Projection | None, np.ndarray, FirstStage | None] | None
+        self._projected = None
         self._space_lock = threading.RLock()  # concurrent first queries project only once
         self._columns: tuple[Snapshot, dict[str, list[str]]] | None = None
         self._event_store: EventStore | None = None
@@ -141,7 +141,6 @@ class Engine:
         snapshot = self.store.snapshot()
         with self._lock:
             self._snapshot, self._by_hash, self._projected = snapshot, None, None
-            self._projected_stage = None
         return True
 
     @property
@@ -150,32 +149,30 @@ class Engine:
         return self._search_space(self._snapshot)[0]
 
     def _search_space(self, snapshot: Snapshot) -> tuple[Projection | None, np.ndarray]:
-        """The projection and the matrix searched for `snapshot` (projected once, then cached)."""
+        """The projection and the matrix searched for `snapshot` (see `_space`)."""
+        return self._space(snapshot)[:2]
+
+    def _first_stage(self, snapshot: Snapshot) -> FirstStage | None:
+        """The first stage of a two-stage search for `snapshot` (see `_space`)."""
+        return self._space(snapshot)[2]
+
+    def _space(self, snapshot: Snapshot) -> tuple[Projection | None, np.ndarray, FirstStage | None]:
+        """The projection, searched matrix and first stage for `snapshot`: the committed matrix
+        and stage, or on a tuned index the projected ones, which the first engine to need them
+        writes to the index (`tuned_space`) and later ones memory-map. Cached per snapshot;
+        concurrent first queries build them once."""
         with self._space_lock:
             cached = self._projected
             if cached is not None and cached[0] is snapshot:
-                return cached[1], cached[2]
+                return cached[1:]
             projection = Projection.load(self.store.directory)
-            matrix = projection.apply(snapshot.vectors) if projection else snapshot.vectors
-            if snapshot is self._snapshot:
-                self._projected = (snapshot, projection, matrix)
-            return projection, matrix
-
-    def _first_stage(self, snapshot: Snapshot) -> FirstStage | None:
-        """The first stage of a two-stage search for `snapshot`: the committed one, or on a
-        tuned index one built in memory for the projected matrix on first use (principal
-        components or int8 codes, calibrated like a commit's: a few seconds per 100k items)."""
-        with self._space_lock:
-            projection, matrix = self._search_space(snapshot)
             if projection is None:
-                return snapshot.coarse
-            cached = self._projected_stage
-            if cached is not None and cached[0] is snapshot:
-                return cached[1]
-            stage = build_first_stage(matrix)
+                matrix, stage = snapshot.vectors, snapshot.coarse
+            else:
+                matrix, stage = tuned_space(self.store.directory, snapshot, projection)
             if snapshot is self._snapshot:
-                self._projected_stage = (snapshot, stage)
-            return stage
+                self._projected = (snapshot, projection, matrix, stage)
+            return projection, matrix, stage
 
     @property
     def embedder(self) -> Embedder:

@@ -17,15 +17,18 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 PROJECTION_FILE = "projection.npz"
+TUNED_FOLDER = "tuned"  # the projected search space, see stylefinder.recommend.tuned_space
 _COSINE_SCALE = 16.0  # logit scale of the cosine softmax head during training
 
 
@@ -61,6 +64,7 @@ class Projection:
     hidden_weight: float = 0.0
     hidden_mean: np.ndarray | None = None  # (hidden,) mean activation on the training items
     hidden_before_relu: bool = False  # new fits: True (older files took them after the ReLU)
+    digest: str = ""  # of the projection.npz it was loaded from ("" when not loaded from a file)
 
     @property
     def dim(self) -> int:
@@ -165,6 +169,7 @@ class Projection:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         atomic_write(target, buffer.getvalue())
+        self.digest = _digest(buffer.getvalue())
         return target
 
     def _arrays(self) -> dict[str, object]:
@@ -185,9 +190,11 @@ class Projection:
         path = Path(directory) / PROJECTION_FILE
         if not path.is_file():
             return None
-        with np.load(path, allow_pickle=False) as data:
+        content = path.read_bytes()  # one read: the digest is of the file these arrays come from
+        with np.load(io.BytesIO(content), allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         projection = cls._from_arrays(arrays, "")
+        projection.digest = _digest(content)
         projection.info = json.loads(str(arrays["info"]))
         projection.raw_weight = float(arrays.get("raw_weight", 0.0))
         projection.hidden_weight = float(arrays.get("hidden_weight", 0.0))  # older files: none
@@ -224,6 +231,10 @@ class Projection:
             classifier=classifier,
             hidden_mean=hidden_mean,
         )
+
+
+def _digest(content: bytes) -> str:
+    return hashlib.blake2b(content, digest_size=8).hexdigest()
 
 
 def _normalize(rows: np.ndarray) -> np.ndarray:
@@ -494,6 +505,9 @@ def tune_index(
     with target.writer() as writer:  # under the lock; the commit tells readers to reload
         projection.save(target.directory)
         writer.set_state("projection", json.dumps(projection.info))
+    from stylefinder.recommend.tuned_space import tuned_space
+
+    tuned_space(target.directory, target.snapshot(), projection)  # so that queries only read it
     return projection
 
 
@@ -506,5 +520,6 @@ def reset_projection(index_dir: str | Path) -> bool:
         path = Path(store.directory) / PROJECTION_FILE
         existed = path.is_file()
         path.unlink(missing_ok=True)
+        shutil.rmtree(Path(store.directory) / TUNED_FOLDER, ignore_errors=True)
         writer.set_state("projection", "")
     return existed

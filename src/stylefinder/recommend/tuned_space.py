@@ -1,0 +1,274 @@
+"""A tuned index's search space kept on disk: the projected matrix and its first stage.
+
+A tuned index is searched in the space of its projection (`stylefinder tune`). Projecting 70k
+items takes several seconds and fitting their first stage a few more. Without a copy on disk,
+every process paid that cost on its first query, and again after every commit. Now the first
+engine that needs a generation's space writes it under `<index>/tuned/`, and the others
+memory-map it:
+
+    matrix-<gen>-<key>.npy   float32 (N, d): the projected rows, in the index's row order
+                             (<gen>: the generation that wrote the index's matrix)
+    rows-<gen>-<key>.npy     uint64 (N,): a digest of each row's raw vector
+    codes-<gen>-<key>.npy    from 20k rows: the first stage's codes (as a commit writes them)
+    stage-<gen>-<key>.npz    its kind, pool, recall and basis or scales; written last, so it
+                             marks a complete space
+
+`key` is the digest of projection.npz, so a new `stylefinder tune` starts afresh. A new
+generation copies the rows whose raw vector the newest earlier space already projected and
+projects only the rest. While few rows changed since its fit, it also keeps that space's first
+stage (basis or scales, pool), as commits do. Files are written atomically, and older
+generations are removed once a newer one is complete. Where the folder cannot be written, the
+space is built in memory.
+
+Example:
+    >>> matrix, stage = tuned_space(store.directory, snapshot, projection)  # doctest: +SKIP
+    >>> matrix.shape, type(stage).__name__  # doctest: +SKIP
+    ((70000, 2432), 'CoarseIndex')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stylefinder.index.coarse import (
+    DEFAULT_SETTINGS,
+    CoarseSettings,
+    build_first_stage,
+    carry_stage,
+    fit_stage,
+    stage_arrays,
+    stage_from_arrays,
+    stage_kinds,
+)
+from stylefinder.index.search import FirstStage
+from stylefinder.index.store import Snapshot, _write_npy, atomic_write, codes_file
+from stylefinder.recommend.projection import TUNED_FOLDER, Projection
+
+log = logging.getLogger(__name__)
+
+_FILE = re.compile(r"^(matrix|rows|codes|stage)-(\d+)-([0-9a-f]+)\.np[yz]$")
+_BLOCK_ROWS = 16_384  # rows projected or copied per step
+
+
+def tuned_space(
+    directory: str | Path,
+    snapshot: Snapshot,
+    projection: Projection,
+    settings: CoarseSettings = DEFAULT_SETTINGS,
+) -> tuple[np.ndarray, FirstStage | None]:
+    """The projected matrix of `snapshot` and its first stage (None below `settings.min_rows`
+    or when no stage reaches the target recall). They are read from `<directory>/tuned/`, or
+    built and written there (see the module docstring).
+
+    Example:
+        >>> matrix, stage = tuned_space("shop", engine.snapshot, projection)  # doctest: +SKIP
+    """
+    folder = Path(directory) / TUNED_FOLDER
+    shape = (len(snapshot), projection.dim)
+    if not projection.digest or not len(snapshot):
+        return _in_memory(snapshot, projection, settings)
+    generation = _matrix_generation(snapshot)
+    name = f"{generation}-{projection.digest}"
+    stored = _load(folder, name, shape)
+    if stored is not None:
+        return stored.matrix, stored.stage
+    try:
+        folder.mkdir(exist_ok=True)
+        space = _build(folder, generation, snapshot, projection, settings)
+    except OSError as exc:
+        log.warning("%s: cannot write the tuned search space (%s); built in memory", folder, exc)
+        return _in_memory(snapshot, projection, settings)
+    _remove_stale(folder, generation, projection.digest)
+    return space
+
+
+def row_digests(vectors: np.ndarray) -> np.ndarray:
+    """A 64-bit digest of each row's bytes (N,) uint64: equal rows, equal digests.
+
+    Example:
+        >>> rows = np.eye(3, dtype=np.float32)
+        >>> bool(row_digests(rows)[0] == row_digests(rows[:1])[0])
+        True
+    """
+    out = np.empty(len(vectors), np.uint64)
+    for start in range(0, len(vectors), _BLOCK_ROWS):
+        block = np.ascontiguousarray(vectors[start : start + _BLOCK_ROWS], np.float32)
+        out[start : start + len(block)] = [
+            int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "little") for row in block
+        ]
+    return out
+
+
+def _matrix_generation(snapshot: Snapshot) -> int:
+    """The generation that wrote the snapshot's matrix: commits that change only metadata keep
+    the matrix, and so the tuned space, of an earlier generation."""
+    match = re.fullmatch(r"vectors-(\d+)\.npy", snapshot.state.get("vectors", ""))
+    return int(match[1]) if match else snapshot.generation
+
+
+@dataclass
+class _Space:
+    matrix: np.ndarray
+    stage: FirstStage | None
+    info: dict  # the stage entry: kind ("" for none), pool, recall, changed_rows
+    digests: np.ndarray | None = None
+
+
+def _in_memory(
+    snapshot: Snapshot, projection: Projection, settings: CoarseSettings
+) -> tuple[np.ndarray, FirstStage | None]:
+    matrix = projection.apply(snapshot.vectors)
+    return matrix, build_first_stage(matrix, settings)
+
+
+def _load(folder: Path, name: str, shape: tuple[int, int]) -> _Space | None:
+    """The complete space `name` for a matrix of `shape`; None when it is missing or damaged."""
+    try:
+        with np.load(folder / f"stage-{name}.npz", allow_pickle=False) as data:
+            info = json.loads(str(data["info"]))
+            arrays = {key: data[key] for key in data.files if key != "info"}
+        matrix = np.load(folder / f"matrix-{name}.npy", mmap_mode="r", allow_pickle=False)
+        if matrix.shape != shape or matrix.dtype != np.float32:
+            raise ValueError(f"matrix {matrix.shape} {matrix.dtype}, expected {shape} float32")
+        if not info.get("kind"):
+            return _Space(matrix, None, info)
+        codes = np.load(folder / f"codes-{name}.npy", mmap_mode="r", allow_pickle=False)
+        pool, recall = int(info["pool"]), info.get("recall_at_10")
+        stage = stage_from_arrays(info["kind"], arrays, codes, pool, recall, shape)
+        if stage is None:
+            raise ValueError("first stage does not fit the matrix")
+        return _Space(matrix, stage, info)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("%s: tuned space %s unreadable (%s); building it again", folder, name, exc)
+        return None
+
+
+def _previous(folder: Path, generation: int, key: str, width: int) -> _Space | None:
+    """The newest complete space of another generation for the projection `key`, with its row
+    digests; None when there is none."""
+    generations = []
+    for path in folder.glob(f"stage-*-{key}.npz"):
+        match = _FILE.match(path.name)
+        if match and int(match[2]) != generation:
+            generations.append(int(match[2]))
+    for other in sorted(generations, reverse=True):
+        name = f"{other}-{key}"
+        try:
+            digests = np.load(folder / f"rows-{name}.npy", allow_pickle=False)
+        except (OSError, ValueError):
+            continue
+        space = _load(folder, name, (len(digests), width))
+        if space is not None and digests.dtype == np.uint64:
+            space.digests = digests
+            return space
+    return None
+
+
+def _sources(digests: np.ndarray, previous: _Space | None) -> np.ndarray:
+    """For each row, the row of `previous` with the same raw vector, or -1."""
+    if previous is None or previous.digests is None or not len(previous.digests):
+        return np.full(len(digests), -1, np.int64)
+    order = np.argsort(previous.digests, kind="stable")
+    ranked = previous.digests[order]
+    at = np.minimum(np.searchsorted(ranked, digests), len(ranked) - 1)
+    return np.where(ranked[at] == digests, order[at], -1).astype(np.int64)
+
+
+def _build(
+    folder: Path,
+    generation: int,
+    snapshot: Snapshot,
+    projection: Projection,
+    settings: CoarseSettings,
+) -> tuple[np.ndarray, FirstStage | None]:
+    name = f"{generation}-{projection.digest}"
+    vectors = snapshot.vectors
+    digests = row_digests(vectors)
+    previous = _previous(folder, generation, projection.digest, projection.dim)
+    source = _sources(digests, previous)
+
+    def fill(out: np.ndarray) -> None:
+        for start in range(0, len(source), _BLOCK_ROWS):
+            part = source[start : start + _BLOCK_ROWS]
+            kept, new = np.flatnonzero(part >= 0), np.flatnonzero(part < 0)
+            if len(kept):
+                out[start + kept] = previous.matrix[part[kept]]
+            if len(new):
+                out[start + new] = projection.apply(vectors[start + new])
+
+    matrix_path = folder / f"matrix-{name}.npy"
+    _write_npy(matrix_path, (len(vectors), projection.dim), fill)
+    matrix = np.load(matrix_path, mmap_mode="r", allow_pickle=False)
+    atomic_write(folder / f"rows-{name}.npy", _npy_bytes(digests))
+    codes_path = folder / f"codes-{name}.npy"
+    stage, info, arrays = _first_stage(codes_path, matrix, source, previous, settings)
+    atomic_write(folder / f"stage-{name}.npz", _npz_bytes(info=json.dumps(info), **arrays))
+    kept = int(np.count_nonzero(source >= 0))
+    log.info("tuned search space %s: %d rows projected, %d copied", name, len(source) - kept, kept)
+    return matrix, stage
+
+
+def _first_stage(
+    codes_path: Path,
+    matrix: np.ndarray,
+    source: np.ndarray,
+    previous: _Space | None,
+    settings: CoarseSettings,
+) -> tuple[FirstStage | None, dict, dict[str, np.ndarray]]:
+    """The first stage for `matrix`: `previous`'s carried over while few rows changed since it
+    was fitted (as commits do), else fitted and calibrated; its entry and arrays."""
+    total = len(matrix)
+    kinds = stage_kinds(matrix.shape[1], settings)
+    if total < settings.min_rows or not kinds:
+        return None, {"kind": "", "changed_rows": 0}, {}
+    kept = int(np.count_nonzero(source >= 0))
+    changed = total - kept
+    if previous is not None:
+        removed = len(previous.matrix) - len(np.unique(source[source >= 0]))
+        changed += removed + int(previous.info.get("changed_rows", 0))
+        if changed <= settings.max_drift * total and len(previous.matrix) >= settings.min_rows:
+            info = {**previous.info, "changed_rows": changed}
+            if previous.stage is None:  # exact search was chosen: keep it until data drifts
+                return None, info, {}
+            stage = carry_stage(previous.stage, matrix, source, allocate=codes_file(codes_path))
+            return stage, info, stage_arrays(stage)
+    for kind in kinds:
+        stage, result, arrays = fit_stage(kind, matrix, settings, allocate=codes_file(codes_path))
+        if result.pool is not None:
+            info = {"kind": kind, "pool": result.pool, "recall_at_10": result.recall}
+            return stage, {**info, "changed_rows": 0}, arrays
+        del stage
+    codes_path.unlink(missing_ok=True)
+    return None, {"kind": "", "changed_rows": 0}, {}
+
+
+def _remove_stale(folder: Path, generation: int, key: str) -> None:
+    """Delete the spaces of earlier generations and of other projections."""
+    for path in folder.iterdir():
+        match = _FILE.match(path.name)
+        if match and (int(match[2]) < generation or match[3] != key):
+            with contextlib.suppress(OSError):  # in use elsewhere (Windows) or already gone
+                path.unlink()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
