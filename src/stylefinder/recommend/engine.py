@@ -35,7 +35,7 @@ from stylefinder.recognize.recognition import (
     top_categories,
 )
 from stylefinder.recognize.taxonomy import UNKNOWN
-from stylefinder.recommend.filters import Filters, allowed_rows, column_values
+from stylefinder.recommend.filters import Filters, MetadataColumns, column_values
 from stylefinder.recommend.personal import (
     Profile,
     ProfileSettings,
@@ -110,6 +110,7 @@ class Engine:
         self._projected = None
         self._space_lock = threading.RLock()  # concurrent first queries project only once
         self._columns: tuple[Snapshot, dict[str, list[str]]] | None = None
+        self._metadata_columns: tuple[Snapshot, MetadataColumns] | None = None
         self._event_store: EventStore | None = None
 
     @classmethod
@@ -330,7 +331,7 @@ class Engine:
     ) -> tuple[list[Item], int]:
         """A page of catalog items (in index order) that pass `filters`, and how many pass."""
         snapshot = self._snapshot
-        rows = np.flatnonzero(allowed_rows(snapshot.items, filters))
+        rows = np.flatnonzero(self._allowed(snapshot, filters))
         page = rows[max(0, offset) : max(0, offset) + max(0, limit)]
         return [snapshot.items[row] for row in page], len(rows)
 
@@ -342,6 +343,15 @@ class Engine:
         if cached is None or cached[0] is not snapshot:
             cached = self._columns = (snapshot, column_values(snapshot.items))
         return cached[1]
+
+    def _allowed(self, snapshot: Snapshot, filters: Filters | None) -> np.ndarray:
+        """The rows of `snapshot` that pass `filters` (its columns read once per snapshot)."""
+        cached = self._metadata_columns
+        if cached is None or cached[0] is not snapshot:
+            cached = (snapshot, MetadataColumns(snapshot.items))
+            if snapshot is self._snapshot:
+                self._metadata_columns = cached
+        return cached[1].mask(filters)
 
     def search_vector(
         self,
@@ -364,7 +374,7 @@ class Engine:
             )
         mask = None
         if filters:
-            mask = ~allowed_rows(snapshot.items, filters)
+            mask = ~self._allowed(snapshot, filters)
         if exclude_rows:
             mask = np.zeros(len(snapshot), bool) if mask is None else mask
             mask[exclude_rows] = True
@@ -558,7 +568,7 @@ class Engine:
         popularity: np.ndarray | None,
     ) -> list[Recommendation]:
         _, matrix = self._search_space(snapshot)
-        allowed = allowed_rows(snapshot.items, filters) if filters else None
+        allowed = self._allowed(snapshot, filters) if filters else None
         rows, scores = rank(
             matrix,
             profile,
