@@ -94,10 +94,26 @@ def test_a_failed_commit_leaves_the_previous_generation(tmp_path: Path, monkeypa
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"), store.writer() as writer:
         writer.put(_item("b"), _vec(0, 1, 0, 0))
+        writer.remove("a")  # rows renumbered: a new matrix file
     monkeypatch.undo()
     snap = IndexStore.open(tmp_path / "ix").snapshot()
     assert [i.id for i in snap.items] == ["a"]
     assert not list((tmp_path / "ix").glob("*.tmp"))
+
+    def failing_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)  # an addition, written in the spare rows
+    with pytest.raises(OSError, match="disk full"), store.writer() as writer:
+        writer.put(_item("b"), _vec(0, 1, 0, 0))
+    monkeypatch.undo()
+    snap = IndexStore.open(tmp_path / "ix").snapshot()
+    assert [i.id for i in snap.items] == ["a"] and snap.vectors.tolist() == [[1, 0, 0, 0]]
+    with store.writer() as writer:  # the next commit writes over the uncommitted row
+        writer.put(_item("c"), _vec(0, 0, 1, 0))
+    snap = store.snapshot()
+    assert [i.id for i in snap.items] == ["a", "c"]
+    assert snap.vectors.tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]]
 
 
 def test_bad_input_is_refused(tmp_path: Path):
@@ -184,3 +200,39 @@ def test_an_index_from_before_the_source_column_is_upgraded(tmp_path: Path):
         con.execute("ALTER TABLE items DROP COLUMN source")
     snap = IndexStore.open(tmp_path / "ix").snapshot()
     assert [(i.id, i.source) for i in snap.items] == [("a", "catalog")]
+
+
+def test_additions_fill_the_spare_rows_and_earlier_snapshots_keep_theirs(tmp_path: Path):
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(1300, 4)).astype(np.float32)
+    with store.writer() as writer:
+        for n in range(1000):
+            writer.put(_item(f"i{n}"), vectors[n])
+    first = store.snapshot()
+    name = first.state["vectors"]
+    assert np.load(tmp_path / "ix" / name, mmap_mode="r").shape == (2024, 4)  # 1,024 spare
+    with store.writer() as writer:  # additions and a metadata change: no new matrix file
+        for n in range(1000, 1300):
+            writer.put(_item(f"i{n}"), vectors[n])
+        writer.put(_item("i3", colour="red"), None)
+    second = store.snapshot(previous=first)
+    assert second.state["vectors"] == name and len(second) == 1300
+    assert second.state["matrix_generation"] == str(second.generation)
+    np.testing.assert_array_equal(second.vectors, vectors / 1)  # rows in place, none moved
+    assert [item.id for item in second.items] == [f"i{n}" for n in range(1300)]
+    assert second.items[3].metadata == {"colour": "red"}
+    assert second.items[4] is first.items[4]  # unchanged rows: the same item objects
+    np.testing.assert_array_equal(first.vectors, vectors[:1000])  # the old view is intact
+    with store.writer() as writer:  # beyond the spare rows: a new, larger file
+        for n in range(1300, 2100):
+            writer.put(_item(f"i{n}"), rng.normal(size=4).astype(np.float32))
+    third = store.snapshot()
+    assert third.state["vectors"] != name and len(third) == 2100
+    np.testing.assert_array_equal(third.vectors[:1300], vectors)
+    with store.writer() as writer:  # a removal renumbers the rows
+        writer.remove("i0")
+    fourth = store.snapshot()
+    assert fourth.items[0].id == "i1" and len(fourth) == 2099
+    np.testing.assert_array_equal(fourth.vectors[:1299], vectors[1:])
+    assert IndexStore.open(tmp_path / "ix").snapshot().items[1298].id == "i1299"

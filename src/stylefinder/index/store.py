@@ -36,7 +36,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -63,6 +63,7 @@ HEADER_FILE = "header.json"
 MANIFEST_FILE = "manifest.sqlite"
 LOCK_FILE = ".lock"
 _COPY_ROWS = 65_536  # rows copied per step when writing a new matrix
+_MIN_SPARE_ROWS = 1024  # a new matrix file has room for this many more rows (or a quarter more)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -131,6 +132,7 @@ class Snapshot:
     vectors: np.ndarray
     state: dict[str, str]
     coarse: FirstStage | None = None  # first stage of a two-stage search (large indexes)
+    rows: list[tuple] | None = field(default=None, repr=False)  # the items' manifest rows
 
     def __len__(self) -> int:
         return len(self.items)
@@ -234,12 +236,19 @@ class IndexStore:
             row = con.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
 
-    def snapshot(self) -> Snapshot:
-        """Read the committed generation: items and a read-only memory map of the vectors."""
+    def snapshot(self, previous: Snapshot | None = None) -> Snapshot:
+        """Read the committed generation: items and a read-only memory map of the vectors.
+
+        With `previous` (an earlier snapshot of this index), an unchanged generation returns it
+        as it is, and items whose manifest rows did not change are reused, not built again.
+        """
         for _attempt in range(10):
             with contextlib.closing(self._connect()) as con:
                 con.execute("BEGIN")
                 state = dict(con.execute("SELECT key, value FROM state"))
+                if previous is not None and previous.state == state:
+                    con.execute("COMMIT")
+                    return previous
                 rows = con.execute(f"SELECT {_ITEM_COLUMNS} FROM items ORDER BY row").fetchall()
                 con.execute("COMMIT")
             try:
@@ -248,9 +257,9 @@ class IndexStore:
             except FileNotFoundError:  # a writer replaced that generation meanwhile: read again
                 time.sleep(0.01)
                 continue
-            items = [_item_from_row(row) for row in rows]
+            items = _items_of(rows, previous)
             generation = int(state.get("generation", 0))
-            return Snapshot(self.header, generation, items, vectors, state, coarse)
+            return Snapshot(self.header, generation, items, vectors, state, coarse, rows)
         raise IndexStateError(f"{self.directory}: the vector file keeps disappearing")
 
     def _load_vectors(self, name: str, count: int) -> np.ndarray:
@@ -264,6 +273,8 @@ class IndexStore:
             raise
         except (OSError, ValueError) as exc:
             raise IndexStateError(f"{self.directory / name} is damaged ({exc})") from exc
+        if vectors.ndim == 2 and vectors.shape[0] >= count:  # rows past `count`: spare room
+            vectors = vectors[:count]
         if vectors.shape != (count, self.header.dim) or vectors.dtype != np.float32:
             raise IndexStateError(
                 f"{self.directory / name} is damaged: shape {vectors.shape} {vectors.dtype}, "
@@ -302,13 +313,18 @@ class IndexStore:
     # -- writing ---------------------------------------------------------------------------------
 
     def writer(
-        self, *, timeout: float = 60.0, coarse: CoarseSettings = DEFAULT_SETTINGS
+        self,
+        *,
+        timeout: float = 60.0,
+        coarse: CoarseSettings = DEFAULT_SETTINGS,
+        previous: Snapshot | None = None,
     ) -> IndexWriter:
         """A writer holding the index's exclusive lock; use it as a context manager.
 
-        `coarse` says when commits build the first stage of the two-stage search.
+        `coarse` says when commits build the first stage of the two-stage search. `previous`,
+        a recent snapshot of this index, spares re-reading what did not change (see `snapshot`).
         """
-        return IndexWriter(self, timeout=timeout, coarse=coarse)
+        return IndexWriter(self, timeout=timeout, coarse=coarse, previous=previous)
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.directory / MANIFEST_FILE, timeout=30, isolation_level=None)
@@ -328,13 +344,18 @@ class IndexWriter:
     """
 
     def __init__(
-        self, store: IndexStore, *, timeout: float, coarse: CoarseSettings = DEFAULT_SETTINGS
+        self,
+        store: IndexStore,
+        *,
+        timeout: float,
+        coarse: CoarseSettings = DEFAULT_SETTINGS,
+        previous: Snapshot | None = None,
     ) -> None:
         self.store = store
         self.timeout = timeout
         self.coarse = coarse
         self._lock_fd: int | None = None
-        self._base: Snapshot | None = None
+        self._base: Snapshot | None = previous  # read again under the lock on entry
         self._puts: dict[str, tuple[Item, np.ndarray | None]] = {}
         self._removals: set[str] = set()
         self._state_updates: dict[str, str] = {}
@@ -342,7 +363,7 @@ class IndexWriter:
     def __enter__(self) -> IndexWriter:
         self._lock()
         try:
-            self._base = self.store.snapshot()
+            self._base = self.store.snapshot(previous=self._base)
         except BaseException:
             self._unlock()
             raise
@@ -395,38 +416,58 @@ class IndexWriter:
         self._state_updates[key] = value
 
     def commit(self) -> int:
-        """Write staged changes as a new generation; returns the generation number."""
+        """Write staged changes as a new generation; returns the generation number.
+
+        Metadata changes and additions keep every other item's row, so only their manifest
+        rows are written; removals and new vectors for existing items rewrite the row order.
+        """
         base = self.base
         if not self._puts and not self._removals and not self._state_updates:
             return base.generation
         row_of = base.row_of
         generation = base.generation + 1
         state = {"generation": str(generation), "updated_at": utc_now()}
-        metadata_only = not self._removals and all(
-            vector is None and item_id in row_of for item_id, (_, vector) in self._puts.items()
-        )
-        if metadata_only:  # same rows and vectors: the matrix and its coarse stage stay as they are
-            items = [
-                self._puts[item.id][0] if item.id in self._puts else item for item in base.items
-            ]
-        else:
-            dropped = self._removals | self._puts.keys()
-            kept_rows = [row for row, item in enumerate(base.items) if item.id not in dropped]
-            items = [base.items[row] for row in kept_rows]
-            items += [item for item, _ in self._puts.values()]
-            name = f"vectors-{generation}.npy"
-            self._write_matrix(name, kept_rows, self.store.header.dim, row_of)
-            coarse = self._write_coarse(generation, name, kept_rows) if items else {}
-            state["vectors"] = name if items else ""
+        updated = {  # same vector: changed in place
+            item_id: item
+            for item_id, (item, vector) in self._puts.items()
+            if vector is None and item_id in row_of
+        }
+        added = [(item, v) for item_id, (item, v) in self._puts.items() if item_id not in updated]
+        moved = self._removals | {item.id for item, _ in added if item.id in row_of}
+        base_rows = base.rows or [_item_to_row(item) for item in base.items]
+        kept_rows = [row for row, item in enumerate(base.items) if item.id not in moved]
+        rows = [base_rows[row] for row in kept_rows]
+        for at, row in enumerate(kept_rows):
+            if base.items[row].id in updated:
+                rows[at] = _item_to_row(updated[base.items[row].id])
+        rows += [_item_to_row(item) for item, _ in added]
+        if added or moved:
+            vectors = [vector for _, vector in added]
+            name = base.state.get("vectors", "")
+            if moved or not self._append_in_place(name, vectors):
+                name = f"vectors-{generation}.npy"
+                self._write_matrix(name, kept_rows, vectors)
+            coarse = self._write_coarse(generation, name, kept_rows, len(rows)) if rows else {}
+            state["vectors"] = name if rows else ""
             state["coarse"] = json.dumps(coarse, sort_keys=True) if coarse else ""
+            state["matrix_generation"] = str(generation)
         state.update(self._state_updates)
         with contextlib.closing(self.store._connect()) as con:
             con.execute("BEGIN IMMEDIATE")
             try:
-                con.execute("DELETE FROM items")
+                if moved:  # rows renumbered: the manifest is written again
+                    con.execute("DELETE FROM items")
+                    written = list(enumerate(rows))
+                else:  # every row kept its place: only the updated and added ones are written
+                    con.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in updated])
+                    written = [
+                        (at, row)
+                        for at, row in enumerate(rows)
+                        if at >= len(base_rows) or row[0] in updated
+                    ]
                 con.executemany(
                     f"INSERT INTO items (row, {_ITEM_COLUMNS}) VALUES ({_PLACEHOLDERS})",
-                    [(row, *_item_to_row(item)) for row, item in enumerate(items)],
+                    [(at, *row) for at, row in written],
                 )
                 con.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
                 con.execute("COMMIT")
@@ -436,14 +477,13 @@ class IndexWriter:
         self._puts.clear()
         self._removals.clear()
         self._state_updates = {}
-        self._base = self.store.snapshot()
-        self._clean(keep=_files_of(state) | _files_of(base.state))
+        self._base = self.store.snapshot(previous=base)
+        self._clean(keep=_files_of(self._base.state) | _files_of(base.state))
         return generation
 
-    def _write_matrix(
-        self, name: str, kept_rows: list[int], dim: int, row_of: dict[str, int]
-    ) -> None:
-        total = len(kept_rows) + len(self._puts)
+    def _write_matrix(self, name: str, kept_rows: list[int], added: list[np.ndarray]) -> None:
+        """Write the matrix `name`: the base's `kept_rows`, then the `added` vectors."""
+        total = len(kept_rows) + len(added)
         if total == 0:
             return
 
@@ -452,13 +492,38 @@ class IndexWriter:
             kept = np.asarray(kept_rows, dtype=np.int64)
             for start in range(0, len(kept), _COPY_ROWS):
                 part = kept[start : start + _COPY_ROWS]
-                out[start : start + len(part)] = old[part]
-            for offset, (item, vector) in enumerate(self._puts.values(), start=len(kept)):
-                out[offset] = old[row_of[item.id]] if vector is None else vector
+                if len(part) and part[-1] - part[0] == len(part) - 1:  # a run: one slice
+                    out[start : start + len(part)] = old[part[0] : part[-1] + 1]
+                else:
+                    out[start : start + len(part)] = old[part]
+            for offset, vector in enumerate(added, start=len(kept)):
+                out[offset] = vector
 
-        _write_npy(self.store.directory / name, (total, dim), fill)
+        spare = max(_MIN_SPARE_ROWS, total // 4)  # unwritten: takes no disk space until used
+        _write_npy(self.store.directory / name, (total + spare, self.store.header.dim), fill)
 
-    def _write_coarse(self, generation: int, name: str, kept_rows: list[int]) -> dict:
+    def _append_in_place(self, name: str, vectors: list[np.ndarray]) -> bool:
+        """Write `vectors` into the spare rows after the base's rows in its matrix file `name`;
+        False when there is no such file or too little room. Readers of earlier generations
+        read only the rows before, and until the commit the new rows are not part of any."""
+        count = len(self.base)
+        if not name or not count:
+            return False
+        path = self.store.directory / name
+        try:
+            matrix = np.load(path, mmap_mode="r+", allow_pickle=False)
+        except (OSError, ValueError):
+            return False
+        if matrix.ndim != 2 or matrix.shape[0] < count + len(vectors):
+            return False
+        matrix[count : count + len(vectors)] = np.asarray(vectors, np.float32)
+        matrix.flush()
+        del matrix
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+        return True
+
+    def _write_coarse(self, generation: int, name: str, kept_rows: list[int], total: int) -> dict:
         """Write the coarse stage for the new matrix `name`; returns its state entry ({}: none).
 
         While fewer than `max_drift` of the rows changed since the stage was fitted, its basis (or
@@ -467,8 +532,8 @@ class IndexWriter:
         int8 codes of the full rows where those miss the target recall.
         """
         settings = self.coarse
-        vectors = np.load(self.store.directory / name, mmap_mode="r", allow_pickle=False)
-        total, dim = vectors.shape
+        vectors = np.load(self.store.directory / name, mmap_mode="r", allow_pickle=False)[:total]
+        dim = vectors.shape[1]
         coarse_dim = min(settings.dim, dim)
         kinds = stage_kinds(dim, settings)
         if total < settings.min_rows or not kinds:
@@ -568,6 +633,14 @@ def _item_to_row(item: Item) -> tuple:
         item.updated_at or added,
         item.source,
     )
+
+
+def _items_of(rows: list[tuple], previous: Snapshot | None) -> list[Item]:
+    """Items for manifest `rows`, reusing `previous`'s items whose rows are the same."""
+    if previous is None or previous.rows is None:
+        return [_item_from_row(row) for row in rows]
+    known = dict(zip(previous.rows, previous.items, strict=True))
+    return [known.get(row) or _item_from_row(row) for row in rows]
 
 
 def _item_from_row(row: tuple) -> Item:

@@ -135,11 +135,13 @@ class Engine:
     def __len__(self) -> int:
         return len(self._snapshot)
 
-    def reload(self) -> bool:
-        """Re-read the index if another writer committed since; True when it changed."""
+    def reload(self, *, latest: Snapshot | None = None) -> bool:
+        """Re-read the index if another writer committed since; True when it changed.
+        `latest`, a snapshot this engine's own writer just committed, is taken as it is when
+        nothing was committed after it."""
         if self.store.generation() == self._snapshot.generation:
             return False
-        snapshot = self.store.snapshot()
+        snapshot = self.store.snapshot(previous=latest or self._snapshot)
         with self._lock:
             self._snapshot, self._by_hash, self._projected = snapshot, None, None
         return True
@@ -230,7 +232,7 @@ class Engine:
         digest = bytes_hash(image)
         relative = f"{API_IMAGES}/{digest}{_extension(image)}"
         _write_once(self.store.directory / relative, image)
-        with self.store.writer() as writer:
+        with self.store.writer(previous=self._snapshot) as writer:
             row = writer.base.row_of.get(item_id)
             old = writer.base.items[row] if row is not None else None
             now = utc_now()
@@ -245,20 +247,20 @@ class Engine:
                 source="api",
             )
             writer.put(item, vector)
-        self.reload()
+        self.reload(latest=writer.base)
         if old is not None and old.source == "api" and old.path != relative:
             self._forget_image(old.path)
         return item, old is None
 
     def remove_item(self, item_id: str) -> Item:
         """Remove item `item_id` (committed atomically); returns what was removed."""
-        with self.store.writer() as writer:
+        with self.store.writer(previous=self._snapshot) as writer:
             row = writer.base.row_of.get(item_id)
             if row is None:
                 raise UnknownItemError(f"no item {item_id!r} in the index")
             item = writer.base.items[row]
             writer.remove(item_id)
-        self.reload()
+        self.reload(latest=writer.base)
         if item.source == "api":
             self._forget_image(item.path)
         return item

@@ -109,9 +109,11 @@ def row_digests(vectors: np.ndarray) -> np.ndarray:
 
 
 def _matrix_generation(snapshot: Snapshot) -> int:
-    """The generation that wrote the snapshot's matrix: commits that change only metadata keep
-    the matrix, and so the tuned space, of an earlier generation."""
-    match = re.fullmatch(r"vectors-(\d+)\.npy", snapshot.state.get("vectors", ""))
+    """The generation that last changed the snapshot's vectors: commits that change only
+    metadata keep the matrix, and so the tuned space, of an earlier generation."""
+    if "matrix_generation" in snapshot.state:
+        return int(snapshot.state["matrix_generation"])
+    match = re.fullmatch(r"vectors-(\d+)\.npy", snapshot.state.get("vectors", ""))  # older
     return int(match[1]) if match else snapshot.generation
 
 
