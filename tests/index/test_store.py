@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,53 @@ def test_additions_fill_the_spare_rows_and_earlier_snapshots_keep_theirs(tmp_pat
     assert fourth.items[0].id == "i1" and len(fourth) == 2099
     np.testing.assert_array_equal(fourth.vectors[:1299], vectors[1:])
     assert IndexStore.open(tmp_path / "ix").snapshot().items[1298].id == "i1299"
+
+
+def test_readers_see_whole_generations_while_additions_are_written(tmp_path: Path):
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+
+    def vector_of(n: int) -> np.ndarray:  # each item's vector names it
+        return np.array([n, 1, -n, 2], np.float32)
+
+    with store.writer() as writer:
+        for n in range(100):
+            writer.put(_item(f"i{n}"), vector_of(n))
+    done = threading.Event()
+    problems: list[str] = []
+    seen: set[int] = set()
+    reads = [0]
+
+    def read() -> None:
+        snapshot = None
+        while not done.is_set():
+            try:
+                snapshot = IndexStore.open(tmp_path / "ix").snapshot(previous=snapshot)
+            except Exception as exc:  # any failure to read is a finding
+                problems.append(repr(exc))
+                return
+            seen.add(len(snapshot))
+            expected = np.stack([vector_of(int(item.id[1:])) for item in snapshot.items])
+            if not np.array_equal(np.asarray(snapshot.vectors), expected):
+                problems.append(f"generation {snapshot.generation}: rows do not match items")
+            reads[0] += 1
+
+    def wait_for_reads(count: int) -> None:  # reads overlap the next commit, but keep up
+        target = reads[0] + count
+        deadline = time.monotonic() + 30
+        while reads[0] < target and not problems and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for batch in range(30):  # appends in place, then (past the spare rows) a new file
+            with store.writer() as writer:
+                for n in range(100 + 50 * batch, 150 + 50 * batch):
+                    writer.put(_item(f"i{n}"), vector_of(n))
+            wait_for_reads(2)  # the second read starts after this commit
+    finally:
+        done.set()
+        reader.join()
+    assert not problems, problems[:3]
+    assert len(store.snapshot()) == 1600
+    assert {100 + 50 * batch for batch in range(1, 31)} <= seen  # every generation was read
