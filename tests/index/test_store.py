@@ -287,3 +287,30 @@ def test_readers_see_whole_generations_while_additions_are_written(tmp_path: Pat
     assert not problems, problems[:3]
     assert len(store.snapshot()) == 1600
     assert {100 + 50 * batch for batch in range(1, 31)} <= seen  # every generation was read
+
+
+def test_a_writers_committed_snapshot_is_what_readers_read(tmp_path: Path):
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with store.writer() as writer:
+        for n in range(5):
+            writer.put(_item(f"i{n}", colour="red"), _vec(n + 1, 1, 0, 0))
+        writer.commit()
+        writer.put(_item("i9"), _vec(0, 0, 1, 0))  # an addition
+        writer.put(_item("i2", colour="blue"), None)  # a metadata change
+        writer.set_state("note", "kept")
+        writer.commit()
+        mine = writer.base
+        writer.remove("i0")  # rows renumbered
+        writer.commit()
+        after_removal = writer.base
+    for committed, generation in ((mine, 2), (after_removal, 3)):
+        assert committed.generation == generation
+    read = IndexStore.open(tmp_path / "ix").snapshot()
+    assert read.state == after_removal.state and read.rows == after_removal.rows
+    assert read.items == after_removal.items and read.state["note"] == "kept"
+    np.testing.assert_array_equal(read.vectors, after_removal.vectors)
+    assert [item.id for item in mine.items] == ["i0", "i1", "i2", "i3", "i4", "i9"]
+    assert mine.items[2].metadata == {"colour": "blue"} and mine.items[1].metadata == {
+        "colour": "red"
+    }
+    assert store.snapshot(previous=after_removal) is after_removal  # nothing new: kept as is

@@ -477,9 +477,19 @@ class IndexWriter:
         self._puts.clear()
         self._removals.clear()
         self._state_updates = {}
-        self._base = self.store.snapshot(previous=base)
+        self._base = self._committed(base, rows, {**base.state, **state})
         self._clean(keep=_files_of(self._base.state) | _files_of(base.state))
         return generation
+
+    def _committed(self, base: Snapshot, rows: list[tuple], state: dict[str, str]) -> Snapshot:
+        """The snapshot of what this commit wrote, as a reader would now read it (nothing else
+        can have changed: the writer holds the lock), reusing the base's unchanged items."""
+        store = self.store
+        vectors = store._load_vectors(state.get("vectors", ""), len(rows))
+        coarse = store._load_coarse(state, len(rows))
+        items = _items_of(rows, base)
+        generation = int(state["generation"])
+        return Snapshot(store.header, generation, items, vectors, state, coarse, rows)
 
     def _write_matrix(self, name: str, kept_rows: list[int], added: list[np.ndarray]) -> None:
         """Write the matrix `name`: the base's `kept_rows`, then the `added` vectors."""
