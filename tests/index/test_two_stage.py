@@ -321,3 +321,45 @@ def test_a_tuned_engine_searches_its_projected_matrix_in_two_stages(tmp_path: Pa
         r.id for r in engine.search_vector(query, 10)
     ]
     assert len(builds) == 1 and isinstance(other._search_space(other.snapshot)[1], np.memmap)
+
+
+def test_a_stage_covering_a_prefix_scores_the_newer_rows_exactly(data):
+    vectors, coarse = data
+    covered = 3000  # the stage's codes cover the first 3,000 rows; 1,000 were added after
+    prefix = CoarseIndex(coarse.mean, coarse.basis, coarse.codes[:, :covered], coarse.pool)
+    assert prefix.matches(vectors) and not prefix.matches(vectors[:2000])
+    rng = np.random.default_rng(7)
+    for query in np.concatenate([_queries(10), vectors[[3500, 3999]]]):
+        for exclude in (None, rng.random(len(vectors)) < 0.5, np.arange(len(vectors)) < 2990):
+            rows, scores = top_k(vectors, query, 10, exclude=exclude, coarse=prefix)
+            exact_rows, _ = top_k(vectors, query, 10, exclude=exclude)
+            assert rows.tolist() == exact_rows.tolist()
+            np.testing.assert_allclose(scores, vectors[rows] @ query, rtol=1e-5)
+
+
+def test_additions_keep_the_codes_until_too_many_rows_lack_them(tmp_path: Path):
+    vectors = clustered(5200)
+    settings = replace(SETTINGS, max_drift=1.0)  # only the uncovered rows decide here
+    store = _build(tmp_path / "ix", vectors[:3000], settings)
+    first = json.loads(store.snapshot().state["coarse"])
+    for start in (3000, 3010):  # small additions: the same codes file, covering 3,000 rows
+        with store.writer(coarse=settings) as writer:
+            for n in range(start, start + 10):
+                writer.put(Item(f"i{n}", f"{n}.png", f"h{n}"), vectors[n])
+        snap = store.snapshot()
+        info = json.loads(snap.state["coarse"])
+        assert info["codes"] == first["codes"] and len(snap.coarse) == 3000
+        assert info["changed_rows"] == start - 2990
+    for query in vectors[[5, 3015, 3019]]:  # an old row and two new ones find themselves first
+        assert top_k(snap.vectors, query, 1, coarse=snap.coarse)[0][0] in {5, 3015, 3019}
+        assert (
+            top_k(snap.vectors, query, 10, coarse=snap.coarse)[0].tolist()
+            == top_k(snap.vectors, query, 10)[0].tolist()
+        )
+    basis = np.array(snap.coarse.basis)
+    with store.writer(coarse=settings) as writer:  # 2,100 rows without codes: past 2,048
+        for n in range(3020, 5100):
+            writer.put(Item(f"i{n}", f"{n}.png", f"h{n}"), vectors[n])
+    snap = store.snapshot()
+    assert len(snap.coarse) == 5100 and json.loads(snap.state["coarse"])["codes"] != first["codes"]
+    np.testing.assert_array_equal(snap.coarse.basis, basis)  # carried over, not fitted again

@@ -253,8 +253,9 @@ def stage_from_arrays(
     recall: float | None,
     shape: tuple[int, int],
 ) -> FirstStage | None:
-    """The stored first stage of `kind` for a matrix of `shape`; None when `arrays` and
-    `codes` do not fit it (damaged or written for another matrix).
+    """The stored first stage of `kind` for a matrix of `shape`, covering all its rows or a
+    prefix of them; None when `arrays` and `codes` do not fit it (damaged or written for
+    another matrix).
 
     Example:
         >>> stage_from_arrays("int8", {"scale": scale}, codes, 200, 0.99, (n, d))  # doctest: +SKIP
@@ -263,13 +264,16 @@ def stage_from_arrays(
     rows, dim = shape
     if kind == "int8":
         scale = arrays.get("scale", np.zeros(0))
-        if codes.dtype == np.int8 and codes.shape == (rows, dim) and scale.shape == (dim,):
+        fits = codes.ndim == 2 and codes.shape[0] <= rows and codes.shape[1] == dim
+        if codes.dtype == np.int8 and fits and scale.shape == (dim,):
             return QuantizedIndex(scale, codes, pool, recall)
         return None
     mean, basis = arrays.get("mean", np.zeros(0)), arrays.get("basis", np.zeros((0, 0)))
     if (
         codes.dtype == np.float32
-        and codes.shape == (len(basis), rows)
+        and codes.ndim == 2
+        and codes.shape[0] == len(basis)
+        and codes.shape[1] <= rows
         and basis.shape[1:] == (dim,)
         and mean.shape == (dim,)
     ):
@@ -282,13 +286,14 @@ def carry_stage(
 ) -> FirstStage:
     """`old`'s stage for a new matrix `vectors` whose row i was `old`'s row `source[i]` (-1: a
     new row): the basis or scales, pool and recall carry over; codes are copied, or encoded
-    for new rows. `allocate` as in `fit_stage`.
+    for new rows and rows `old` has no codes for. `allocate` as in `fit_stage`.
 
     Example:
         >>> stage = carry_stage(old, new_vectors, np.array([0, 1, 3, -1]))  # doctest: +SKIP
     """
     allocate = allocate or _in_memory
     source = np.asarray(source, np.int64)
+    source = np.where(source < len(old), source, -1)  # rows past those `old` covers: encoded
     by_row = isinstance(old, QuantizedIndex)  # int8 codes are (N, D), PCA codes (d, N)
 
     def fill(out: np.ndarray) -> None:

@@ -38,7 +38,8 @@ class FirstStage:
         return max(self.pool, -(-self.pool * k // POOL_K), k)
 
     def matches(self, vectors: np.ndarray) -> bool:
-        """Whether this stage was built for a matrix of the shape of `vectors`."""
+        """Whether this stage was built for `vectors`' width and covers a prefix of its rows
+        (rows added after it are scored exactly)."""
         raise NotImplementedError
 
     def negated_scores(self, query: np.ndarray) -> np.ndarray:
@@ -79,7 +80,7 @@ class CoarseIndex(FirstStage):
         return int(self.codes.shape[0])
 
     def matches(self, vectors: np.ndarray) -> bool:
-        return self.codes.shape[1] == len(vectors) and self.basis.shape[1] == vectors.shape[1]
+        return self.codes.shape[1] <= len(vectors) and self.basis.shape[1] == vectors.shape[1]
 
     def encode(self, vectors: np.ndarray) -> np.ndarray:
         """Codes (d, n) of unit rows `vectors` (n, D)."""
@@ -114,7 +115,7 @@ class QuantizedIndex(FirstStage):
         return len(self.codes)
 
     def matches(self, vectors: np.ndarray) -> bool:
-        return self.codes.shape == vectors.shape
+        return len(self.codes) <= len(vectors) and self.codes.shape[1] == vectors.shape[1]
 
     def negated_scores(self, query: np.ndarray) -> np.ndarray:
         return quantized_scores(self.codes, np.asarray(query, np.float32) * self.scale)
@@ -185,11 +186,19 @@ def _two_stage(
     pool: int,
     exclude: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Best `pool` eligible rows by approximate score, then the best `k` of them by exact score."""
+    """Best `pool` eligible rows by approximate score, then the best `k` of them by exact score.
+    Rows past those the first stage covers (added since its codes were written) are all
+    candidates."""
     approx = coarse.negated_scores(query)
+    covered = len(approx)
     if exclude is not None:
-        approx[exclude] = np.inf
-    candidates = np.sort(np.argpartition(approx, pool - 1)[:pool])  # sorted: sequential reads
+        approx[exclude[:covered]] = np.inf
+    picked = np.argpartition(approx, min(pool, covered) - 1)[:pool] if covered else np.zeros(0, int)
+    picked = picked[approx[picked] < np.inf]  # excluded rows, where few covered ones are left
+    tail = np.arange(covered, len(vectors))
+    if exclude is not None:
+        tail = tail[~exclude[covered:]]
+    candidates = np.sort(np.concatenate([picked, tail]))  # sorted: sequential reads
     return _best(candidates, np.asarray(vectors[candidates] @ query, np.float32), k)
 
 

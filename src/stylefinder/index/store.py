@@ -64,6 +64,7 @@ MANIFEST_FILE = "manifest.sqlite"
 LOCK_FILE = ".lock"
 _COPY_ROWS = 65_536  # rows copied per step when writing a new matrix
 _MIN_SPARE_ROWS = 1024  # a new matrix file has room for this many more rows (or a quarter more)
+_MAX_UNCOVERED_ROWS = 2048  # rows added after the first stage's codes, scored exactly per query
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -539,7 +540,9 @@ class IndexWriter:
         While fewer than `max_drift` of the rows changed since the stage was fitted, its basis (or
         scales), the codes of kept rows, the pool and the recall carry over; otherwise it is
         fitted and calibrated again (a few seconds per 100k rows): principal components first,
-        int8 codes of the full rows where those miss the target recall.
+        int8 codes of the full rows where those miss the target recall. Additions alone keep
+        the codes file as it is until `_MAX_UNCOVERED_ROWS` rows lack codes: searches score
+        those rows exactly.
         """
         settings = self.coarse
         vectors = np.load(self.store.directory / name, mmap_mode="r", allow_pickle=False)[:total]
@@ -555,6 +558,9 @@ class IndexWriter:
         if previous and changed <= settings.max_drift * total and previous.get("dim") == coarse_dim:
             if not previous.get("codes"):  # exact search was chosen: keep it until data drifts
                 return {**previous, "changed_rows": changed}
+            appended = len(kept_rows) == len(self.base)  # rows kept their places: same codes
+            if old is not None and appended and total - len(old) <= _MAX_UNCOVERED_ROWS:
+                return {**previous, "matrix": name, "changed_rows": changed}
             if old is not None:
                 codes_name = f"coarse-{generation}.npy"
                 self._carry_codes(old, codes_name, vectors, kept_rows)
