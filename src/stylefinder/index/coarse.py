@@ -339,11 +339,28 @@ def build_first_stage(
     """
     if len(vectors) < settings.min_rows:
         return None
+    return fit_first_stage(vectors, settings)[1]
+
+
+def fit_first_stage(
+    vectors: np.ndarray, settings: CoarseSettings = DEFAULT_SETTINGS, *, allocate=None
+) -> tuple[str, FirstStage | None, Calibration | None, dict[str, np.ndarray]]:
+    """The first of `stage_kinds` that reaches the target recall, fitted and calibrated (see
+    `fit_stage`): (kind, stage, calibration, arrays). When none does, the stage is None and
+    the kind and calibration are the last ones tried ("" and None when there was no kind).
+
+    Example:
+        >>> kind, stage, calibration, arrays = fit_first_stage(vectors)  # doctest: +SKIP
+        >>> kind, calibration.pool  # doctest: +SKIP
+        ('pca', 200)
+    """
+    kind, result = "", None
     for kind in stage_kinds(vectors.shape[1], settings):
-        stage, result, _ = fit_stage(kind, vectors, settings)
+        stage, result, arrays = fit_stage(kind, vectors, settings, allocate=allocate)
         if result.pool is not None:
-            return stage
-    return None
+            return kind, stage, result, arrays
+        del stage
+    return kind, None, result, {}
 
 
 def calibrate_for(vectors: np.ndarray, stage: FirstStage, settings: CoarseSettings) -> Calibration:

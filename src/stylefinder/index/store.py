@@ -49,7 +49,7 @@ from stylefinder.index.coarse import (
     DEFAULT_SETTINGS,
     CoarseSettings,
     carry_stage,
-    fit_stage,
+    fit_first_stage,
     stage_from_arrays,
     stage_kinds,
 )
@@ -565,30 +565,19 @@ class IndexWriter:
                 codes_name = f"coarse-{generation}.npy"
                 self._carry_codes(old, codes_name, vectors, kept_rows)
                 return {**previous, "codes": codes_name, "matrix": name, "changed_rows": changed}
-        fitted = {"matrix": name, "dim": coarse_dim, "changed_rows": 0, "fitted_at": utc_now()}
-        for kind in kinds:
-            stage = self._fit_stage(kind, generation, vectors)
-            if stage["codes"]:
-                break
-        return {**fitted, **stage}
-
-    def _fit_stage(self, kind: str, generation: int, vectors: np.ndarray) -> dict:
-        """Fit, write and calibrate a first stage of `kind` for `vectors` (see `fit_stage`); its
-        state entry. A stage that misses the target recall is deleted again, and its entry
-        names no files (search stays exact)."""
         directory = self.store.directory
         basis_name, codes_name = f"coarse-basis-{generation}.npz", f"coarse-{generation}.npy"
         allocate = codes_file(directory / codes_name)
-        stage, result, arrays = fit_stage(kind, vectors, self.coarse, allocate=allocate)
-        info = {"kind": kind, "recall_at_10": result.recall, "queries": result.queries}
-        if result.pool is None:  # no pool reached the target recall
-            del stage
+        kind, stage, result, arrays = fit_first_stage(vectors, settings, allocate=allocate)
+        fitted = {"matrix": name, "dim": coarse_dim, "changed_rows": 0, "fitted_at": utc_now()}
+        fitted.update(kind=kind, recall_at_10=result.recall, queries=result.queries)
+        if stage is None:  # no kind reached the target recall: search stays exact
             (directory / codes_name).unlink(missing_ok=True)
-            return {**info, "codes": "", "basis": "", "pool": 0}
+            return {**fitted, "codes": "", "basis": "", "pool": 0}
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         atomic_write(directory / basis_name, buffer.getvalue())
-        return {**info, "codes": codes_name, "basis": basis_name, "pool": result.pool}
+        return {**fitted, "codes": codes_name, "basis": basis_name, "pool": result.pool}
 
     def _carry_codes(
         self, old: FirstStage, codes_name: str, vectors: np.ndarray, kept_rows: list[int]

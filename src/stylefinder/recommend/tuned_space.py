@@ -44,7 +44,7 @@ from stylefinder.index.coarse import (
     CoarseSettings,
     build_first_stage,
     carry_stage,
-    fit_stage,
+    fit_first_stage,
     stage_arrays,
     stage_from_arrays,
     stage_kinds,
@@ -245,14 +245,12 @@ def _first_stage(
                 return None, info, {}
             stage = carry_stage(previous.stage, matrix, source, allocate=codes_file(codes_path))
             return stage, info, stage_arrays(stage)
-    for kind in kinds:
-        stage, result, arrays = fit_stage(kind, matrix, settings, allocate=codes_file(codes_path))
-        if result.pool is not None:
-            info = {"kind": kind, "pool": result.pool, "recall_at_10": result.recall}
-            return stage, {**info, "changed_rows": 0}, arrays
-        del stage
-    codes_path.unlink(missing_ok=True)
-    return None, {"kind": "", "changed_rows": 0}, {}
+    kind, stage, result, arrays = fit_first_stage(matrix, settings, allocate=codes_file(codes_path))
+    if stage is None:
+        codes_path.unlink(missing_ok=True)
+        return None, {"kind": "", "changed_rows": 0}, {}
+    info = {"kind": kind, "pool": result.pool, "recall_at_10": result.recall}
+    return stage, {**info, "changed_rows": 0}, arrays
 
 
 def _remove_stale(folder: Path, generation: int, key: str) -> None:
