@@ -14,6 +14,7 @@ from stylefinder.index.coarse import CoarseSettings
 from stylefinder.index.search import CoarseIndex, top_k
 from stylefinder.index.store import IndexStore
 from stylefinder.recommend import tuned_space as tuned_space_module
+from stylefinder.recommend.engine import Engine
 from stylefinder.recommend.projection import Projection, fit_projection
 from stylefinder.recommend.tuned_space import TUNED_FOLDER, row_digests, tuned_space
 from stylefinder.types import EmbeddingSpace, Item
@@ -171,3 +172,11 @@ def test_a_commit_of_metadata_only_keeps_the_space(tuned, monkeypatch):
     projected = count_projected_rows(monkeypatch)
     matrix, _ = tuned_space(store.directory, snapshot, projection, SETTINGS)
     assert not projected and isinstance(matrix, np.memmap) and files(store) == before
+
+
+def test_the_index_size_counts_the_tuned_space(tuned):
+    store, projection, _vectors = tuned
+    engine = Engine(store)
+    before = engine.info().size_bytes
+    tuned_space(store.directory, store.snapshot(), projection, SETTINGS)
+    assert engine.info().size_bytes >= before + 2000 * projection.dim * 4  # the matrix, at least
