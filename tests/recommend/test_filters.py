@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from stylefinder.index.store import IndexStore
 from stylefinder.recommend.engine import Engine
 from stylefinder.recommend.filters import MULTI_VALUE_COLUMNS, MetadataColumns, parse_filters
-from stylefinder.types import EmbeddingSpace, Item
+from stylefinder.types import EmbeddingSpace, Item, load_metadata
 
 CATEGORIES = ["Dress", "Coat", "Bag", "Dress,Coat"]  # a comma in a single-value column is kept
 COLOURS = ["navy", "white", "navy,white", "red,navy,black", "black"]
@@ -86,3 +87,16 @@ def test_engine_filters_follow_commits(tmp_path: Path):
     found = sorted(r.id for r in engine.search_vector(vectors[0], 8, filters=navy))
     assert found == ["i1", "i2", "i3", "i7"]
     assert engine.browse(filters=navy)[1] == 4
+
+
+def test_metadata_parsed_in_one_pass_is_what_each_item_parses():
+    rows = ['{"category": "Dress"}', "", '{"colours": "navy,white", "note": "\\u00e9"}', "{}"]
+    bulk = [Item(f"i{n}", "p", "h", metadata_json=text) for n, text in enumerate(rows)]
+    one_by_one = [Item(f"i{n}", "p", "h", metadata_json=text) for n, text in enumerate(rows)]
+    load_metadata(bulk)
+    assert [item._metadata for item in bulk] == [item.metadata for item in one_by_one]
+    broken = [Item("a", "p", "h", metadata_json='{"a": "1"}, {"b": "2"}'), Item("b", "p", "h")]
+    load_metadata(broken)  # the malformed row is left to raise when it is read, as before
+    assert broken[1].metadata == {}
+    with pytest.raises(ValueError):
+        broken[0].metadata  # noqa: B018 - reading it is the test

@@ -5,7 +5,7 @@ when every filtered column holds one of the allowed values. Multi-value columns 
 separated by commas) pass when any of their values is allowed.
 
 Example:
-    >>> from stylefinder.types import Item
+    >>> from stylefinder.types import Item, load_metadata
     >>> items = [Item("a", "a.png", "h1", metadata={"category": "Dress"}),
     ...          Item("b", "b.png", "h2", metadata={"category": "Coat"})]
     >>> allowed_rows(items, {"category": ["Dress"]}).tolist()
@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from stylefinder.types import Item
+from stylefinder.types import Item, load_metadata
 
 Filters = Mapping[str, str | Sequence[str]]
 MULTI_VALUE_COLUMNS = frozenset({"colours"})
@@ -55,7 +55,7 @@ class MetadataColumns:
     (100,000 items: under a millisecond, against 40 to 130 ms). Thread-safe.
 
     Example:
-        >>> from stylefinder.types import Item
+        >>> from stylefinder.types import Item, load_metadata
         >>> columns = MetadataColumns([Item("a", "a.png", "h", metadata={"colours": "red,navy"})])
         >>> columns.mask({"colours": "navy"}).tolist()
         [True]
@@ -86,6 +86,7 @@ class MetadataColumns:
         """Per item, the code of its value in `column` (-1: none), and the values by code."""
         with self._lock:
             if column not in self._columns:
+                load_metadata(self._items)
                 code_of: dict[str, int] = {}
                 codes = np.fromiter(
                     (
@@ -105,6 +106,7 @@ def column_values(items: Sequence[Item], *, max_values: int = 100) -> dict[str, 
     """The metadata columns usable as filters (at most `max_values` distinct values each),
     with their sorted values."""
     seen: dict[str, set[str]] = {}
+    load_metadata(items)
     for item in items:
         for column, value in item.metadata.items():
             values = seen.setdefault(column, set())
