@@ -574,9 +574,7 @@ class IndexWriter:
         if stage is None:  # no kind reached the target recall: search stays exact
             (directory / codes_name).unlink(missing_ok=True)
             return {**fitted, "codes": "", "basis": "", "pool": 0}
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write(directory / basis_name, buffer.getvalue())
+        atomic_write(directory / basis_name, npz_bytes(**arrays))
         return {**fitted, "codes": codes_name, "basis": basis_name, "pool": result.pool}
 
     def _carry_codes(
@@ -711,6 +709,17 @@ def _write_npy(path: Path, shape: tuple[int, int], fill, *, dtype=np.float32) ->
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def npz_bytes(**arrays) -> bytes:
+    """The bytes of an .npz file holding `arrays` (arrays only: loaded without pickle).
+
+    Example:
+        >>> atomic_write(Path("basis.npz"), npz_bytes(mean=mean, basis=basis))  # doctest: +SKIP
+    """
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -154,7 +154,7 @@ class Projection:
 
     def save(self, directory: str | Path) -> Path:
         """Write projection.npz into `directory` atomically."""
-        from stylefinder.index.store import atomic_write
+        from stylefinder.index.store import atomic_write, npz_bytes
 
         arrays = {
             "raw_weight": self.raw_weight,
@@ -166,10 +166,9 @@ class Projection:
             prefix = f"extra{n - 1}_" if n else ""
             arrays.update({prefix + name: a for name, a in network._arrays().items()})
         target = Path(directory) / PROJECTION_FILE
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write(target, buffer.getvalue())
-        self.digest = _digest(buffer.getvalue())
+        content = npz_bytes(**arrays)
+        atomic_write(target, content)
+        self.digest = _digest(content)
         return target
 
     def _arrays(self) -> dict[str, object]:

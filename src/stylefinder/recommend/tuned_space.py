@@ -50,7 +50,7 @@ from stylefinder.index.coarse import (
     stage_kinds,
 )
 from stylefinder.index.search import FirstStage
-from stylefinder.index.store import Snapshot, _write_npy, atomic_write, codes_file
+from stylefinder.index.store import Snapshot, _write_npy, atomic_write, codes_file, npz_bytes
 from stylefinder.recommend.projection import TUNED_FOLDER, Projection
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def _build(
     atomic_write(folder / f"rows-{name}.npy", _npy_bytes(digests))
     codes_path = folder / f"codes-{name}.npy"
     stage, info, arrays = _first_stage(codes_path, matrix, source, previous, settings)
-    atomic_write(folder / f"stage-{name}.npz", _npz_bytes(info=json.dumps(info), **arrays))
+    atomic_write(folder / f"stage-{name}.npz", npz_bytes(info=json.dumps(info), **arrays))
     kept = int(np.count_nonzero(source >= 0))
     log.info("tuned search space %s: %d rows projected, %d copied", name, len(source) - kept, kept)
     return matrix, stage
@@ -265,10 +265,4 @@ def _remove_stale(folder: Path, generation: int, key: str) -> None:
 def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _npz_bytes(**arrays) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
     return buffer.getvalue()
