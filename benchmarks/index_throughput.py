@@ -4,7 +4,8 @@
   (b) the model-only ceiling: ONNX Runtime on pre-decoded tensors at its best batch size and
       thread layout (one session using every core, or one one-thread session per core);
   (c) `stylefinder index` end to end from files (scan, hash, decode, embed, commit), without
-      recognition (`--no-recognize`), and (c+) with it (the default: colours named as well).
+      recognition (`--no-recognize`), (c+) with it (the default: colours named as well), and
+      (c++) with `--imagenet-categories` too (garment categories from the ImageNet head).
 
 Two image sets: the demo catalog (1,000 28x28 PNGs) and 1,000 large JPEG photos (800x1000,
 made from the same Fashion-MNIST images upscaled onto a white page). Prints images/s and the
@@ -94,10 +95,14 @@ def model_ceiling(embedder: Embedder, count: int = 256) -> dict[str, float]:
     return rates
 
 
-def end_to_end(embedder: Embedder, catalog: Path, index_dir: Path, recognize: bool) -> float:
+def end_to_end(
+    embedder: Embedder, catalog: Path, index_dir: Path, recognize: bool, categories: bool = False
+) -> float:
     """(c) images/s of `stylefinder index` from files (model already loaded)."""
     started = time.perf_counter()
-    summary = build_index(catalog, index_dir, embedder=embedder, recognize=recognize)
+    summary = build_index(
+        catalog, index_dir, embedder=embedder, recognize=recognize, imagenet_categories=categories
+    )
     elapsed = time.perf_counter() - started
     assert summary.embedded == summary.total, summary
     assert summary.recognized == (summary.total if recognize else 0), summary
@@ -122,7 +127,8 @@ def main() -> None:
         }
         for name, folder in sets.items():
             files = sorted(folder.rglob("*.png")) + sorted(folder.rglob("*.jpg"))
-            runs: dict[str, list] = {"a": [], "b": [], "c": [], "named": [], "layout": []}
+            runs: dict[str, list] = {"a": [], "b": [], "c": [], "named": [], "categories": []}
+            runs["layout"] = []
             runs["b_layouts"] = []
             for repeat in range(args.repeats):  # interleaved, so drifts in load hit all alike
                 runs["a"].append(notebook_pattern(torch_embedder, files[: args.notebook_images]))
@@ -135,7 +141,10 @@ def main() -> None:
                 runs["c"].append(end_to_end(onnx_embedder, folder, index_dir, False))
                 named_dir = Path(tmp) / f"named-{len(rows)}-{repeat}"
                 runs["named"].append(end_to_end(onnx_embedder, folder, named_dir, True))
-            a, b, c, named = (float(np.median(runs[key])) for key in ("a", "b", "c", "named"))
+                both_dir = Path(tmp) / f"categories-{len(rows)}-{repeat}"
+                runs["categories"].append(end_to_end(onnx_embedder, folder, both_dir, True, True))
+            measures = ("a", "b", "c", "named", "categories")
+            a, b, c, named, categories = (float(np.median(runs[key])) for key in measures)
             rows.append(
                 {
                     "images": name,
@@ -145,11 +154,10 @@ def main() -> None:
                     "b_layout": runs["layout"][int(np.argsort(runs["b"])[len(runs["b"]) // 2])],
                     "c_end_to_end": round(c, 1),
                     "c_with_recognition": round(named, 1),
+                    "c_with_categories": round(categories, 1),
                     "c_over_a": round(c / a, 2),
                     "c_over_b": round(c / b, 3),
-                    "runs": {
-                        key: [round(v, 1) for v in runs[key]] for key in ("a", "b", "c", "named")
-                    },
+                    "runs": {key: [round(v, 1) for v in runs[key]] for key in measures},
                     "b_by_layout_median": {
                         layout: round(float(np.median([r[layout] for r in runs["b_layouts"]])), 1)
                         for layout in runs["b_layouts"][0]
@@ -171,13 +179,13 @@ def main() -> None:
     )
     print(
         f"{'images':<16} {'(a) notebook':>12} {'(b) ceiling':>12} {'(c) index':>10} "
-        f"{'c/a':>6} {'c/b':>6} {'(c+) with colours':>18}"
+        f"{'c/a':>6} {'c/b':>6} {'(c+) with colours':>18} {'(c++) and categories':>21}"
     )
     for r in rows:
         print(
             f"{r['images']:<16} {r['a_notebook']:>12} {r['b_model_ceiling']:>12} "
             f"{r['c_end_to_end']:>10} {r['c_over_a']:>6} {r['c_over_b']:>6} "
-            f"{r['c_with_recognition']:>18}"
+            f"{r['c_with_recognition']:>18} {r['c_with_categories']:>21}"
         )
     print("(b) best layouts: " + "; ".join(f"{r['images']}: {r['b_layout']}" for r in rows))
 

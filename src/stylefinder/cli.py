@@ -268,7 +268,8 @@ def _index(args: argparse.Namespace) -> int:
     if summary.metadata_rows_without_image:
         print(f"{summary.metadata_rows_without_image} metadata rows matched no image")
     if summary.recognized:
-        print(f"named the colours of {summary.recognized} items (metadata column 'colours')")
+        columns = "'colours', 'category_pred'" if args.imagenet_categories else "'colours'"
+        print(f"recognized {summary.recognized} items (metadata columns {columns})")
     for item_id, reason in summary.recognition_failed[:20]:
         print(f"  could not recognize {item_id}: {reason}")
     return 0

@@ -25,11 +25,13 @@ from stylefinder.embed.backbones import DEFAULT_BACKBONE
 from stylefinder.embed.runner import Embedder
 from stylefinder.index.store import IndexStore, utc_now
 from stylefinder.recognize.recognition import (
+    CATEGORY_COLUMN,
     COLOURS_COLUMN,
     RECOGNIZED_COLUMNS,
     annotate_index,
     image_colours,
 )
+from stylefinder.recognize.taxonomy import predict_garments
 from stylefinder.types import Item
 
 
@@ -84,7 +86,8 @@ def build_index(
     `threads` (default: $STYLEFINDER_THREADS, else every core) sets how many images are decoded
     and embedded at once. With `recognize`, items get `colours` metadata, named from the image
     decoded for embedding, and then `category_pred` from a tuned classifier, or from the ImageNet
-    head when `imagenet_categories` (see `annotate_index`, which also names what is unnamed).
+    head when `imagenet_categories` (read from the same model run as the vector); values the
+    metadata CSV gives are kept. See `annotate_index`, which also names what is still unnamed.
     """
     started = time.perf_counter()
     root = Path(catalog_dir).resolve()
@@ -160,22 +163,33 @@ def build_index(
         embed_started = time.perf_counter()
         sources = ((item_id, entry.file.abspath) for item_id, (entry, _) in to_embed.items())
         annotate = image_colours if recognize else None  # named while the image is decoded
-        for keys, vectors, failures, notes in embedder.embed_stream(sources, annotate=annotate):
-            for key, vector, colours in zip(keys, vectors, notes, strict=True):
+        for batch in embedder.embed_stream(sources, annotate=annotate):
+            categories = None
+            if recognize and imagenet_categories and batch.probabilities is not None:
+                categories = predict_garments(batch.probabilities)
+            for n, (key, vector) in enumerate(zip(batch.keys, batch.vectors, strict=True)):
                 entry, digest = to_embed[key]
                 item = _item(entry, digest, current.get(key))
-                if colours is not None and COLOURS_COLUMN not in item.metadata:
-                    item = item.replace(metadata={**item.metadata, COLOURS_COLUMN: colours})
+                found = {COLOURS_COLUMN: batch.notes[n]}
+                if categories is not None:
+                    found[CATEGORY_COLUMN] = categories[n][0][0]
+                found = {
+                    column: value
+                    for column, value in found.items()
+                    if value is not None and column not in item.metadata
+                }
+                if found:
+                    item = item.replace(metadata={**item.metadata, **found})
                     summary.recognized += 1
                 writer.put(item, vector)
                 summary.embedded += 1
                 summary.changed += key in current
-            for key, error in failures:
+            for key, error in batch.failures:
                 summary.skipped.append((to_embed[key][0].file.relpath, error.reason))
                 if key in current:  # its content changed into something unreadable
                     writer.remove(key)
             if bar is not None:
-                bar.update(len(keys) + len(failures))
+                bar.update(len(batch.keys) + len(batch.failures))
             if time.monotonic() - last_commit >= checkpoint_seconds:
                 writer.commit()
                 last_commit = time.monotonic()

@@ -126,6 +126,10 @@ def test_the_parallel_stream_keeps_order_and_matches_single_embedding(embedder, 
     streamed = np.concatenate([batch.vectors for batch in batches])
     direct = embedder.embed(images)  # the query path: one session with every thread
     assert (np.sum(streamed * direct, axis=1) > 0.9999).all()
+    # the ImageNet head ran in the same pass, on the same features
+    probabilities = np.concatenate([batch.probabilities for batch in batches])
+    inputs = np.stack([embedder.preprocess(path) for path in images])
+    np.testing.assert_allclose(probabilities, embedder.classify_inputs(inputs), atol=1e-5)
 
 
 def test_thread_count_follows_the_environment(monkeypatch, demo, tmp_path):

@@ -71,6 +71,36 @@ def test_indexing_names_colours_once_and_keeps_them(small_catalog, embedder, tmp
     assert after == before
 
 
+def test_imagenet_categories_come_from_the_embedding_run_and_csv_values_stay(
+    small_catalog, embedder, tmp_path, monkeypatch
+):
+    from stylefinder.embed.runner import Embedder
+    from stylefinder.recognize.taxonomy import predict_garments
+
+    images = sorted((small_catalog / "images").glob("*.png"))
+    csv = tmp_path / "shop.csv"
+    csv.write_text(f"path,colours\nimages/{images[0].name},purple\n")  # the shop's own value
+
+    def second_pass(*args, **kwargs):
+        raise AssertionError("categories took a second pass of the model")
+
+    monkeypatch.setattr(Embedder, "classify_inputs", second_pass)
+    index_dir = tmp_path / "index"
+    summary = build_index(
+        small_catalog, index_dir, metadata_csv=csv, embedder=embedder, imagenet_categories=True
+    )
+    monkeypatch.undo()
+    assert summary.recognized == 12 and not summary.recognition_failed
+    found = {item.path: item.metadata for item in Engine.open(index_dir).snapshot.items}
+    assert found[f"images/{images[0].name}"]["colours"] == "purple"
+    assert all(found[f"images/{path.name}"]["colours"] for path in images)
+    inputs = np.stack([embedder.preprocess(path) for path in images])
+    expected = [best[0][0] for best in predict_garments(embedder.classify_inputs(inputs))]
+    assert [found[f"images/{path.name}"]["category_pred"] for path in images] == expected
+    again = annotate_index(index_dir, imagenet=True)
+    assert again.colours == 0 and again.categories == 0  # nothing left to name
+
+
 def test_tuned_index_uses_its_classifier(small_index, demo_index, small_catalog, capsys):
     train_index, _ = demo_index
     args = ["tune", "--index", str(small_index), "--label-column", "category"]

@@ -66,3 +66,23 @@ class PooledEmbedding(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         pooled = pool(self.features(self.prepare(pixels)), self.pooling)
         return nn.functional.normalize(pooled, dim=1)
+
+
+class EmbeddingWithHead(nn.Module):
+    """The embedding graph plus the backbone's ImageNet head on the same features, so one run
+    gives both: uint8 pixels (B,H,W,3) -> (vectors (B,C), ImageNet probabilities (B,1000)).
+
+    The head reads average-pooled features, as it was trained; its cost is a small fraction of
+    the backbone's.
+    """
+
+    def __init__(self, embedding: PooledEmbedding, classifier: nn.Module) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.classifier = classifier
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.embedding
+        maps = embedding.features(embedding.prepare(pixels))
+        vectors = nn.functional.normalize(pool(maps, embedding.pooling), dim=1)
+        return vectors, self.classifier(pool(maps, "avg")).softmax(dim=1)

@@ -1,8 +1,9 @@
 """Optional int8 quantization of an exported backbone (ONNX Runtime static quantization).
 
 The first and the last two convolutions stay in float: quantizing them cost most of the
-retrieval quality in our measurements (see README, Performance). Activations are calibrated
-with the percentile method on images shipped with the package.
+retrieval quality in our measurements (see README, Performance), and so does the ImageNet head
+(category predictions come from the same graph). Activations are calibrated with the
+percentile method on images shipped with the package.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def quantize_int8(source: Path, target: Path, calibration: np.ndarray) -> Path:
     with tempfile.TemporaryDirectory(prefix="stylefinder-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
+        nodes = onnx.load(str(prepared)).graph.node
+        convs = [n.name for n in nodes if n.op_type == "Conv"]
+        heads = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")]  # the ImageNet head
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(
             str(prepared),
@@ -53,7 +56,7 @@ def quantize_int8(source: Path, target: Path, calibration: np.ndarray) -> Path:
             weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8,
             calibrate_method=CalibrationMethod.Percentile,
-            nodes_to_exclude=convs[:1] + convs[-2:],
+            nodes_to_exclude=convs[:1] + convs[-2:] + heads,
         )
         atomic_write(target, quantized.read_bytes())
     return target

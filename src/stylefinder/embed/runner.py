@@ -39,7 +39,7 @@ RUNTIMES = ("onnx", "torch")
 PRECISIONS = ("fp32", "int8")
 CALIBRATION_IMAGES = 100
 STREAM_BATCH = 16  # images per batch in embed_stream: small batches keep every worker fed
-GRAPH_VERSION = "u8"  # bump when the exported graph's inputs or outputs change
+GRAPH_VERSION = "u8h"  # bump when the exported graph's inputs or outputs change
 
 
 def cache_dir() -> Path:
@@ -80,6 +80,7 @@ class StreamBatch(NamedTuple):
     vectors: np.ndarray
     failures: list[tuple[object, Exception]]  # (key, BadImageError) of images that failed
     notes: list[object]  # what `annotate` said about each image of `keys` (None without it)
+    probabilities: np.ndarray | None  # ImageNet probabilities (N, 1000); None without a head
 
 
 class Embedder:
@@ -105,7 +106,7 @@ class Embedder:
     ) -> None:
         import torch
 
-        from stylefinder.embed.networks import PooledEmbedding
+        from stylefinder.embed.networks import EmbeddingWithHead, PooledEmbedding
 
         self.spec = get_backbone(backbone)
         self.pooling = pooling or self.spec.default_pooling
@@ -127,11 +128,20 @@ class Embedder:
         self.loaded = self.spec.load(weights)
         prep = self.spec.preprocessing
         self.model = PooledEmbedding(self.loaded.features, self.pooling, prep.mean, prep.std).eval()
+        head = self.loaded.classifier
+        # what runs: the embedding, plus the ImageNet head on the same features where there is one
+        self._graph = self.model if head is None else EmbeddingWithHead(self.model, head).eval()
         self._draft = draft_request(prep)
         torch.set_num_threads(self.threads)
         fingerprint = state_fingerprint(self.model, skip=("mean", "std"))  # the weights alone
-        self._session = self._onnx_session(fingerprint) if runtime == "onnx" else None
+        self._graph_name = "-".join(
+            [self.spec.name, self.pooling, fingerprint]
+            + ([] if head is None else [state_fingerprint(head)[:8]])
+            + [GRAPH_VERSION]
+        )
+        self._session = self._onnx_session() if runtime == "onnx" else None
         self._stream_session = None  # one-thread twin of _session for embed_stream's workers
+        self._float_session = None  # the float graph, for int8 embedders' classify_inputs
         dim = int(self.embed_inputs(np.zeros((1, *self.input_shape), np.uint8)).shape[1])
         self.space = EmbeddingSpace(self.spec.name, self.pooling, fingerprint, dim, precision)
 
@@ -156,7 +166,8 @@ class Embedder:
     def embed_inputs(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed inputs (N, S, S, 3) uint8 -> unit vectors (N, D), in batches."""
         out = [
-            self._run(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)
+            self._run(batch[i : i + self.batch_size])[0]
+            for i in range(0, len(batch), self.batch_size)
         ]
         return np.concatenate(out).astype(np.float32, copy=False)
 
@@ -179,19 +190,21 @@ class Embedder:
     ) -> Iterator[StreamBatch]:
         """Embed (key, source) pairs in batches, in order, keeping every core busy.
 
-        Yields a `StreamBatch` (keys, vectors, failures, notes) per batch; a bad image lands in
-        `failures` with its error instead of stopping the stream. `annotate(image)`, when given,
-        runs on each decoded image in the same worker (so the image is decoded once) and its
-        result is the image's entry in `notes`. Each of `workers` threads decodes a batch and runs
-        it through a one-thread ONNX Runtime session, so decoding and inference never fight over
-        cores (one session with several threads scales worse on small convolutions). The torch
-        runtime runs one batch at a time, on its own threads, while the workers decode.
+        Yields a `StreamBatch` (keys, vectors, failures, notes, probabilities) per batch; a bad
+        image lands in `failures` with its error instead of stopping the stream. The ImageNet
+        probabilities come from the same run as the vectors (None without a float head).
+        `annotate(image)`, when given, runs on each decoded image in the same worker (so the
+        image is decoded once) and its result is the image's entry in `notes`. Each of `workers`
+        threads decodes a batch and runs it through a one-thread ONNX Runtime session, so
+        decoding and inference never fight over cores (one session with several threads scales
+        worse on small convolutions). The torch runtime runs one batch at a time, on its own
+        threads, while the workers decode.
 
         Example:
             >>> stream = embedder.embed_stream(enumerate(paths))
-            >>> keys, vectors, failures, notes = next(stream)  # doctest: +SKIP
-            >>> keys[:2], vectors.shape, failures  # doctest: +SKIP
-            ([0, 1], (16, 1280), [])
+            >>> batch = next(stream)  # doctest: +SKIP
+            >>> batch.keys[:2], batch.vectors.shape, batch.probabilities.shape  # doctest: +SKIP
+            ([0, 1], (16, 1280), (16, 1000))
         """
         workers = max(1, workers or self.threads)
         run = self._stream_runner(workers)
@@ -232,11 +245,15 @@ class Embedder:
                 continue
             keys.append(key)
             notes.append(annotate(image) if annotate is not None else None)
-        vectors = run(np.stack(inputs)) if inputs else np.zeros((0, self.space.dim), np.float32)
-        return StreamBatch(keys, np.asarray(vectors, np.float32), failures, notes)
+        if not inputs:
+            empty = np.zeros((0, self.space.dim), np.float32)
+            return StreamBatch(keys, empty, failures, notes, None)
+        vectors, probabilities = run(np.stack(inputs))
+        return StreamBatch(keys, np.asarray(vectors, np.float32), failures, notes, probabilities)
 
     def _stream_runner(self, workers: int):
-        """A thread-safe batch -> vectors function for `workers` concurrent callers."""
+        """A thread-safe batch -> (vectors, probabilities or None) function for `workers`
+        concurrent callers."""
         if self._session is None or workers == 1:
             lock = threading.Lock()
 
@@ -246,33 +263,41 @@ class Embedder:
 
             return run_locked
         if self._stream_session is None:
-            self._stream_session = self._onnx_session(self.space.weights_fingerprint, threads=1)
+            self._stream_session = self._onnx_session(threads=1)
         session = self._stream_session
 
         def run_each(batch: np.ndarray) -> np.ndarray:
             # one image per call: a one-thread session is ~20% faster per image at batch 1 than
             # at 16, its activations staying in the core's cache (benchmarks/index_throughput)
             batch = np.ascontiguousarray(batch)
-            rows = [batch[i : i + 1] for i in range(len(batch))]
-            return np.concatenate([session.run(None, {"pixels": row})[0] for row in rows])
+            outputs = [session.run(None, {"pixels": batch[i : i + 1]}) for i in range(len(batch))]
+            return self._split([np.concatenate(column) for column in zip(*outputs, strict=True)])
 
         return run_each
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One batch of inputs -> (vectors, ImageNet probabilities or None), in one run."""
+        pixels = np.ascontiguousarray(batch, np.uint8)
         if self._session is not None:
-            return self._session.run(None, {"pixels": np.ascontiguousarray(batch, np.uint8)})[0]
+            return self._split(self._session.run(None, {"pixels": pixels}))
         import torch
 
         with torch.inference_mode():
-            return self.model(torch.from_numpy(np.ascontiguousarray(batch, np.uint8))).numpy()
+            out = self._graph(torch.from_numpy(pixels))
+        return self._split([t.numpy() for t in out] if isinstance(out, tuple) else [out.numpy()])
 
-    def _onnx_session(self, fingerprint: str, threads: int | None = None):
+    def _split(self, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """A graph's outputs as (vectors, ImageNet probabilities or None). An int8 graph's
+        probabilities are left out: its garment categories agreed with the float graph's on only
+        84% of the demo garments, so `classify_inputs` runs the float graph instead."""
+        probabilities = arrays[1] if len(arrays) > 1 and self.precision == "fp32" else None
+        return arrays[0], probabilities
 
-        name = f"{self.spec.name}-{self.pooling}-{fingerprint}-{GRAPH_VERSION}.onnx"
-        path = cache_dir() / "onnx" / name
+    def _onnx_session(self, threads: int | None = None, precision: str | None = None):
+        path = cache_dir() / "onnx" / f"{self._graph_name}.onnx"
         if not path.is_file():
             path = self._export(path)
-        if self.precision == "int8":
+        if (precision or self.precision) == "int8":
             quantized = path.with_name(path.name.replace(".onnx", "-int8.onnx"))
             if not quantized.is_file():
                 log.info("quantizing %s to int8", self.spec.name)
@@ -304,15 +329,16 @@ class Embedder:
         os.close(fd)
         log.info("exporting %s to ONNX at %s", self.spec.name, path)
         dummy = torch.zeros((1, *self.input_shape), dtype=torch.uint8)
+        outputs = ["embedding"] + (["probabilities"] if self._graph is not self.model else [])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                self.model,
+                self._graph,
                 (dummy,),
                 tmp,
                 input_names=["pixels"],
-                output_names=["embedding"],
-                dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+                output_names=outputs,
+                dynamic_axes={name: {0: "batch"} for name in ["pixels", *outputs]},
                 opset_version=17,
                 dynamo=False,
             )
@@ -322,78 +348,29 @@ class Embedder:
     def classify_inputs(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed inputs (N, S, S, 3) uint8 -> ImageNet probabilities (N, 1000), in batches.
 
-        The batched form of `classify`, with the same head. The onnx runtime runs a separate
-        cached graph (pixels -> average pooling -> head -> softmax, always fp32); the torch
-        runtime runs the head eagerly, as `classify` does.
+        The batched form of `classify`, with the same head, run in the same graph as the
+        embedding; an int8 embedder runs the float graph for it (see `_split`).
 
         Example:
             >>> x = np.zeros((2, 224, 224, 3), np.uint8)
             >>> embedder.classify_inputs(x).shape  # doctest: +SKIP
             (2, 1000)
         """
-        import torch
-
-        from stylefinder.embed.networks import pool
-
-        classifier = self.loaded.classifier
-        if classifier is None:
+        if self.loaded.classifier is None:
             raise ValueError(f"{self.spec.name} weights have no ImageNet head")
-        model = self.model
-
-        class _Classify(torch.nn.Module):  # uint8 pixels -> probabilities
-            def __init__(self) -> None:
-                super().__init__()
-                self.embedding = model
-                self.classifier = classifier
-
-            def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-                features = self.embedding.features(self.embedding.prepare(pixels))
-                return self.classifier(pool(features, "avg")).softmax(dim=1)
-
-        head = _Classify().eval()
-        if self.runtime == "onnx" and getattr(self, "_classify_session", None) is None:
-            self._classify_session = self._classify_onnx(head)
-        out = []
-        for i in range(0, len(batch), self.batch_size):
-            chunk = np.ascontiguousarray(batch[i : i + self.batch_size], np.uint8)
-            if self.runtime == "onnx":
-                out.append(self._classify_session.run(None, {"pixels": chunk})[0])
-            else:
-                with torch.inference_mode():
-                    out.append(head(torch.from_numpy(chunk)).numpy())
+        run = lambda chunk: self._run(chunk)[1]  # noqa: E731
+        if self.precision == "int8":
+            if self._float_session is None:
+                self._float_session = self._onnx_session(precision="fp32")
+            session = self._float_session
+            run = lambda chunk: session.run(None, {"pixels": chunk})[1]  # noqa: E731
+        out = [
+            run(np.ascontiguousarray(batch[i : i + self.batch_size], np.uint8))
+            for i in range(0, len(batch), self.batch_size)
+        ]
         if not out:
             return np.zeros((0, 1000), np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
-
-    def _classify_onnx(self, module):
-        """An ONNX Runtime session for `classify_inputs`' graph, exported once and cached."""
-        import torch
-
-        name = f"{self.spec.name}-classify-{state_fingerprint(module)}-{GRAPH_VERSION}.onnx"
-        path = cache_dir() / "onnx" / name
-        if not path.is_file():
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError:  # read-only home: export next to the temp files instead
-                path = Path(tempfile.mkdtemp(prefix="stylefinder-onnx-")) / path.name
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
-            os.close(fd)
-            log.info("exporting %s classifier to ONNX at %s", self.spec.name, path)
-            dummy = torch.zeros((1, *self.input_shape), dtype=torch.uint8)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    module,
-                    (dummy,),
-                    tmp,
-                    input_names=["pixels"],
-                    output_names=["probabilities"],
-                    dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
-                    opset_version=17,
-                    dynamo=False,
-                )
-            os.replace(tmp, path)
-        return _cpu_session(path, self.threads)
 
 
 def _cpu_session(path: Path, threads: int):

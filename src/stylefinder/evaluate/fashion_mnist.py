@@ -55,11 +55,11 @@ def embed_split(
     vectors = np.empty((len(images), space.dim), np.float32)
     garments = ((n, Image.fromarray(255 - image).convert("RGB")) for n, image in enumerate(images))
     with tqdm(total=len(images), desc=f"{split} {space.pooling}", unit="img") as bar:
-        for keys, batch, failures, _ in embedder.embed_stream(garments):
-            if failures:
-                raise failures[0][1]
-            vectors[keys] = batch
-            bar.update(len(keys))
+        for batch in embedder.embed_stream(garments):
+            if batch.failures:
+                raise batch.failures[0][1]
+            vectors[batch.keys] = batch.vectors
+            bar.update(len(batch.keys))
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, vectors=vectors, labels=labels)
     return vectors, labels

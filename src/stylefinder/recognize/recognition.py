@@ -114,7 +114,8 @@ def annotate_index(
 ) -> AnnotationSummary:
     """Give every item `colours` metadata (when it has none yet) and a `category_pred`: from the
     index's classifier when it has one (from the stored vectors, cheap), else from the ImageNet
-    fallback when `imagenet` (a second pass of the model over the images).
+    fallback when `imagenet` (a pass of the model over the images of items that have none; the
+    indexing pipeline names them as it embeds, so this is for items added otherwise).
 
     Example:
         >>> annotate_index("shop-index").colours  # doctest: +SKIP
@@ -151,10 +152,12 @@ def annotate_index(
                     summary.failed.append((item.id, str(exc)))
             categories = imagenet_categories(engine.embedder, images) if fallback and images else []
             for n, (item, image) in enumerate(zip(chunk, images, strict=True)):
-                metadata[item.id][COLOURS_COLUMN] = colour_value(dominant_colours(image))
-                summary.colours += 1
-                if categories:
-                    metadata[item.id][CATEGORY_COLUMN] = categories[n][0][0]
+                found = metadata[item.id]  # what the item has (from its CSV too) is kept
+                if COLOURS_COLUMN not in found:
+                    found[COLOURS_COLUMN] = colour_value(dominant_colours(image))
+                    summary.colours += 1
+                if categories and CATEGORY_COLUMN not in found:
+                    found[CATEGORY_COLUMN] = categories[n][0][0]
                     summary.categories, summary.source = summary.categories + 1, "imagenet"
             bar.update(len(todo[start : start + batch]))
     with engine.store.writer() as writer:  # items changed meanwhile by another writer are skipped
