@@ -76,3 +76,77 @@ def test_merging_joins_a_shading_gradient_and_keeps_two_colours_apart() -> None:
         [np.repeat(dark[None], 100, 0), np.repeat(dark[None] + 8, 100, 0)]
     )  # 13.9 apart
     assert set(kernels.merge_shading(near, labels, 16.0, 45.0, 0.2, edges)) == {0}
+
+
+def numpy_dilate(mask: np.ndarray) -> np.ndarray:
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    return grown
+
+
+def numpy_erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    for _ in range(radius):
+        inner = mask.copy()
+        inner[1:] &= mask[:-1]
+        inner[:-1] &= mask[1:]
+        inner[:, 1:] &= mask[:, :-1]
+        inner[:, :-1] &= mask[:, 1:]
+        inner[0], inner[-1], inner[:, 0], inner[:, -1] = False, False, False, False
+        mask = inner
+    return mask
+
+
+def test_mask_steps_percentile_and_means_match_numpy() -> None:
+    rng = np.random.default_rng(6)
+    for shape in ((1, 1), (2, 9), (3, 3), (17, 29), (40, 33)):
+        mask = rng.random(shape) < 0.7
+        assert np.array_equal(kernels.dilate(mask), numpy_dilate(mask))
+        for radius in (1, 2, 3):
+            assert np.array_equal(kernels.erode(mask, radius), numpy_erode(mask, radius))
+    for size in [1, 2, 3, 4, 5, 8, *rng.integers(6, 3000, 200)]:
+        values = (rng.random(size) * rng.uniform(0.1, 40)).astype(np.float32)
+        assert kernels.percentile(values, 75.0) == np.percentile(values, 75)
+        points = rng.normal(50, 30, (size, 3))
+        chosen = rng.random(size) < 0.6
+        mean, count = kernels.masked_mean(points, chosen)
+        assert count == chosen.sum()
+        if count:  # numpy sums rows in order, not pairwise, for mean(0)
+            assert np.array_equal(mean, points[chosen].mean(0))
+
+
+def numpy_border_colour(border: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """What colours.py computed with numpy before the whole pass was compiled."""
+    bins = np.floor(border / 8.0).astype(np.int64)
+    keys = (bins[:, 0] + 4) * 10_000 + (bins[:, 1] + 40) * 100 + (bins[:, 2] + 40)
+    values, counts = np.unique(keys, return_counts=True)
+    centre = border[keys == values[np.argmax(counts)]].mean(0)
+    for _ in range(2):
+        near = numpy_distance(border, centre) < 10.0
+        if not near.any():
+            return None, 0.0
+        centre = border[near].mean(0)
+    distance = numpy_distance(border, centre)
+    inliers = distance < 10.0
+    if inliers.mean() < 0.4:
+        return None, 0.0
+    return centre, float(np.percentile(distance[inliers], 75))
+
+
+def test_border_colour_matches_its_numpy_formulation() -> None:
+    rng = np.random.default_rng(7)
+    found_some = missed_some = False
+    for _ in range(200):
+        size = int(rng.integers(4, 800))
+        plain = rng.normal(0, rng.uniform(0.5, 6), (size, 3)) + rng.uniform(0, 100, 3)
+        scenery = rng.uniform(-60, 100, (size, 3))
+        border = np.where(rng.random((size, 1)) < rng.uniform(0, 1), plain, scenery)
+        expected, spread = numpy_border_colour(border)
+        centre, found_spread, found = kernels.border_colour(border, 10.0, 0.4)
+        assert found == (expected is not None)
+        if found:
+            assert np.array_equal(centre, expected) and float(found_spread) == spread
+        found_some, missed_some = found_some or found, missed_some or not found
+    assert found_some and missed_some

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from stylefinder.errors import BadImageError
+from stylefinder.recognize import _colour_kernels as kernels
 from stylefinder.recognize.colour_testset import (
     BACKGROUNDS,
     generate_colour_testset,
@@ -16,7 +17,6 @@ from stylefinder.recognize.colours import (
     COLOUR_NAMES,
     PALETTE,
     ColourShare,
-    _flood,
     colour_names,
     dominant_colours,
     garment_mask,
@@ -179,7 +179,7 @@ def test_flood_fill_matches_a_breadth_first_search() -> None:
                 inside = 0 <= ny < candidate.shape[0] and 0 <= nx < candidate.shape[1]
                 if inside and candidate[ny, nx] and not expected[ny, nx]:
                     queue.append((ny, nx))
-        assert np.array_equal(_flood(candidate, seeds), expected)
+        assert np.array_equal(kernels.flood(candidate, seeds), expected)
 
 
 def test_soft_drop_shadow_is_not_a_colour() -> None:

@@ -183,3 +183,220 @@ def continuous(lab, labels, a, b, centre_a, centre_b, share, edges):  # pragma: 
         hist[at] += 1
     valley = hist[3:9].min()
     return valley >= share * min(hist[:3].max(), hist[9:].max())
+
+
+@njit(cache=True, nogil=True)
+def dilate(mask):  # pragma: no cover - compiled by numba, not traced
+    """`mask` (H, W) grown by one pixel (4-neighbourhood)."""
+    height, width = mask.shape
+    out = mask.copy()
+    for i in range(height):
+        for j in range(width):
+            if mask[i, j]:
+                if i > 0:
+                    out[i - 1, j] = True
+                if i < height - 1:
+                    out[i + 1, j] = True
+                if j > 0:
+                    out[i, j - 1] = True
+                if j < width - 1:
+                    out[i, j + 1] = True
+    return out
+
+
+@njit(cache=True, nogil=True)
+def erode(mask, radius):  # pragma: no cover - compiled by numba, not traced
+    """`mask` (H, W) shrunk by `radius` pixels (4-neighbourhood steps; outside counts as off)."""
+    height, width = mask.shape
+    current = mask.copy()
+    for _ in range(radius):
+        inner = np.zeros((height, width), np.bool_)
+        for i in range(1, height - 1):
+            for j in range(1, width - 1):
+                inner[i, j] = (
+                    current[i, j]
+                    and current[i - 1, j]
+                    and current[i + 1, j]
+                    and current[i, j - 1]
+                    and current[i, j + 1]
+                )
+        current = inner
+    return current
+
+
+@njit(cache=True, nogil=True)
+def percentile(values, q):  # pragma: no cover - compiled by numba, not traced
+    """np.percentile(values, q) of a non-empty float32 array (linear method, float32 steps)."""
+    ordered = np.sort(values)
+    position = (len(ordered) - 1) * (q / 100)
+    low = int(np.floor(position))
+    high = min(low + 1, len(ordered) - 1)
+    gamma = np.float32(position - low)
+    a, b = ordered[low], ordered[high]
+    if gamma >= 0.5:
+        return np.float32(b - np.float32(b - a) * np.float32(np.float32(1) - gamma))
+    return np.float32(a + np.float32(b - a) * gamma)
+
+
+@njit(cache=True, nogil=True)
+def masked_mean(values, mask):  # pragma: no cover - compiled by numba, not traced
+    """Mean of the rows of `values` (N, C) where `mask`, summed in order (as numpy's mean(0));
+    and how many rows that was."""
+    total = np.zeros(values.shape[1], np.float64)
+    count = 0
+    for p in range(len(values)):
+        if mask[p]:
+            count += 1
+            for k in range(values.shape[1]):
+                total[k] += values[p, k]
+    return total / max(count, 1), count
+
+
+@njit(cache=True, nogil=True)
+def border_colour(border, plain_de, min_share):  # pragma: no cover - compiled
+    """The main colour of border pixels `border` (N, 3) and the 75th percentile of the distances
+    of the pixels within `plain_de` of it; found is False when under `min_share` of the border
+    is that near (no plain backdrop)."""
+    keys = np.empty(len(border), np.int64)
+    for p in range(len(border)):
+        keys[p] = (
+            (int(np.floor(border[p, 0] / 8.0)) + 4) * 10_000
+            + (int(np.floor(border[p, 1] / 8.0)) + 40) * 100
+            + (int(np.floor(border[p, 2] / 8.0)) + 40)
+        )
+    ordered = np.sort(keys)
+    mode, best, run = ordered[0], 0, 0
+    for p in range(len(ordered)):  # the commonest key, the smallest of equals
+        run = run + 1 if p > 0 and ordered[p] == ordered[p - 1] else 1
+        if run > best:
+            mode, best = ordered[p], run
+    centre = masked_mean(border, keys == mode)[0]
+    for _ in range(2):  # refine on the pixels near it
+        centre, near = masked_mean(border, distance(border, centre) < plain_de)
+        if near == 0:
+            return centre, np.float32(0), False
+    gaps = distance(border, centre)
+    inliers = gaps < plain_de
+    if inliers.sum() / len(border) < min_share:
+        return centre, np.float32(0), False
+    return centre, percentile(gaps[inliers], 75.0), True
+
+
+@njit(cache=True, nogil=True)
+def plane_distance(lab, centre, first):  # pragma: no cover - compiled by numba, not traced
+    """`distance` per pixel of `lab` (H, W, C) over channels `first`.. to `centre[first:]`."""
+    height, width, depth = lab.shape
+    out = np.empty((height, width), np.float32)
+    for i in range(height):
+        for j in range(width):
+            total = np.float32(0)
+            for k in range(first, depth):
+                d = np.float32(lab[i, j, k] - centre[k])
+                total += d * d
+            out[i, j] = np.sqrt(total)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def cast_shadow(lab, backdrop, background, depth, tint, step):  # pragma: no cover - compiled
+    """The soft drop shadow next to `background`; see `colours._cast_shadow`."""
+    lightness = lab[:, :, 0]
+    top, bottom = backdrop[0] + 1, backdrop[0] - depth
+    shaded = (lightness < top) & (lightness > bottom)
+    shaded &= plane_distance(lab, backdrop, 1) < 2 * tint  # single pixels: noisy
+    if not (shaded & ~background & dilate(background)).any():
+        return np.zeros_like(background)
+    blurred = box3(lab)
+    soft = (blurred[:, :, 0] < top) & (blurred[:, :, 0] > bottom)
+    soft &= (plane_distance(blurred, backdrop, 1) < tint) & (steps(blurred) < step)
+    reached = flood(background | erode(soft, 1), background)
+    cast = dilate(reached & ~background) & soft
+    for _ in range(2):  # the shadow's darkest rim, where it meets the item's outline
+        cast |= dilate(cast) & shaded
+    return cast
+
+
+@njit(cache=True, nogil=True)
+def regions(lab, rgb, opaque, radius, plain_de, min_share, shadow, edge_de):  # pragma: no cover
+    """The garment pixels of an image, the backdrop's mean RGB (NaN without a plain backdrop)
+    and the garment pixels away from outlines and colour edges; see `colours._regions`.
+    `shadow` holds (SHADOW_DEPTH, SHADOW_TINT, SHADOW_STEP)."""
+    height, width = opaque.shape
+    garment, backdrop = opaque, np.full(3, np.nan)
+    transparent = opaque.size - opaque.sum()
+    if transparent == 0 or transparent / opaque.size <= 0.01:  # else a cut-out
+        ring = 2 if min(height, width) >= 16 else 1
+        border = np.zeros((height, width), np.bool_)
+        border[:ring] = True
+        border[height - ring :] = True
+        border[:, :ring] = True
+        border[:, width - ring :] = True
+        points = np.empty((border.sum(), 3), np.float64)
+        at = 0
+        for i in range(height):
+            for j in range(width):
+                if border[i, j]:
+                    points[at] = lab[i, j]
+                    at += 1
+        centre, spread, found = border_colour(points, plain_de, min_share)
+        if found:
+            # compared in float32, as numpy compares float32 distances with a Python float
+            limit = np.float32(min(max(3.0 * np.float64(spread), plain_de), 1.6 * plain_de))
+            similar = plane_distance(lab, centre, 0) < limit
+            background = flood(similar, similar & border)
+            enclosed = similar & ~background
+            gaps = flood(enclosed, erode(enclosed, radius))
+            if gaps.sum() < (opaque & ~similar).sum():
+                background |= gaps
+            cast = cast_shadow(lab, centre, background, shadow[0], shadow[1], shadow[2])
+            candidate = opaque & ~(background | cast)
+            if candidate.sum() >= max(8.0, 0.005 * candidate.size):
+                garment = candidate
+                backdrop = masked_mean(rgb.reshape(-1, 3), (border & similar).ravel())[0]
+    inner = erode(garment, 1)
+    if inner.sum() < 0.5 * garment.sum():
+        inner = garment  # thin item or tiny image: keep the outline
+    smooth = inner & (steps(lab) <= edge_de)
+    return garment, backdrop, smooth if smooth.sum() >= 0.5 * inner.sum() else inner
+
+
+@njit(cache=True, nogil=True)
+def colour_groups(lab, rgb, names, counted, near, far, share, edges):  # pragma: no cover
+    """The `counted` pixels grouped by palette name and merged where they differ only by
+    shading (`merge_shading`): per group, in label order, its pixel count, mean CIELAB and RGB
+    sum."""
+    size = counted.sum()
+    points = np.empty((size, 3), np.float64)
+    colours = np.empty((size, 3), np.float64)
+    height, width = counted.shape
+    seen = np.zeros(256, np.bool_)
+    for i in range(height):
+        for j in range(width):
+            if counted[i, j]:
+                seen[names[i, j]] = True
+    rank = np.cumsum(seen) - 1  # labels number the names present, in name order
+    groups = seen.sum()
+    labels = np.empty(size, np.int64)
+    at = 0
+    for i in range(height):
+        for j in range(width):
+            if counted[i, j]:
+                points[at] = lab[i, j]
+                for k in range(3):
+                    colours[at, k] = rgb[i, j, k]
+                labels[at] = rank[names[i, j]]
+                at += 1
+    if size:
+        labels = merge_shading(points, labels, near, far, share, edges)
+    counts = np.zeros(groups, np.int64)
+    means = np.zeros((groups, 3), np.float64)
+    sums = np.zeros((groups, 3), np.float64)
+    for p in range(size):
+        counts[labels[p]] += 1
+        for k in range(3):
+            means[labels[p], k] += points[p, k]
+            sums[labels[p], k] += colours[p, k]
+    present = np.flatnonzero(counts)
+    for g in present:
+        means[g] /= counts[g]
+    return counts[present], means[present], sums[present]

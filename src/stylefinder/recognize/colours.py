@@ -151,12 +151,11 @@ def dominant_colours(
         raise ValueError(f"max_colours must be at least 1, got {max_colours}")
     rgb, opaque = _pixels(image, max_side)
     lab, names = _lab_and_names(rgb)
-    garment, backdrop = _garment_mask(lab, rgb, opaque)
-    counted = _counted_pixels(lab, garment)
-    groups = _colour_groups(lab[counted], rgb[counted], names[counted])
+    garment, backdrop, counted = _regions(lab, rgb, opaque)
+    groups = _colour_groups(lab, rgb, names, counted)
     edges = garment & ~counted
     if backdrop is not None:  # outline pixels are part garment, part backdrop
-        outline = edges & _dilate(~garment)
+        outline = edges & _kernels().dilate(~garment)
         _count_outline(groups, rgb[outline], backdrop)
         edges &= ~outline
     _count_edges(groups, lab[edges])
@@ -207,7 +206,7 @@ def garment_mask(image: ColourImage, *, max_side: int = 128) -> np.ndarray:
         200
     """
     rgb, opaque = _pixels(image, max_side)
-    return _garment_mask(_lab_and_names(rgb)[0], rgb, opaque)[0]
+    return _regions(_lab_and_names(rgb)[0], rgb, opaque)[0]
 
 
 @functools.cache
@@ -371,146 +370,49 @@ def _lab_and_names(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --- background ---------------------------------------------------------------------------
 
 
-def _garment_mask(
+def _regions(
     lab: np.ndarray, rgb: np.ndarray, opaque: np.ndarray
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Pixels that are neither transparent nor part of the plain background around the item,
-    and the backdrop's RGB colour (None for a cut-out or a photo without a plain backdrop)."""
-    height, width = opaque.shape
-    if not opaque.all() and (~opaque).mean() > 0.01:
-        return opaque, None  # a cut-out: transparency is the background
-    ring = 2 if min(height, width) >= 16 else 1
-    border = np.zeros((height, width), dtype=bool)
-    border[:ring], border[-ring:], border[:, :ring], border[:, -ring:] = True, True, True, True
-    centre, threshold = _border_colour(lab[border])
-    if centre is None:
-        return opaque, None  # no plain background (a photo with scenery): every pixel counts
-    similar = _distance(lab, centre) < threshold
-    background = _flood(similar, similar & border)
-    # backdrop-coloured areas inside the item: gaps (a bag handle) when they are wide and smaller
-    # than the rest of the item; otherwise the item has the backdrop's colour (a white shirt with
-    # an outline on white) and they count, as do small specks (a print)
-    enclosed = similar & ~background
-    radius = max(1, round(HOLE_RADIUS * max(height, width) / 128))
-    gaps = _flood(enclosed, _erode(enclosed, radius))
-    if gaps.sum() < (opaque & ~similar).sum():
-        background |= gaps
-    garment = opaque & ~(background | _cast_shadow(lab, centre, background))
-    if garment.sum() < max(8, 0.005 * garment.size):
-        return opaque, None  # nothing stands out: the image is all one colour, name that
-    return garment, rgb[border & similar].mean(0)
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The garment: pixels neither transparent nor part of the plain background around the item;
+    the backdrop's RGB colour (None for a cut-out or a photo without a plain backdrop); and the
+    garment pixels away from outlines and colour edges, where colours are mixed.
 
-
-def _border_colour(border: np.ndarray) -> tuple[np.ndarray | None, float]:
-    """The border's main colour and its background threshold, or None when it is not plain."""
-    bins = np.floor(border / 8.0).astype(np.int64)
-    keys = (bins[:, 0] + 4) * 10_000 + (bins[:, 1] + 40) * 100 + (bins[:, 2] + 40)
-    values, counts = np.unique(keys, return_counts=True)
-    centre = border[keys == values[np.argmax(counts)]].mean(0)
-    for _ in range(2):  # refine on the pixels near it
-        centre = border[_distance(border, centre) < BACKGROUND_DE].mean(0)
-    distance = _distance(border, centre)
-    inliers = distance < BACKGROUND_DE
-    if inliers.mean() < MIN_BORDER_SHARE:
-        return None, 0.0
-    # a noisy backdrop (grain, JPEG) widens the threshold a little, within reason
-    spread = float(np.percentile(distance[inliers], 75))
-    return centre, float(np.clip(3 * spread, BACKGROUND_DE, 1.6 * BACKGROUND_DE))
-
-
-def _distance(lab: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """CIELAB distance of each pixel of `lab` (..., C) to one colour `centre` (C,), in float32."""
-    points = np.ascontiguousarray(lab, np.float64).reshape(-1, lab.shape[-1])
-    return _kernels().distance(points, np.asarray(centre, np.float64)).reshape(lab.shape[:-1])
-
-
-def _cast_shadow(lab: np.ndarray, backdrop: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """A soft drop shadow next to `background`: the backdrop colour made darker (by up to
-    SHADOW_DEPTH, keeping its hue and chroma), without sharp edges, in areas wider than a line."""
-    lightness = lab[..., 0]
-    shaded = (lightness < backdrop[0] + 1) & (lightness > backdrop[0] - SHADOW_DEPTH)
-    shaded &= _distance(lab[..., 1:], backdrop[1:]) < 2 * SHADOW_TINT  # single pixels: noisy
-    if not (shaded & ~background & _dilate(background)).any():
-        return np.zeros_like(background)
-    blurred = _box3(lab)
-    soft = (blurred[..., 0] < backdrop[0] + 1) & (blurred[..., 0] > backdrop[0] - SHADOW_DEPTH)
-    soft &= (_distance(blurred[..., 1:], backdrop[1:]) < SHADOW_TINT) & (
-        _steps(blurred) < SHADOW_STEP
+    The backdrop is the border's main colour when at least MIN_BORDER_SHARE of the border lies
+    within BACKGROUND_DE of it (a noisy backdrop widens that a little); the background is the
+    region of that colour connected to the border, plus wide backdrop-coloured gaps (HOLE_RADIUS)
+    and a soft drop shadow next to it: the backdrop colour made darker by up to SHADOW_DEPTH,
+    keeping its hue, without sharp edges, in areas wider than a line. When nothing stands out,
+    the image is all one colour and every pixel counts. All of it runs in one compiled pass
+    (`_colour_kernels.regions`).
+    """
+    radius = max(1, round(HOLE_RADIUS * max(opaque.shape) / 128))
+    shadow = np.array([SHADOW_DEPTH, SHADOW_TINT, SHADOW_STEP])
+    garment, backdrop, counted = _kernels().regions(
+        lab,
+        np.ascontiguousarray(rgb),
+        opaque,
+        radius,
+        BACKGROUND_DE,
+        MIN_BORDER_SHARE,
+        shadow,
+        EDGE_DE,
     )
-    reached = _flood(background | _erode(soft, 1), background)
-    cast = _dilate(reached & ~background) & soft
-    for _ in range(2):  # the shadow's darkest rim, where it meets the item's outline
-        cast |= _dilate(cast) & shaded
-    return cast
-
-
-def _steps(lab: np.ndarray) -> np.ndarray:
-    """Per pixel, the largest CIELAB difference to one of its four neighbours."""
-    return _kernels().steps(lab)
-
-
-def _box3(values: np.ndarray) -> np.ndarray:
-    """3x3 box mean over the first two axes, with edges repeated."""
-    return _kernels().box3(values)
-
-
-def _dilate(mask: np.ndarray) -> np.ndarray:
-    """`mask` grown by one pixel (4-neighbourhood)."""
-    grown = mask.copy()
-    grown[1:] |= mask[:-1]
-    grown[:-1] |= mask[1:]
-    grown[:, 1:] |= mask[:, :-1]
-    grown[:, :-1] |= mask[:, 1:]
-    return grown
-
-
-def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    """`mask` shrunk by `radius` pixels (4-neighbourhood steps)."""
-    mask = mask.copy()
-    for _ in range(radius):
-        inner = mask.copy()
-        inner[1:] &= mask[:-1]
-        inner[:-1] &= mask[1:]
-        inner[:, 1:] &= mask[:, :-1]
-        inner[:, :-1] &= mask[:, 1:]
-        inner[0], inner[-1], inner[:, 0], inner[:, -1] = False, False, False, False
-        mask = inner
-    return mask
-
-
-def _flood(candidate: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """The 4-connected part of `candidate` reachable from `seeds`."""
-    return _kernels().flood(candidate, seeds)
-
-
-def _counted_pixels(lab: np.ndarray, garment: np.ndarray) -> np.ndarray:
-    """Garment pixels away from outlines and colour edges, where colours are mixed."""
-    inner = _erode(garment, 1)
-    if inner.sum() < 0.5 * garment.sum():
-        inner = garment  # thin item or tiny image: keep the outline
-    step = _steps(lab)
-    smooth = inner & (step <= EDGE_DE)
-    return smooth if smooth.sum() >= 0.5 * inner.sum() else inner
+    return garment, (None if np.isnan(backdrop[0]) else backdrop), counted
 
 
 # --- naming -------------------------------------------------------------------------------
 
 
-def _colour_groups(lab: np.ndarray, rgb: np.ndarray, names: np.ndarray) -> list[_Group]:
-    """Clean pixels grouped by palette name, merged where they differ only by shading, renamed."""
-    if len(lab) == 0:
-        return []
-    labels = np.unique(names, return_inverse=True)[1].ravel()
-    lab64 = lab.astype(np.float64)
-    labels = _kernels().merge_shading(
-        lab64, labels, MERGE_DE, MERGE_FAR_DE, CONTINUUM_SHARE, _CONTINUUM_EDGES
+def _colour_groups(
+    lab: np.ndarray, rgb: np.ndarray, names: np.ndarray, counted: np.ndarray
+) -> list[_Group]:
+    """The `counted` pixels grouped by palette name, merged where they differ only by shading,
+    each merged group named by its mean colour."""
+    counts, centres, rgb_sums = _kernels().colour_groups(
+        lab, rgb, names, counted, MERGE_DE, MERGE_FAR_DE, CONTINUUM_SHARE, _CONTINUUM_EDGES
     )
     groups: dict[str, _Group] = {}
-    for label in np.flatnonzero(np.bincount(labels)):
-        member = labels == label
-        count = int(member.sum())
-        centre = lab64[member].mean(0)
-        rgb_sum = rgb[member].astype(np.float64).sum(0)
+    for count, centre, rgb_sum in zip(counts.tolist(), centres, rgb_sums, strict=True):
         name = COLOUR_NAMES[int(_nearest_name(rgb_sum / count)[0])]
         if name in groups:
             group = groups[name]
