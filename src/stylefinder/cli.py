@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--imagenet-categories",
         action="store_true",
-        help="without a tuned classifier, predict category_pred from the ImageNet head (slower)",
+        help="without a tuned classifier, predict category_pred from the ImageNet head "
+        "(read from the same model run as the vector)",
     )
     index.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")

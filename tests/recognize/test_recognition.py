@@ -44,6 +44,36 @@ def test_untuned_index_falls_back_to_imagenet_and_names_colours(small_index, sma
         engine.recognize(b"not an image")
 
 
+def test_recognize_then_recommend_on_one_upload_runs_the_model_once(
+    small_index, small_catalog, monkeypatch
+):
+    import onnxruntime
+
+    from stylefinder.recognize.taxonomy import predict_garments
+
+    upload = sorted((small_catalog / "images").glob("*.png"))[5].read_bytes()
+    other = Engine.open(small_index)
+    expected = other.recommend(upload, k=5)
+    inputs = other.embedder.preprocess(upload)[None]
+    categories = predict_garments(other.embedder.classify_inputs(inputs))[0]
+    engine = Engine(other.store, embedder=other.embedder)  # a fresh engine, same model
+    runs: list[int] = []  # images through the model, per run of an ONNX Runtime session
+    run = onnxruntime.InferenceSession.run
+
+    def counted(self, outputs, feeds, *args, **kwargs):
+        runs.append(len(feeds["pixels"]))
+        return run(self, outputs, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", counted)
+    recognition = engine.recognize(upload)
+    results = engine.recommend(upload, k=5)
+    assert runs == [1]  # one image through the model, for both answers
+    assert [(r.id, r.score) for r in results] == [(r.id, r.score) for r in expected]
+    assert recognition.source == "imagenet" and recognition.categories == categories
+    engine.recommend(b"\x89PNG" + upload[4:] + b"x", k=1)  # other bytes: embedded afresh
+    assert runs == [1, 1]
+
+
 def test_annotation_gives_every_item_colours_usable_as_filters(small_index, tmp_path):
     summary = annotate_index(small_index)
     engine = Engine.open(small_index)

@@ -181,6 +181,30 @@ class Embedder:
         """One image -> one unit vector (D,)."""
         return self.embed([source])[0]
 
+    def embed_and_classify(
+        self, sources: Sequence[ImageSource]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Unit vectors (N, D) and ImageNet probabilities (N, 1000) of images, from one run of
+        the model; the probabilities are None when the weights have no ImageNet head (an int8
+        embedder takes them from the float graph, see `_split`).
+
+        Example:
+            >>> vectors, probabilities = embedder.embed_and_classify(["a.jpg"])  # doctest: +SKIP
+            >>> vectors.shape, probabilities.shape  # doctest: +SKIP
+            ((1, 1280), (1, 1000))
+        """
+        inputs = np.stack([self.preprocess(s) for s in sources])
+        parts = [
+            self._run(inputs[i : i + self.batch_size])
+            for i in range(0, len(inputs), self.batch_size)
+        ]
+        vectors = np.concatenate([v for v, _ in parts]).astype(np.float32, copy=False)
+        if self.loaded.classifier is None:
+            return vectors, None
+        if parts[0][1] is None:  # int8
+            return vectors, self.classify_inputs(inputs)
+        return vectors, np.concatenate([p for _, p in parts]).astype(np.float32, copy=False)
+
     def embed_stream(
         self,
         sources: Iterable[tuple[object, ImageSource]],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +32,9 @@ from stylefinder.recognize.colours import dominant_colours
 from stylefinder.recognize.recognition import (
     CATEGORY_COLUMN,
     Recognition,
-    imagenet_categories,
     top_categories,
 )
-from stylefinder.recognize.taxonomy import UNKNOWN
+from stylefinder.recognize.taxonomy import UNKNOWN, predict_garments
 from stylefinder.recommend.filters import Filters, MetadataColumns, column_values
 from stylefinder.recommend.personal import (
     Profile,
@@ -112,6 +112,8 @@ class Engine:
         self._columns: tuple[Snapshot, dict[str, list[str]]] | None = None
         self._metadata_columns: tuple[Snapshot, MetadataColumns] | None = None
         self._event_store: EventStore | None = None
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()  # query vectors by content
+        self._recent_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -297,7 +299,28 @@ class Engine:
 
     def embed(self, image: ImageSource) -> np.ndarray:
         """The unit vector of an image (path, bytes or PIL image) in this index's space."""
-        return self.embedder.embed_one(image)
+        return self._query_vector(image, _content_hash(image))
+
+    def _query_vector(self, image: ImageSource, digest: str | None) -> np.ndarray:
+        """The vector of a query image, from the last few queries when its content is the same
+        (`recognize` then `recommend` on one upload run the model once)."""
+        if digest is not None:
+            with self._recent_lock:
+                vector = self._recent.get(digest)
+                if vector is not None:
+                    self._recent.move_to_end(digest)
+                    return vector
+        vector = self.embedder.embed_one(image)
+        self._remember(digest, vector)
+        return vector
+
+    def _remember(self, digest: str | None, vector: np.ndarray) -> None:
+        if digest is None:  # a PIL image: no content hash to know it by
+            return
+        with self._recent_lock:
+            self._recent[digest] = vector
+            while len(self._recent) > RECENT_QUERIES:
+                self._recent.popitem(last=False)
 
     def recommend(
         self, image: ImageSource, k: int = 5, *, filters: Filters | None = None
@@ -308,7 +331,7 @@ class Engine:
         """
         _check_k(k)
         digest = _content_hash(image)
-        vector = self.embed(image)
+        vector = self._query_vector(image, digest)
         snapshot = self._snapshot
         exclude = self._rows_with_hash(snapshot, digest) if digest else []
         return self.search_vector(
@@ -394,21 +417,26 @@ class Engine:
         """The garment category (top 3, calibrated) and the dominant colours of `image`.
 
         The index's own classifier (from `stylefinder tune`) answers when there is one, else
-        the backbone's ImageNet head mapped to a garment taxonomy.
+        the backbone's ImageNet head mapped to a garment taxonomy. The image is decoded and run
+        through the model once, as indexing does, and its vector kept for a search that follows.
 
         Example:
             >>> engine.recognize("upload.jpg").to_dict()["category"]  # doctest: +SKIP
             'Dress'
         """
-        picture = load_image(image, max_pixels=self.embedder.max_pixels)
+        digest = _content_hash(image)
+        picture = self.embedder.decode(image)
+        vectors, imagenet = self.embedder.embed_and_classify([picture])
+        self._remember(digest, vectors[0])
         projection = self.projection
         if projection is not None and projection.classifier is not None:
-            vector = self.embedder.embed_one(picture)
-            probabilities = projection.probabilities(vector[None])
+            probabilities = projection.probabilities(vectors)
             categories = top_categories(probabilities, projection.classifier.labels)[0]
             source = "classifier"
+        elif imagenet is not None:
+            categories, source = predict_garments(imagenet)[0], "imagenet"
         else:
-            categories, source = imagenet_categories(self.embedder, [picture])[0], "imagenet"
+            raise ValueError(f"{self.embedder.spec.name} weights have no ImageNet head")
         return Recognition(categories, source, dominant_colours(picture))
 
     def same_category_filter(self, image: ImageSource) -> dict[str, list[str]]:
@@ -589,6 +617,7 @@ class Engine:
 
 
 API_IMAGES = "images"
+RECENT_QUERIES = 32  # query vectors kept by content hash (a recognize and the search after it)
 _MAX_ID_LENGTH = 256
 _MAX_METADATA_FIELDS = 64
 _MAX_METADATA_VALUE = 2000
