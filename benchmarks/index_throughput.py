@@ -38,10 +38,10 @@ from stylefinder.embed.runner import Embedder, cpu_count
 from stylefinder.pipeline import build_index
 
 
-def write_jpeg_set(folder: Path, size: tuple[int, int] = (800, 1000)) -> Path:
-    """1,000 large JPEG product photos: each demo garment upscaled onto a white page."""
+def write_jpeg_set(folder: Path, size: tuple[int, int] = (800, 1000), count: int = 1000) -> Path:
+    """Large JPEG product photos (1,000 by default): demo garments upscaled onto white pages."""
     folder.mkdir(parents=True, exist_ok=True)
-    for n, pixels in enumerate(load_demo_arrays()["images"]):
+    for n, pixels in enumerate(load_demo_arrays()["images"][:count]):
         garment = Image.fromarray(255 - pixels).resize((720, 720), Image.BICUBIC)
         page = Image.new("L", size, 255)
         page.paste(garment, ((size[0] - 720) // 2, (size[1] - 720) // 2))

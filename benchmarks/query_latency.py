@@ -1,5 +1,6 @@
 """Query latency: exact and two-stage search on 10k, 100k (and 1M) item indexes, their recall,
-index open time and resident memory, and `Engine.recommend` from an image file at 10k items.
+index open time and resident memory, and `Engine.recommend` from an image file at 10k items,
+alone and after `Engine.recognize` on the same upload (as the web app does).
 
 Three kinds of vectors, all 1280-d unit vectors like efficientnet-lite0 embeddings:
 
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 from common import environment, save
+from index_throughput import write_jpeg_set
 
 from stylefinder.catalog.demo import CLASS_NAMES, write_demo_catalog
 from stylefinder.embed.runner import Embedder
@@ -221,6 +223,24 @@ def run_one(name: str, vectors: np.ndarray, directory: Path, embedder: Embedder,
             engine.recommend(photo, k=5)
             recommend.append(time.perf_counter() - t)
         row["recommend_from_file"] = percentiles(recommend)
+        # what the web app and a same_category search do with an upload: recognize, then search
+        uploads = {
+            "demo PNG 28x28": photos[50:100],
+            "JPEG 800x1000": sorted(
+                write_jpeg_set(directory.parent / "jpeg", count=50).glob("*.jpg")
+            ),
+        }
+        row["recognize_then_recommend"] = {}
+        for kind, files in uploads.items():
+            engine.recognize(files[0].read_bytes())
+            both = []
+            for photo in files[1:]:
+                data = photo.read_bytes()
+                t = time.perf_counter()
+                engine.recognize(data)
+                engine.recommend(data, k=5)
+                both.append(time.perf_counter() - t)
+            row["recognize_then_recommend"][kind] = percentiles(both)
     return row
 
 
@@ -405,6 +425,11 @@ def print_table(rows: list[dict]) -> None:
                 f"recommend from file, {r['items']:,} items: p50 {rec['p50_ms']} ms, "
                 f"p99 {rec['p99_ms']} ms"
             )
+            for kind, both in r["recognize_then_recommend"].items():
+                print(
+                    f"recognize then recommend, {kind} upload: p50 {both['p50_ms']} ms, "
+                    f"p99 {both['p99_ms']} ms"
+                )
 
 
 if __name__ == "__main__":
