@@ -165,11 +165,7 @@ class Embedder:
 
     def embed_inputs(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed inputs (N, S, S, 3) uint8 -> unit vectors (N, D), in batches."""
-        out = [
-            self._run(batch[i : i + self.batch_size])[0]
-            for i in range(0, len(batch), self.batch_size)
-        ]
-        return np.concatenate(out).astype(np.float32, copy=False)
+        return self._run_inputs(batch)[0]
 
     def embed(self, sources: Sequence[ImageSource]) -> np.ndarray:
         """Decode, preprocess and embed images; any bad image raises BadImageError."""
@@ -194,16 +190,10 @@ class Embedder:
             ((1, 1280), (1, 1000))
         """
         inputs = np.stack([self.preprocess(s) for s in sources])
-        parts = [
-            self._run(inputs[i : i + self.batch_size])
-            for i in range(0, len(inputs), self.batch_size)
-        ]
-        vectors = np.concatenate([v for v, _ in parts]).astype(np.float32, copy=False)
-        if self.loaded.classifier is None:
-            return vectors, None
-        if parts[0][1] is None:  # int8
-            return vectors, self.classify_inputs(inputs)
-        return vectors, np.concatenate([p for _, p in parts]).astype(np.float32, copy=False)
+        vectors, probabilities = self._run_inputs(inputs)
+        if probabilities is None and self.loaded.classifier is not None:  # int8
+            probabilities = self.classify_inputs(inputs)
+        return vectors, probabilities
 
     def embed_stream(
         self,
@@ -299,6 +289,17 @@ class Embedder:
 
         return run_each
 
+    def _run_inputs(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """`_run` over inputs (N, S, S, 3) in batches of `batch_size`, outputs joined."""
+        parts = [
+            self._run(inputs[i : i + self.batch_size])
+            for i in range(0, len(inputs), self.batch_size)
+        ]
+        vectors = np.concatenate([v for v, _ in parts]).astype(np.float32, copy=False)
+        if parts[0][1] is None:
+            return vectors, None
+        return vectors, np.concatenate([p for _, p in parts]).astype(np.float32, copy=False)
+
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """One batch of inputs -> (vectors, ImageNet probabilities or None), in one run."""
         pixels = np.ascontiguousarray(batch, np.uint8)
@@ -382,18 +383,17 @@ class Embedder:
         """
         if self.loaded.classifier is None:
             raise ValueError(f"{self.spec.name} weights have no ImageNet head")
-        run = lambda chunk: self._run(chunk)[1]  # noqa: E731
-        if self.precision == "int8":
-            if self._float_session is None:
-                self._float_session = self._onnx_session(precision="fp32")
-            session = self._float_session
-            run = lambda chunk: session.run(None, {"pixels": chunk})[1]  # noqa: E731
+        if not len(batch):
+            return np.zeros((0, 1000), np.float32)
+        if self.precision != "int8":
+            return self._run_inputs(batch)[1]
+        if self._float_session is None:
+            self._float_session = self._onnx_session(precision="fp32")
+        batch = np.ascontiguousarray(batch, np.uint8)
         out = [
-            run(np.ascontiguousarray(batch[i : i + self.batch_size], np.uint8))
+            self._float_session.run(None, {"pixels": batch[i : i + self.batch_size]})[1]
             for i in range(0, len(batch), self.batch_size)
         ]
-        if not out:
-            return np.zeros((0, 1000), np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
 
 

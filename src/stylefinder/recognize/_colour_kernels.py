@@ -324,7 +324,7 @@ def regions(lab, rgb, opaque, radius, plain_de, min_share, shadow, edge_de):  # 
     height, width = opaque.shape
     garment, backdrop = opaque, np.full(3, np.nan)
     transparent = opaque.size - opaque.sum()
-    if transparent == 0 or transparent / opaque.size <= 0.01:  # else a cut-out
+    if transparent == 0 or transparent / opaque.size <= 0.01:  # else a cut-out: transparency
         ring = 2 if min(height, width) >= 16 else 1
         border = np.zeros((height, width), np.bool_)
         border[:ring] = True
@@ -339,18 +339,22 @@ def regions(lab, rgb, opaque, radius, plain_de, min_share, shadow, edge_de):  # 
                     points[at] = lab[i, j]
                     at += 1
         centre, spread, found = border_colour(points, plain_de, min_share)
-        if found:
+        if found:  # else no plain backdrop (a photo with scenery): every pixel counts
+            # a noisy backdrop (grain, JPEG) widens the threshold a little, within reason;
             # compared in float32, as numpy compares float32 distances with a Python float
             limit = np.float32(min(max(3.0 * np.float64(spread), plain_de), 1.6 * plain_de))
             similar = plane_distance(lab, centre, 0) < limit
             background = flood(similar, similar & border)
+            # backdrop-coloured areas inside the item: gaps (a bag handle) when they are wide and
+            # smaller than the rest of the item; otherwise the item has the backdrop's colour (a
+            # white shirt with an outline on white) and they count, as do small specks (a print)
             enclosed = similar & ~background
             gaps = flood(enclosed, erode(enclosed, radius))
             if gaps.sum() < (opaque & ~similar).sum():
                 background |= gaps
             cast = cast_shadow(lab, centre, background, shadow[0], shadow[1], shadow[2])
             candidate = opaque & ~(background | cast)
-            if candidate.sum() >= max(8.0, 0.005 * candidate.size):
+            if candidate.sum() >= max(8.0, 0.005 * candidate.size):  # else all one colour
                 garment = candidate
                 backdrop = masked_mean(rgb.reshape(-1, 3), (border & similar).ravel())[0]
     inner = erode(garment, 1)
