@@ -3,6 +3,8 @@ per-class accuracy and confusion matrix, plus how often non-garment images are c
 at each 'unknown' threshold (the measurement behind `DEFAULT_MIN_MASS`).
 
 Usage: python benchmarks/imagenet_fallback.py [--limit 1000] [--inverted] [--cache FILE]
+       [--int8-head]   (categories from the int8 graph's own head, which stylefinder does not
+                        use: an int8 embedder takes them from the float graph)
 Needs the Debian package dataset-fashion-mnist (or internet). The 10,000 test images are
 classified as the demo catalog stores them (dark garment on white); `--inverted` also runs the
 original white-on-black images for comparison. About 10 minutes for 10k on 2 busy cores, twice
@@ -53,14 +55,19 @@ THRESHOLDS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
 PEOPLE = ("astronaut", "camera", "grace_hopper")
 
 
-def classify_images(embedder: Embedder, images: list[Image.Image], label: str) -> np.ndarray:
+def classify_images(
+    embedder: Embedder, images: list[Image.Image], label: str, int8_head: bool = False
+) -> np.ndarray:
     """ImageNet probabilities (N, 1000) of PIL images, preprocessed and run in chunks."""
     prep = embedder.spec.preprocessing
     out = []
     started = time.perf_counter()
     for start in range(0, len(images), 512):
         batch = np.stack([to_input(image, prep) for image in images[start : start + 512]])
-        out.append(embedder.classify_inputs(batch))
+        if int8_head:  # the quantized graph's second output, which `_split` leaves out
+            out.append(embedder._session.run(None, {"pixels": batch})[1])
+        else:
+            out.append(embedder.classify_inputs(batch))
         done = start + len(batch)
         rate = done / (time.perf_counter() - started)
         print(f"\r{label}: {done:,}/{len(images):,} ({rate:.1f} img/s)", end="", flush=True)
@@ -246,6 +253,7 @@ def main() -> None:
     parser.add_argument("--inverted", action="store_true", help="also run white-on-black")
     parser.add_argument("--min-mass", type=float, default=DEFAULT_MIN_MASS)
     parser.add_argument("--cache", help="npz file to keep the ImageNet probabilities in")
+    parser.add_argument("--int8-head", action="store_true", help="the int8 graph's own head")
     parser.add_argument("--out", default="benchmarks/results/imagenet_fallback.json")
     args = parser.parse_args()
     images, labels = load_fashion_mnist("test")
@@ -254,31 +262,33 @@ def main() -> None:
     kinds = negative_images()
     cache = Path(args.cache) if args.cache else None
     cached = dict(np.load(cache)) if cache and cache.is_file() else {}
-    embedder = Embedder(args.backbone)
+    embedder = Embedder(args.backbone, precision="int8" if args.int8_head else "fp32")
+    head = "int8-" if args.int8_head else ""
     variants = {"stored": lambda i: 255 - i}
     if args.inverted:
         variants["inverted"] = lambda i: i
     probs, rates = {}, {}
     for variant, pixels in variants.items():
-        key = f"{variant}-{len(images)}"
+        key = f"{head}{variant}-{len(images)}"
         if key not in cached:
             started = time.perf_counter()
             as_rgb = [Image.fromarray(pixels(i)).convert("RGB") for i in images]
-            cached[key] = classify_images(embedder, as_rgb, variant)
+            cached[key] = classify_images(embedder, as_rgb, variant, args.int8_head)
             cached[f"rate-{key}"] = np.array(len(images) / (time.perf_counter() - started))
         probs[variant] = cached[key]
         rates[variant] = float(cached[f"rate-{key}"])
     for kind, named in kinds.items():
-        if f"neg-{kind}" not in cached:
-            cached[f"neg-{kind}"] = classify_images(embedder, [im for _, im in named], kind)
+        if f"{head}neg-{kind}" not in cached:
+            found = classify_images(embedder, [im for _, im in named], kind, args.int8_head)
+            cached[f"{head}neg-{kind}"] = found
     if cache:
         np.savez(cache, **cached)
-    negatives = {kind: cached[f"neg-{kind}"] for kind in kinds if kind != "people"}
+    negatives = {kind: cached[f"{head}neg-{kind}"] for kind in kinds if kind != "people"}
     results = {v: fmnist_metrics(p, labels, args.min_mass) for v, p in probs.items()}
     sweep = threshold_sweep(probs["stored"], labels, negatives)
     people = {
         name: predict_garments(p[None], min_mass=args.min_mass)[0]
-        for (name, _), p in zip(kinds["people"], cached["neg-people"], strict=True)
+        for (name, _), p in zip(kinds["people"], cached[f"{head}neg-people"], strict=True)
     }
     _print(results, sweep, people, rates)
     save(
@@ -287,6 +297,7 @@ def main() -> None:
             **environment("numpy", "onnxruntime", "torch"),
             "backbone": args.backbone,
             "runtime": embedder.runtime,
+            "head": "int8 graph" if args.int8_head else "float graph",
             "threads": embedder.threads,
             "images_per_second": rates,
             "fmnist_to_taxonomy": FMNIST_TO_TAXONOMY,

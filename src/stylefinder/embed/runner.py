@@ -313,8 +313,9 @@ class Embedder:
 
     def _split(self, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """A graph's outputs as (vectors, ImageNet probabilities or None). An int8 graph's
-        probabilities are left out: its garment categories agreed with the float graph's on only
-        84% of the demo garments, so `classify_inputs` runs the float graph instead."""
+        probabilities are left out: its garment categories are right less often (top-1 0.161
+        against 0.206, benchmarks/imagenet_fallback.py), so `classify_inputs` runs the float
+        graph instead."""
         probabilities = arrays[1] if len(arrays) > 1 and self.precision == "fp32" else None
         return arrays[0], probabilities
 
