@@ -180,3 +180,59 @@ def test_the_index_size_counts_the_tuned_space(tuned):
     before = engine.info().size_bytes
     tuned_space(store.directory, store.snapshot(), projection, SETTINGS)
     assert engine.info().size_bytes >= before + 2000 * projection.dim * 4  # the matrix, at least
+
+
+def add(store: IndexStore, vectors: np.ndarray, prefix: str) -> None:
+    with store.writer() as writer:
+        for n, vector in enumerate(vectors):
+            writer.put(Item(f"{prefix}{n}", f"{prefix}{n}.png", f"h{prefix}{n}"), vector)
+
+
+def test_additions_are_projected_into_the_spare_rows_of_the_same_space(tuned, monkeypatch):
+    store, projection, _vectors = tuned
+    key = projection.digest
+    old_matrix, first = tuned_space(store.directory, store.snapshot(), projection, SETTINGS)
+    old_rows = np.array(old_matrix)
+    add(store, clustered(30, seed=5), "a")
+    add(store, clustered(20, seed=6), "b")
+    snapshot = store.snapshot()
+    projected = count_projected_rows(monkeypatch)
+    matrix, stage = tuned_space(store.directory, snapshot, projection, SETTINGS)
+    assert sum(projected) == 50 and matrix.shape == (2050, projection.dim)
+    assert len(stage) == 2000 and np.array_equal(stage.basis, first.basis)  # kept: the 50
+    assert np.array_equal(stage.codes, first.codes)  # new rows are scored exactly
+    assert_searches_like_exact(matrix, stage, projection, np.asarray(snapshot.vectors))
+    assert np.array_equal(old_matrix, old_rows)  # what a reader of generation 1 sees
+    generation = snapshot.generation
+    assert files(store) == [
+        f"codes-1-{key}.npy",  # the first space's files, grown in place
+        f"matrix-1-{key}.npy",
+        f"rows-{generation}-{key}.npy",
+        f"stage-{generation}-{key}.npz",
+    ]
+    projected.clear()
+    again, stage_again = tuned_space(store.directory, snapshot, projection, SETTINGS)
+    assert not projected and isinstance(again, np.memmap) and again.shape == (2050, projection.dim)
+    assert len(stage_again) == 2000 and np.array_equal(stage_again.basis, first.basis)
+    assert_searches_like_exact(again, stage_again, projection, np.asarray(snapshot.vectors))
+
+    with store.writer() as writer:  # a removal: the space is copied to new files
+        writer.remove("a3")
+    snapshot = store.snapshot()
+    projected.clear()
+    matrix, stage = tuned_space(store.directory, snapshot, projection, SETTINGS)
+    assert sum(projected) == 0 and len(stage) == 2049  # every row copied, codes carried
+    assert_searches_like_exact(matrix, stage, projection, np.asarray(snapshot.vectors))
+    assert all(name.split("-")[1] == str(snapshot.generation) for name in files(store))
+
+
+def test_too_many_rows_without_codes_carry_the_stage_to_new_files(tuned, monkeypatch):
+    store, projection, _vectors = tuned
+    _, first = tuned_space(store.directory, store.snapshot(), projection, SETTINGS)
+    monkeypatch.setattr(tuned_space_module, "_MAX_UNCOVERED_ROWS", 10)
+    add(store, clustered(30, seed=7), "a")
+    snapshot = store.snapshot()
+    matrix, stage = tuned_space(store.directory, snapshot, projection, SETTINGS)
+    assert len(stage) == 2030 and np.array_equal(stage.basis, first.basis)
+    assert_searches_like_exact(matrix, stage, projection, np.asarray(snapshot.vectors))
+    assert all(name.split("-")[1] == str(snapshot.generation) for name in files(store))

@@ -6,19 +6,25 @@ every process paid that cost on its first query, and again after every commit. N
 engine that needs a generation's space writes it under `<index>/tuned/`, and the others
 memory-map it:
 
-    matrix-<gen>-<key>.npy   float32 (N, d): the projected rows, in the index's row order
-                             (<gen>: the generation that wrote the index's matrix)
+    matrix-<gen>-<key>.npy   float32: the projected rows, in the index's row order, then
+                             unwritten spare rows (<gen>: the generation that wrote the
+                             index's matrix)
     rows-<gen>-<key>.npy     uint64 (N,): a digest of each row's raw vector
     codes-<gen>-<key>.npy    from 20k rows: the first stage's codes (as a commit writes them)
-    stage-<gen>-<key>.npz    its kind, pool, recall and basis or scales; written last, so it
-                             marks a complete space
+    stage-<gen>-<key>.npz    its kind, pool, recall and basis or scales, and which of the files
+                             above (of this generation or an earlier one) make up the space;
+                             written last, so it marks a complete space
 
-`key` is the digest of projection.npz, so a new `stylefinder tune` starts afresh. A new
+`key` is the digest of projection.npz, so a new `stylefinder tune` starts afresh. When the
+index only gained rows since the newest earlier space (commits of additions append to the
+index's matrix file), the new rows are projected into that space's spare rows, and its first
+stage stays while few rows lack codes (they are scored exactly), as commits do. Otherwise a new
 generation copies the rows whose raw vector the newest earlier space already projected and
-projects only the rest. While few rows changed since its fit, it also keeps that space's first
-stage (basis or scales, pool), as commits do. Files are written atomically, and older
-generations are removed once a newer one is complete. Where the folder cannot be written, the
-space is built in memory.
+projects only the rest; while few rows changed since its fit, it keeps that space's first stage
+(basis or scales, pool). Committed rows of the index never change, so engines that extend the
+same space at once write the same rows. Files are written atomically, and the files no newer
+complete space uses are removed. Where the folder cannot be written, the space is built in
+memory.
 
 Example:
     >>> matrix, stage = tuned_space(store.directory, snapshot, projection)  # doctest: +SKIP
@@ -33,6 +39,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +57,15 @@ from stylefinder.index.coarse import (
     stage_kinds,
 )
 from stylefinder.index.search import FirstStage
-from stylefinder.index.store import Snapshot, _write_npy, atomic_write, codes_file, npz_bytes
+from stylefinder.index.store import (
+    _MAX_UNCOVERED_ROWS,
+    _MIN_SPARE_ROWS,
+    Snapshot,
+    _write_npy,
+    atomic_write,
+    codes_file,
+    npz_bytes,
+)
 from stylefinder.recommend.projection import TUNED_FOLDER, Projection
 
 log = logging.getLogger(__name__)
@@ -83,12 +98,15 @@ def tuned_space(
         return stored.matrix, stored.stage
     try:
         folder.mkdir(exist_ok=True)
-        space = _build(folder, generation, snapshot, projection, settings)
+        previous = _previous(folder, generation, projection.digest, projection.dim)
+        space = _extend(folder, generation, snapshot, projection, previous, settings)
+        if space is None:
+            space = _build(folder, generation, snapshot, projection, settings, previous)
     except OSError as exc:
         log.warning("%s: cannot write the tuned search space (%s); built in memory", folder, exc)
         return _in_memory(snapshot, projection, settings)
-    _remove_stale(folder, generation, projection.digest)
-    return space
+    _remove_stale(folder, generation, projection.digest, keep=set(space.files.values()))
+    return space.matrix, space.stage
 
 
 def row_digests(vectors: np.ndarray) -> np.ndarray:
@@ -119,9 +137,11 @@ def _matrix_generation(snapshot: Snapshot) -> int:
 
 @dataclass
 class _Space:
-    matrix: np.ndarray
+    matrix: np.ndarray  # the projected rows (a view of the first N rows of the matrix file)
     stage: FirstStage | None
     info: dict  # the stage entry: kind ("" for none), pool, recall, changed_rows
+    files: dict[str, str]  # "matrix", "rows", "codes" (when there is a stage): file names
+    arrays: dict[str, np.ndarray]  # the stage's basis or scales, as stored
     digests: np.ndarray | None = None
 
 
@@ -138,17 +158,30 @@ def _load(folder: Path, name: str, shape: tuple[int, int]) -> _Space | None:
         with np.load(folder / f"stage-{name}.npz", allow_pickle=False) as data:
             info = json.loads(str(data["info"]))
             arrays = {key: data[key] for key in data.files if key != "info"}
-        matrix = np.load(folder / f"matrix-{name}.npy", mmap_mode="r", allow_pickle=False)
-        if matrix.shape != shape or matrix.dtype != np.float32:
-            raise ValueError(f"matrix {matrix.shape} {matrix.dtype}, expected {shape} float32")
+        files = info.get("files") or {  # as the first version wrote them
+            "matrix": f"matrix-{name}.npy",
+            "rows": f"rows-{name}.npy",
+            "codes": f"codes-{name}.npy",
+        }
+        stored = np.load(folder / files["matrix"], mmap_mode="r", allow_pickle=False)
+        rows = int(info.get("rows", shape[0]))
+        if (
+            rows != shape[0]
+            or stored.ndim != 2
+            or stored.shape[0] < rows
+            or stored.shape[1] != shape[1]
+            or stored.dtype != np.float32
+        ):
+            raise ValueError(f"matrix {stored.shape} {stored.dtype}, expected {shape} float32")
+        matrix = stored[:rows]
         if not info.get("kind"):
-            return _Space(matrix, None, info)
-        codes = np.load(folder / f"codes-{name}.npy", mmap_mode="r", allow_pickle=False)
+            return _Space(matrix, None, info, files, arrays)
+        codes = np.load(folder / files["codes"], mmap_mode="r", allow_pickle=False)
         pool, recall = int(info["pool"]), info.get("recall_at_10")
         stage = stage_from_arrays(info["kind"], arrays, codes, pool, recall, shape)
         if stage is None:
             raise ValueError("first stage does not fit the matrix")
-        return _Space(matrix, stage, info)
+        return _Space(matrix, stage, info, files, arrays)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError) as exc:
@@ -167,8 +200,10 @@ def _previous(folder: Path, generation: int, key: str, width: int) -> _Space | N
     for other in sorted(generations, reverse=True):
         name = f"{other}-{key}"
         try:
-            digests = np.load(folder / f"rows-{name}.npy", allow_pickle=False)
-        except (OSError, ValueError):
+            with np.load(folder / f"stage-{name}.npz", allow_pickle=False) as data:
+                files = json.loads(str(data["info"])).get("files") or {}
+            digests = np.load(folder / files.get("rows", f"rows-{name}.npy"), allow_pickle=False)
+        except (OSError, ValueError, KeyError):
             continue
         space = _load(folder, name, (len(digests), width))
         if space is not None and digests.dtype == np.uint64:
@@ -187,17 +222,63 @@ def _sources(digests: np.ndarray, previous: _Space | None) -> np.ndarray:
     return np.where(ranked[at] == digests, order[at], -1).astype(np.int64)
 
 
+def _extend(
+    folder: Path,
+    generation: int,
+    snapshot: Snapshot,
+    projection: Projection,
+    previous: _Space | None,
+    settings: CoarseSettings,
+) -> _Space | None:
+    """The space of `snapshot` as `previous` with the rows the index gained since projected into
+    its spare rows; None when the index changed otherwise, there is no room, or the first stage
+    should change: too many rows lack its codes, the rows drifted, or the index has grown big
+    enough to need one."""
+    if previous is None or "vectors" not in previous.info:
+        return None
+    start, total = len(previous.matrix), len(snapshot)
+    if previous.info["vectors"] != snapshot.state.get("vectors") or start >= total:
+        return None  # not only rows appended to the same matrix file
+    stage = previous.stage
+    changed = int(previous.info.get("changed_rows", 0)) + total - start
+    if (
+        changed > settings.max_drift * total
+        or (stage is None and start < settings.min_rows <= total)
+        or (stage is not None and total - len(stage) > _MAX_UNCOVERED_ROWS)
+    ):
+        return None
+    path = folder / previous.files["matrix"]
+    stored = np.load(path, mmap_mode="r+", allow_pickle=False)
+    if stored.shape[0] < total:
+        return None
+    added = np.asarray(snapshot.vectors[start:total])
+    stored[start:total] = projection.apply(added)
+    stored.flush()
+    del stored
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    name = f"{generation}-{projection.digest}"
+    digests = np.concatenate([previous.digests, row_digests(added)])
+    files = {**previous.files, "rows": f"rows-{name}.npy"}
+    atomic_write(folder / files["rows"], _npy_bytes(digests))
+    info = {**previous.info, "rows": total, "changed_rows": changed, "files": files}
+    atomic_write(folder / f"stage-{name}.npz", npz_bytes(info=json.dumps(info), **previous.arrays))
+    matrix = np.load(path, mmap_mode="r", allow_pickle=False)[:total]
+    log.info("tuned search space %s: %d rows projected into %s", name, total - start, path.name)
+    return _Space(matrix, stage, info, files, previous.arrays, digests)
+
+
 def _build(
     folder: Path,
     generation: int,
     snapshot: Snapshot,
     projection: Projection,
     settings: CoarseSettings,
-) -> tuple[np.ndarray, FirstStage | None]:
+    previous: _Space | None,
+) -> _Space:
     name = f"{generation}-{projection.digest}"
     vectors = snapshot.vectors
     digests = row_digests(vectors)
-    previous = _previous(folder, generation, projection.digest, projection.dim)
     source = _sources(digests, previous)
 
     def fill(out: np.ndarray) -> None:
@@ -209,16 +290,20 @@ def _build(
             if len(new):
                 out[start + new] = projection.apply(vectors[start + new])
 
-    matrix_path = folder / f"matrix-{name}.npy"
-    _write_npy(matrix_path, (len(vectors), projection.dim), fill)
-    matrix = np.load(matrix_path, mmap_mode="r", allow_pickle=False)
-    atomic_write(folder / f"rows-{name}.npy", _npy_bytes(digests))
-    codes_path = folder / f"codes-{name}.npy"
-    stage, info, arrays = _first_stage(codes_path, matrix, source, previous, settings)
+    total = len(vectors)
+    files = {key: f"{key}-{name}.npy" for key in ("matrix", "rows", "codes")}
+    spare = max(_MIN_SPARE_ROWS, total // 4)  # for rows added later; unwritten, they take no disk
+    _write_npy(folder / files["matrix"], (total + spare, projection.dim), fill)
+    matrix = np.load(folder / files["matrix"], mmap_mode="r", allow_pickle=False)[:total]
+    atomic_write(folder / files["rows"], _npy_bytes(digests))
+    stage, info, arrays = _first_stage(folder / files["codes"], matrix, source, previous, settings)
+    if stage is None:
+        del files["codes"]
+    info = {**info, "rows": total, "vectors": snapshot.state.get("vectors", ""), "files": files}
     atomic_write(folder / f"stage-{name}.npz", npz_bytes(info=json.dumps(info), **arrays))
     kept = int(np.count_nonzero(source >= 0))
     log.info("tuned search space %s: %d rows projected, %d copied", name, len(source) - kept, kept)
-    return matrix, stage
+    return _Space(matrix, stage, info, files, arrays, digests)
 
 
 def _first_stage(
@@ -253,11 +338,13 @@ def _first_stage(
     return stage, {**info, "changed_rows": 0}, arrays
 
 
-def _remove_stale(folder: Path, generation: int, key: str) -> None:
-    """Delete the spaces of earlier generations and of other projections."""
+def _remove_stale(folder: Path, generation: int, key: str, keep: set[str]) -> None:
+    """Delete the files of earlier generations and of other projections, but those in `keep`
+    (the files the space of `generation` uses)."""
     for path in folder.iterdir():
         match = _FILE.match(path.name)
-        if match and (int(match[2]) < generation or match[3] != key):
+        stale = match and (int(match[2]) < generation or match[3] != key)
+        if stale and path.name not in keep:
             with contextlib.suppress(OSError):  # in use elsewhere (Windows) or already gone
                 path.unlink()
 
