@@ -236,3 +236,23 @@ def test_too_many_rows_without_codes_carry_the_stage_to_new_files(tuned, monkeyp
     assert len(stage) == 2030 and np.array_equal(stage.basis, first.basis)
     assert_searches_like_exact(matrix, stage, projection, np.asarray(snapshot.vectors))
     assert all(name.split("-")[1] == str(snapshot.generation) for name in files(store))
+
+
+def test_engines_growing_the_space_at_once_agree(tuned):
+    from concurrent.futures import ThreadPoolExecutor
+
+    store, projection, _vectors = tuned
+    tuned_space(store.directory, store.snapshot(), projection, SETTINGS)
+    add(store, clustered(10, seed=8), "a")
+    middle = store.snapshot()
+    add(store, clustered(10, seed=9), "b")
+    latest = store.snapshot()
+    jobs = [middle, latest] * 4  # two generations grown from the same space, each four times
+    with ThreadPoolExecutor(4) as pool:
+        spaces = list(
+            pool.map(lambda s: tuned_space(store.directory, s, projection, SETTINGS), jobs)
+        )
+    for snapshot, (matrix, stage) in zip(jobs, spaces, strict=True):
+        assert_searches_like_exact(matrix, stage, projection, np.asarray(snapshot.vectors))
+    matrix, stage = tuned_space(store.directory, latest, projection, SETTINGS)
+    assert_searches_like_exact(matrix, stage, projection, np.asarray(latest.vectors))
