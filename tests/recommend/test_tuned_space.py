@@ -5,6 +5,7 @@ when damaged or re-tuned, and kept in memory where the index cannot be written."
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,9 @@ def tuned(tmp_path: Path) -> tuple[IndexStore, Projection, np.ndarray]:
 
 
 def files(store: IndexStore) -> list[str]:
-    return sorted(p.name for p in (store.directory / TUNED_FOLDER).iterdir())
+    """The tuned space's file names, without their writers' tokens."""
+    names = (p.name for p in (store.directory / TUNED_FOLDER).iterdir())
+    return sorted(re.sub(r"^(\w+-\d+-[0-9a-f]+)-[0-9a-f]{8}(\.npy)$", r"\1\2", n) for n in names)
 
 
 def count_projected_rows(monkeypatch) -> list[int]:
@@ -130,7 +133,7 @@ def test_a_new_projection_starts_afresh_and_removes_the_old_space(tuned, monkeyp
 def test_a_damaged_space_is_rebuilt(tuned, caplog):
     store, projection, vectors = tuned
     tuned_space(store.directory, store.snapshot(), projection, SETTINGS)
-    path = store.directory / TUNED_FOLDER / f"matrix-1-{projection.digest}.npy"
+    path = next((store.directory / TUNED_FOLDER).glob(f"matrix-1-{projection.digest}-*.npy"))
     path.write_bytes(path.read_bytes()[:1000])  # truncated
     with caplog.at_level(logging.WARNING):
         matrix, stage = tuned_space(store.directory, store.snapshot(), projection, SETTINGS)
@@ -256,3 +259,16 @@ def test_engines_growing_the_space_at_once_agree(tuned):
         assert_searches_like_exact(matrix, stage, projection, np.asarray(snapshot.vectors))
     matrix, stage = tuned_space(store.directory, latest, projection, SETTINGS)
     assert_searches_like_exact(matrix, stage, projection, np.asarray(latest.vectors))
+
+
+def test_an_older_engine_rebuilding_its_space_leaves_the_newer_one_whole(tuned):
+    store, projection, vectors = tuned
+    old = store.snapshot()
+    tuned_space(store.directory, old, projection, SETTINGS)
+    add(store, clustered(30, seed=10), "a")
+    new = store.snapshot()
+    tuned_space(store.directory, new, projection, SETTINGS)  # grows the first space's files
+    matrix, stage = tuned_space(store.directory, old, projection, SETTINGS)  # its stage is gone
+    assert_searches_like_exact(matrix, stage, projection, vectors)
+    matrix, stage = tuned_space(store.directory, new, projection, SETTINGS)
+    assert_searches_like_exact(matrix, stage, projection, np.asarray(new.vectors))

@@ -6,14 +6,15 @@ every process paid that cost on its first query, and again after every commit. N
 engine that needs a generation's space writes it under `<index>/tuned/`, and the others
 memory-map it:
 
-    matrix-<gen>-<key>.npy   float32: the projected rows, in the index's row order, then
-                             unwritten spare rows (<gen>: the generation that wrote the
-                             index's matrix)
-    rows-<gen>-<key>.npy     uint64 (N,): a digest of each row's raw vector
-    codes-<gen>-<key>.npy    from 20k rows: the first stage's codes (as a commit writes them)
-    stage-<gen>-<key>.npz    its kind, pool, recall and basis or scales, and which of the files
-                             above (of this generation or an earlier one) make up the space;
-                             written last, so it marks a complete space
+    matrix-<gen>-<key>-<token>.npy   float32: the projected rows, in the index's row order,
+                                     then unwritten spare rows (<gen>: the generation that
+                                     wrote the index's matrix; <token>: its writer's)
+    rows-<gen>-<key>-<token>.npy     uint64 (N,): a digest of each row's raw vector
+    codes-<gen>-<key>-<token>.npy    from 20k rows: the first stage's codes
+    stage-<gen>-<key>.npz            its kind, pool, recall and basis or scales, and which
+                                     of the files above (of this generation or an earlier
+                                     one) make up the space; written last, so it marks a
+                                     complete space
 
 `key` is the digest of projection.npz, so a new `stylefinder tune` starts afresh. When the
 index only gained rows since the newest earlier space (commits of additions append to the
@@ -41,6 +42,7 @@ import json
 import logging
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +72,9 @@ from stylefinder.recommend.projection import TUNED_FOLDER, Projection
 
 log = logging.getLogger(__name__)
 
-_FILE = re.compile(r"^(matrix|rows|codes|stage)-(\d+)-([0-9a-f]+)\.np[yz]$")
+# data files carry a token of their writer: a space written again (by an engine of an older
+# generation, or after a damage) never replaces a file that a newer space grew into
+_FILE = re.compile(r"^(matrix|rows|codes|stage)-(\d+)-([0-9a-f]+)(-[0-9a-f]+)?\.np[yz]$")
 _BLOCK_ROWS = 16_384  # rows projected or copied per step
 
 
@@ -88,12 +92,11 @@ def tuned_space(
         >>> matrix, stage = tuned_space("shop", engine.snapshot, projection)  # doctest: +SKIP
     """
     folder = Path(directory) / TUNED_FOLDER
-    shape = (len(snapshot), projection.dim)
     if not projection.digest or not len(snapshot):
         return _in_memory(snapshot, projection, settings)
     generation = _matrix_generation(snapshot)
     name = f"{generation}-{projection.digest}"
-    stored = _load(folder, name, shape)
+    stored = _load(folder, name, projection.dim, rows=len(snapshot))
     if stored is not None:
         return stored.matrix, stored.stage
     try:
@@ -152,8 +155,9 @@ def _in_memory(
     return matrix, build_first_stage(matrix, settings)
 
 
-def _load(folder: Path, name: str, shape: tuple[int, int]) -> _Space | None:
-    """The complete space `name` for a matrix of `shape`; None when it is missing or damaged."""
+def _load(folder: Path, name: str, width: int, rows: int | None = None) -> _Space | None:
+    """The complete space `name` of projected rows `width` wide (and `rows` of them, when
+    given); None when it is missing, damaged or of another size."""
     try:
         with np.load(folder / f"stage-{name}.npz", allow_pickle=False) as data:
             info = json.loads(str(data["info"]))
@@ -164,16 +168,15 @@ def _load(folder: Path, name: str, shape: tuple[int, int]) -> _Space | None:
             "codes": f"codes-{name}.npy",
         }
         stored = np.load(folder / files["matrix"], mmap_mode="r", allow_pickle=False)
-        rows = int(info.get("rows", shape[0]))
-        if (
-            rows != shape[0]
-            or stored.ndim != 2
-            or stored.shape[0] < rows
-            or stored.shape[1] != shape[1]
-            or stored.dtype != np.float32
-        ):
-            raise ValueError(f"matrix {stored.shape} {stored.dtype}, expected {shape} float32")
-        matrix = stored[:rows]
+        count = int(info.get("rows", len(stored)))
+        if rows is not None and count != rows:
+            raise ValueError(f"{count} rows, expected {rows}")
+        shape = (count, width)
+        if stored.ndim != 2 or stored.shape[1] != width or stored.dtype != np.float32:
+            raise ValueError(f"matrix {stored.shape} {stored.dtype}, expected {width} float32")
+        if len(stored) < count:
+            raise ValueError(f"matrix of {len(stored)} rows, expected {count}")
+        matrix = stored[:count]
         if not info.get("kind"):
             return _Space(matrix, None, info, files, arrays)
         codes = np.load(folder / files["codes"], mmap_mode="r", allow_pickle=False)
@@ -198,15 +201,14 @@ def _previous(folder: Path, generation: int, key: str, width: int) -> _Space | N
         if match and int(match[2]) != generation:
             generations.append(int(match[2]))
     for other in sorted(generations, reverse=True):
-        name = f"{other}-{key}"
-        try:
-            with np.load(folder / f"stage-{name}.npz", allow_pickle=False) as data:
-                files = json.loads(str(data["info"])).get("files") or {}
-            digests = np.load(folder / files.get("rows", f"rows-{name}.npy"), allow_pickle=False)
-        except (OSError, ValueError, KeyError):
+        space = _load(folder, f"{other}-{key}", width)
+        if space is None:
             continue
-        space = _load(folder, name, (len(digests), width))
-        if space is not None and digests.dtype == np.uint64:
+        try:
+            digests = np.load(folder / space.files["rows"], allow_pickle=False)
+        except (OSError, ValueError):
+            continue
+        if digests.dtype == np.uint64 and digests.shape == (len(space.matrix),):
             space.digests = digests
             return space
     return None
@@ -259,7 +261,7 @@ def _extend(
         os.fsync(f.fileno())
     name = f"{generation}-{projection.digest}"
     digests = np.concatenate([previous.digests, row_digests(added)])
-    files = {**previous.files, "rows": f"rows-{name}.npy"}
+    files = {**previous.files, "rows": f"rows-{name}-{secrets.token_hex(4)}.npy"}
     atomic_write(folder / files["rows"], _npy_bytes(digests))
     info = {**previous.info, "rows": total, "changed_rows": changed, "files": files}
     atomic_write(folder / f"stage-{name}.npz", npz_bytes(info=json.dumps(info), **previous.arrays))
@@ -291,7 +293,8 @@ def _build(
                 out[start + new] = projection.apply(vectors[start + new])
 
     total = len(vectors)
-    files = {key: f"{key}-{name}.npy" for key in ("matrix", "rows", "codes")}
+    token = secrets.token_hex(4)
+    files = {key: f"{key}-{name}-{token}.npy" for key in ("matrix", "rows", "codes")}
     spare = max(_MIN_SPARE_ROWS, total // 4)  # for rows added later; unwritten, they take no disk
     _write_npy(folder / files["matrix"], (total + spare, projection.dim), fill)
     matrix = np.load(folder / files["matrix"], mmap_mode="r", allow_pickle=False)[:total]
