@@ -299,11 +299,11 @@ class Engine:
 
     def embed(self, image: ImageSource) -> np.ndarray:
         """The unit vector of an image (path, bytes or PIL image) in this index's space."""
-        return self._query_vector(image, _content_hash(image))
+        return np.array(self._query_vector(image, _content_hash(image)))  # the caller's own
 
     def _query_vector(self, image: ImageSource, digest: str | None) -> np.ndarray:
-        """The vector of a query image, from the last few queries when its content is the same
-        (`recognize` then `recommend` on one upload run the model once)."""
+        """The (read-only) vector of a query image, from the last few queries when its content
+        is the same (`recognize` then `recommend` on one upload run the model once)."""
         if digest is not None:
             with self._recent_lock:
                 vector = self._recent.get(digest)
@@ -315,6 +315,7 @@ class Engine:
         return vector
 
     def _remember(self, digest: str | None, vector: np.ndarray) -> None:
+        vector.setflags(write=False)  # shared by the searches of the same upload
         if digest is None:  # a PIL image: no content hash to know it by
             return
         with self._recent_lock:
