@@ -11,13 +11,14 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def distance(points, centre):  # pragma: no cover - compiled by numba, not traced
-    """CIELAB distance of each row of `points` (N, C) to `centre` (C,), in float32."""
+def distance(points, centre, first=0):  # pragma: no cover - compiled by numba, not traced
+    """CIELAB distance of each row of `points` (N, C) to `centre` (C,), over channels `first`..,
+    in float32."""
     rows, width = points.shape
     out = np.empty(rows, np.float32)
     for i in range(rows):
         total = np.float32(0)
-        for k in range(width):
+        for k in range(first, width):
             d = np.float32(points[i, k] - centre[k])
             total += d * d
         out[i] = np.sqrt(total)
@@ -284,17 +285,9 @@ def border_colour(border, plain_de, min_share):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def plane_distance(lab, centre, first):  # pragma: no cover - compiled by numba, not traced
-    """`distance` per pixel of `lab` (H, W, C) over channels `first`.. to `centre[first:]`."""
+    """`distance` per pixel of `lab` (H, W, C), C-contiguous: (H, W) float32."""
     height, width, depth = lab.shape
-    out = np.empty((height, width), np.float32)
-    for i in range(height):
-        for j in range(width):
-            total = np.float32(0)
-            for k in range(first, depth):
-                d = np.float32(lab[i, j, k] - centre[k])
-                total += d * d
-            out[i, j] = np.sqrt(total)
-    return out
+    return distance(lab.reshape(height * width, depth), centre, first).reshape(height, width)
 
 
 @njit(cache=True, nogil=True)
