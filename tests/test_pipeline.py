@@ -175,3 +175,70 @@ def test_kills_at_random_moments_never_corrupt(demo, tmp_path: Path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert len(IndexStore.open(index_dir).snapshot()) == 96
+
+
+def test_a_wrong_folder_removes_nothing_until_allowed_and_restore_brings_items_back(
+    small_catalog: Path, tmp_path: Path, embedder, capsys
+):
+    from stylefinder.cli import main
+    from stylefinder.errors import RemovalGuardError
+
+    index_dir = tmp_path / "ix"
+    build_index(small_catalog, index_dir, embedder=embedder)
+    generation = IndexStore.open(index_dir).generation()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    with pytest.raises(RemovalGuardError, match=r"would remove 12 of the index's 12") as caught:
+        build_index(empty, index_dir, embedder=embedder)
+    assert len(caught.value.removals) == 12
+    assert main(["index", str(empty), "--index", str(index_dir)]) == 1  # no terminal: refused
+    err = capsys.readouterr().err
+    assert "--allow-removals" in err and "nothing was written" in err
+    assert main(["index", str(empty), "--index", str(index_dir), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "remove 12" in out and "would remove images/" in out
+    assert IndexStore.open(index_dir).generation() == generation  # nothing written
+
+    summary = build_index(empty, index_dir, embedder=embedder, allow_removals=True)
+    assert summary.removed == 12 and summary.total == 0
+    assert main(["restore", "--index", str(index_dir)]) == 0
+    assert "12 items (were 0)" in capsys.readouterr().out
+    engine = Engine.open(index_dir)
+    assert len(engine) == 12
+    some = engine.snapshot.items[0].id
+    assert engine.similar(some, k=3)[0].score > 0.5  # the vectors came back with the items
+
+
+def test_a_dry_run_counts_what_a_run_would_do_and_writes_nothing(
+    small_catalog: Path, tmp_path: Path, embedder
+):
+    index_dir = tmp_path / "ix"
+    plan = build_index(small_catalog, index_dir, dry_run=True)  # no index yet: none is made
+    assert (plan.embedded, plan.removed, plan.total) == (12, 0, 12)
+    assert not index_dir.exists()
+    build_index(small_catalog, index_dir, embedder=embedder)
+    images = sorted((small_catalog / "images").glob("*.png"))
+    images[0].unlink()
+    Image.open(images[1]).rotate(90).save(images[2])  # changed content
+    plan = build_index(small_catalog, index_dir, dry_run=True)
+    assert (plan.embedded, plan.changed, plan.removed) == (1, 1, 1)
+    assert plan.removed_ids == [f"images/{images[0].name}"] and plan.total == 11
+    real = build_index(small_catalog, index_dir, embedder=embedder)
+    assert (real.embedded, real.changed, real.removed, real.total) == (1, 1, 1, 11)
+
+
+def test_rebuild_replaces_a_damaged_manifest(small_catalog: Path, tmp_path: Path, embedder):
+    from stylefinder.errors import DamagedIndexError
+
+    index_dir = tmp_path / "ix"
+    build_index(small_catalog, index_dir, embedder=embedder)
+    for path in index_dir.glob("manifest.sqlite*"):
+        path.unlink()
+    (index_dir / "manifest.sqlite").write_bytes(os.urandom(4096))
+    with pytest.raises(DamagedIndexError, match="--rebuild"):
+        build_index(small_catalog, index_dir, embedder=embedder)
+    summary = build_index(small_catalog, index_dir, embedder=embedder, rebuild=True)
+    assert summary.embedded == 12 and summary.total == 12
+    assert len(list(index_dir.glob("replaced-*/manifest.sqlite"))) == 1
+    assert len(Engine.open(index_dir)) == 12

@@ -6,12 +6,14 @@ import argparse
 import json
 import logging
 import shlex
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 from stylefinder import __version__
 from stylefinder.embed.backbones import DEFAULT_BACKBONE, POOLINGS, list_backbones
-from stylefinder.errors import StylefinderError
+from stylefinder.errors import StylefinderError, UnknownColumnError
+from stylefinder.pipeline import DEFAULT_MAX_REMOVAL_SHARE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,8 +25,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args) or 0
+    except UnknownColumnError as exc:  # a usage mistake: like argparse's, exit 2
+        print(f"stylefinder: error: {exc}", file=sys.stderr)
+        return 2
     except (StylefinderError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"stylefinder: error: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # a store that did not say which file: still no trace
+        print(f"stylefinder: error: an index database cannot be read ({exc})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("stylefinder: interrupted; the index keeps its last checkpoint", file=sys.stderr)
@@ -85,9 +93,40 @@ def _parser() -> argparse.ArgumentParser:
         help="without a tuned classifier, predict category_pred from the ImageNet head "
         "(read from the same model run as the vector)",
     )
+    index.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be added, changed and removed, and write nothing",
+    )
+    index.add_argument(
+        "--allow-removals",
+        "--prune",
+        action="store_true",
+        help="remove the items whose files are gone even when they are many",
+    )
+    index.add_argument(
+        "--max-removals",
+        type=_share,
+        default=DEFAULT_MAX_REMOVAL_SHARE,
+        metavar="SHARE",
+        help="stop before writing when a run would remove more than this share of the items "
+        f"(default {DEFAULT_MAX_REMOVAL_SHARE}); asks first on a terminal",
+    )
+    index.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="set the index's files aside (a damaged index) and build it anew from the folder",
+    )
     index.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
     index.set_defaults(run=_index)
+
+    restore = sub.add_parser(
+        "restore", help="bring back the index as it was before the last `index` run"
+    )
+    restore.add_argument("--index", required=True, help="index directory")
+    restore.add_argument("--yes", action="store_true", help="do not ask, even when it removes")
+    restore.set_defaults(run=_restore)
 
     recognize = sub.add_parser("recognize", help="garment category and colours of a photo")
     recognize.add_argument("image", help="image file")
@@ -228,12 +267,51 @@ def _demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        message = f"wants a share such as 0.2 or 20%, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"wants a share between 0 and 1, got {text!r}")
+    return value
+
+
+def _ask(question: str) -> bool:
+    """Ask a yes/no question on the terminal; False without one (scripts, CI)."""
+    if not sys.stdin.isatty():
+        return False
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
 def _index(args: argparse.Namespace) -> int:
+    from stylefinder.errors import RemovalGuardError
+
+    try:
+        return _run_index(args, allow_removals=args.allow_removals)
+    except RemovalGuardError as exc:
+        print(f"stylefinder: {exc}", file=sys.stderr)
+        if not _ask(f"Remove these {len(exc.removals)} items?"):
+            print("stylefinder: nothing was written", file=sys.stderr)
+            return 1
+    return _run_index(args, allow_removals=True)
+
+
+def _run_index(args: argparse.Namespace, *, allow_removals: bool) -> int:
     from stylefinder.pipeline import build_index
 
     summary = build_index(
         args.catalog,
         args.index,
+        dry_run=args.dry_run,
+        allow_removals=allow_removals,
+        max_removal_share=args.max_removals,
+        rebuild=args.rebuild,
         metadata_csv=args.meta,
         backbone=args.backbone,
         pooling=args.pooling,
@@ -250,6 +328,9 @@ def _index(args: argparse.Namespace) -> int:
     if args.json:
         payload = dict(summary.__dict__, images_per_second=summary.images_per_second)
         print(json.dumps(payload, indent=2, default=list))
+        return 0
+    if summary.dry_run:
+        _print_plan(summary, args.index)
         return 0
     print(
         f"indexed {summary.total} items in {args.index}: {summary.embedded} embedded "
@@ -273,6 +354,44 @@ def _index(args: argparse.Namespace) -> int:
         print(f"recognized {summary.recognized} items (metadata columns {columns})")
     for item_id, reason in summary.recognition_failed[:20]:
         print(f"  could not recognize {item_id}: {reason}")
+    return 0
+
+
+def _print_plan(summary, index_dir: str) -> None:
+    print(
+        f"dry run, nothing written to {index_dir}: {summary.scanned} images found; would embed "
+        f"{summary.embedded} ({summary.embedded - summary.changed} new, {summary.changed} "
+        f"changed), reuse {summary.reused} by content, update metadata of "
+        f"{summary.updated_metadata}, keep {summary.unchanged} unchanged and remove "
+        f"{summary.removed}; {summary.total} items after"
+    )
+    for item_id in summary.removed_ids[:50]:
+        print(f"  would remove {item_id}")
+    if summary.removed > 50:
+        print(f"  ... and {summary.removed - 50} more (--json lists them all)")
+    for path, reason in summary.skipped:
+        print(f"  would skip {path}: {reason}")
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from stylefinder.pipeline import restore_index
+
+    def confirm(point, current: int) -> bool:
+        print(
+            f"restore generation {point.generation} ({point.items} items, saved "
+            f"{point.saved_at}) in place of the current {current} items"
+        )
+        removes = current - point.items
+        if args.yes or removes <= DEFAULT_MAX_REMOVAL_SHARE * max(current, 1):
+            return True
+        return _ask(f"That leaves {removes} fewer items. Restore?")
+
+    done = restore_index(args.index, confirm=confirm)
+    print(
+        f"restored generation {done.restored_generation} as generation {done.generation}: "
+        f"{done.items_after} items (were {done.items_before}); `stylefinder restore --index "
+        f"{args.index}` again undoes this"
+    )
     return 0
 
 

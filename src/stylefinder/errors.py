@@ -42,3 +42,37 @@ class UnknownUserError(StylefinderError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else "unknown user"
+
+
+class UnknownColumnError(StylefinderError, ValueError):
+    """A filter, a tuning run or a setting names a metadata column the index does not have.
+
+    `known` lists the columns the index has, so callers can show them (the message does).
+    """
+
+    def __init__(self, message: str, known: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.known = list(known)
+
+
+class BadFilterError(StylefinderError, ValueError):
+    """A filter cannot be read (bad syntax, a range on a text column, an unreadable bound)."""
+
+
+class DamagedIndexError(IndexStateError):
+    """A file of the index directory is damaged; the message names it and how to rebuild."""
+
+
+class NoSpaceError(StylefinderError, OSError):
+    """The disk holding the index is full; the message says which one and how much is needed."""
+
+
+class RemovalGuardError(StylefinderError, RuntimeError):
+    """An `index` run would remove more of the catalog than allowed; nothing was written.
+
+    `removals` lists the ids it would remove.
+    """
+
+    def __init__(self, message: str, removals: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.removals = list(removals)

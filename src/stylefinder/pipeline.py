@@ -2,8 +2,10 @@
 
 Re-running is incremental: a file whose size and modification time are unchanged is not even
 re-read; a file whose content hash is already in the index (moved, renamed, duplicated) reuses
-its vector; only new content is embedded. Files gone from the folder leave the index. Bad files
-are skipped and listed in the summary. Work is committed every `checkpoint_seconds`, so a killed
+its vector; only new content is embedded. Files gone from the folder leave the index, but a run
+that would remove more than a fifth of it stops before writing (a wrong or empty folder), and
+the generation before each run can be restored. Bad files are skipped and listed in the
+summary. Work is committed every `checkpoint_seconds`, so a killed
 run keeps what it finished and the next run resumes from there.
 
 Example:
@@ -14,16 +16,19 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from stylefinder.catalog.metadata import CatalogEntry, match_files, read_metadata_csv
 from stylefinder.catalog.scan import file_hash, scan_folder
 from stylefinder.embed.backbones import DEFAULT_BACKBONE
 from stylefinder.embed.runner import Embedder
-from stylefinder.index.store import IndexStore, utc_now
+from stylefinder.errors import IndexStateError, RemovalGuardError
+from stylefinder.index.store import HEADER_FILE, MANIFEST_FILE, IndexStore, Snapshot, utc_now
 from stylefinder.recognize.recognition import (
     CATEGORY_COLUMN,
     COLOURS_COLUMN,
@@ -54,6 +59,8 @@ class IndexSummary:
     embed_seconds: float = 0.0
     recognized: int = 0  # items whose colours (and category) were named in this run
     recognition_failed: list[tuple[str, str]] = field(default_factory=list)  # (item id, reason)
+    dry_run: bool = False  # nothing was written: the counts say what a real run would do
+    removed_ids: list[str] = field(default_factory=list)  # the items the folder no longer has
 
     @property
     def images_per_second(self) -> float:
@@ -61,6 +68,7 @@ class IndexSummary:
 
 
 ProgressFactory = Callable[[int], object]
+DEFAULT_MAX_REMOVAL_SHARE = 0.2  # a run removing more of the catalog than this stops first
 
 
 def build_index(
@@ -80,6 +88,10 @@ def build_index(
     embedder: Embedder | None = None,
     recognize: bool = True,
     imagenet_categories: bool = False,
+    dry_run: bool = False,
+    allow_removals: bool = False,
+    max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE,
+    rebuild: bool = False,
 ) -> IndexSummary:
     """Index the images under `catalog_dir` into `index_dir` (created or updated in place).
 
@@ -88,19 +100,44 @@ def build_index(
     decoded for embedding, and then `category_pred` from a tuned classifier, or from the ImageNet
     head when `imagenet_categories` (read from the same model run as the vector); values the
     metadata CSV gives are kept. See `annotate_index`, which also names what is still unnamed.
+
+    A run that would remove more than `max_removal_share` of the folder's items (a wrong or
+    empty folder) raises `RemovalGuardError` before writing anything, unless `allow_removals`.
+    `dry_run` counts what would change and writes nothing. The generation before the run stays
+    restorable (`restore_index`). `rebuild` sets a damaged index's files aside (in a
+    `replaced-<time>/` folder inside the index) and builds it anew.
+
+    Example:
+        >>> build_index("photos", "index", dry_run=True).removed_ids  # doctest: +SKIP
+        ['sku-1', 'sku-2']
     """
     started = time.perf_counter()
     root = Path(catalog_dir).resolve()
-    summary = IndexSummary()
+    summary = IndexSummary(dry_run=dry_run)
     files = scan_folder(root, skip=[Path(index_dir)])
     summary.scanned = len(files)
     table = read_metadata_csv(metadata_csv, root) if metadata_csv else None
     entries, problems, summary.metadata_rows_without_image = match_files(files, table)
     summary.metadata_problems = (table.problems if table else []) + problems
+    wanted = {entry.item_id for entry in entries}
+
+    if rebuild and not dry_run:
+        header = _readable_header(index_dir)
+        if header is not None and backbone == DEFAULT_BACKBONE and pooling is None:
+            backbone, pooling = header.backbone, header.pooling
+        set_aside_index(index_dir)
+    existing = IndexStore.open(index_dir) if IndexStore.exists(index_dir) else None
+    base = existing.snapshot() if existing is not None else None
+    if dry_run:
+        _plan(entries, base, wanted, summary)
+        summary.seconds = time.perf_counter() - started
+        return summary
+    if base is not None:  # before the model loads: a wrong folder is refused at once
+        _check_removals(base, wanted, root, allow_removals, max_removal_share)
 
     if embedder is None:
-        if IndexStore.exists(index_dir):  # keep the index's own backbone unless told otherwise
-            header = IndexStore.open(index_dir).header
+        if existing is not None:  # keep the index's own backbone unless told otherwise
+            header = existing.header
             if backbone == DEFAULT_BACKBONE and pooling is None:
                 backbone, pooling = header.backbone, header.pooling
             precision = precision or header.precision
@@ -115,47 +152,30 @@ def build_index(
         )
     store = IndexStore.open_or_create(index_dir, embedder.space)
 
-    with store.writer() as writer:
+    with store.writer(keep_restore_point=True) as writer:
+        _check_removals(writer.base, wanted, root, allow_removals, max_removal_share)
         # items added through the API are not the folder's to remove
-        current = {item.id: item for item in writer.base.items if item.source == "catalog"}
+        current = _catalog_items(writer.base)
         by_hash = {item.hash: item.id for item in writer.base.items}
         if writer.base.catalog_root != str(root):
             writer.set_state("catalog_root", str(root))
-        wanted = {entry.item_id for entry in entries}
-        for item_id in current.keys() - wanted:
+        for item_id in sorted(current.keys() - wanted):
             writer.remove(item_id)
             summary.removed += 1
+            summary.removed_ids.append(item_id)
 
         to_embed: dict[str, tuple[CatalogEntry, str]] = {}
         for entry in entries:
             old = current.get(entry.item_id)
-            same_file = old is not None and (old.path, old.size, old.mtime_ns) == (
-                entry.file.relpath,
-                entry.file.size,
-                entry.file.mtime_ns,
-            )
-            try:
-                digest = old.hash if same_file else file_hash(entry.file.abspath)
-            except OSError as exc:
-                summary.skipped.append((entry.file.relpath, f"cannot read file ({exc})"))
+            kind, item, digest = _classify(entry, old, by_hash, summary)
+            if kind == "unreadable":
                 if old is not None:
                     writer.remove(entry.item_id)
-                continue
-            item = _item(entry, digest, old)
-            if old is not None and old.hash == digest:
-                if same_file and old.metadata == item.metadata:
-                    summary.unchanged += 1
-                    continue
-                if old.metadata == item.metadata:  # moved or touched: keep its timestamps
-                    item = item.replace(updated_at=old.updated_at)
-                    summary.unchanged += 1
-                else:
-                    summary.updated_metadata += 1
+            elif kind in ("moved", "metadata"):
                 writer.put(item, None)
-            elif digest in by_hash:  # same bytes already embedded under another id
+            elif kind == "reused":
                 writer.put(item, writer.base.vectors[writer.base.row_of[by_hash[digest]]])
-                summary.reused += 1
-            else:
+            elif kind == "embed":
                 to_embed[entry.item_id] = (entry, digest)
 
         bar = _progress_bar(len(to_embed), progress)
@@ -204,6 +224,147 @@ def build_index(
         summary.recognition_failed = recognized.failed
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _catalog_items(snapshot: Snapshot | None) -> dict[str, Item]:
+    """The snapshot's items that came from the catalog folder (not added through the API)."""
+    if snapshot is None:
+        return {}
+    return {item.id: item for item in snapshot.items if item.source == "catalog"}
+
+
+def _classify(
+    entry: CatalogEntry, old: Item | None, by_hash: dict[str, str], summary: IndexSummary
+) -> tuple[str, Item | None, str | None]:
+    """What a run does with `entry`: (kind, item to write, content hash), counting it in
+    `summary`. Kinds: "unchanged" (nothing to write), "moved" and "metadata" (same vector,
+    new manifest row), "reused" (another item's vector), "embed", "unreadable"."""
+    same_file = old is not None and (old.path, old.size, old.mtime_ns) == (
+        entry.file.relpath,
+        entry.file.size,
+        entry.file.mtime_ns,
+    )
+    try:
+        digest = old.hash if same_file else file_hash(entry.file.abspath)
+    except OSError as exc:
+        summary.skipped.append((entry.file.relpath, f"cannot read file ({exc})"))
+        return "unreadable", None, None
+    item = _item(entry, digest, old)
+    if old is not None and old.hash == digest:
+        if old.metadata == item.metadata:
+            summary.unchanged += 1
+            if same_file:
+                return "unchanged", None, digest
+            return "moved", item.replace(updated_at=old.updated_at), digest  # keep timestamps
+        summary.updated_metadata += 1
+        return "metadata", item, digest
+    if digest in by_hash:  # same bytes already embedded under another id
+        summary.reused += 1
+        return "reused", item, digest
+    return "embed", item, digest
+
+
+def _plan(
+    entries: list[CatalogEntry], base: Snapshot | None, wanted: set[str], summary: IndexSummary
+) -> None:
+    """Fill `summary` with what a run would do, writing nothing (for `dry_run`)."""
+    current = _catalog_items(base)
+    by_hash = {item.hash: item.id for item in base.items} if base is not None else {}
+    summary.removed_ids = sorted(current.keys() - wanted)
+    summary.removed = len(summary.removed_ids)
+    for entry in entries:
+        kind, _, digest = _classify(entry, current.get(entry.item_id), by_hash, summary)
+        if kind == "embed":
+            summary.embedded += 1
+            summary.changed += entry.item_id in current
+            by_hash.setdefault(digest, entry.item_id)  # later copies of it would be reused
+    api_items = len(base or ()) - len(current)
+    summary.total = api_items + len(entries) - len(summary.skipped)  # skipped: unreadable
+
+
+def _check_removals(
+    base: Snapshot, wanted: set[str], root: Path, allow: bool, max_share: float
+) -> None:
+    """Raise `RemovalGuardError` when the run would remove more than `max_share` of the
+    folder's items, unless `allow`."""
+    current = _catalog_items(base)
+    gone = sorted(current.keys() - wanted)
+    if allow or not current or len(gone) <= max_share * len(current):
+        return
+    shown = ", ".join(gone[:10]) + (f" and {len(gone) - 10} more" if len(gone) > 10 else "")
+    raise RemovalGuardError(
+        f"this run would remove {len(gone)} of the index's {len(current)} catalog items "
+        f"({len(gone) / len(current):.0%}, over the {max_share:.0%} limit): their files are "
+        f"not in {root} ({len(wanted)} images found there). Nothing was written. Check the "
+        f"folder; if the removals are wanted, run again with --allow-removals (or a higher "
+        f"--max-removals); --dry-run lists every change. Would remove: {shown}",
+        gone,
+    )
+
+
+@dataclass(frozen=True)
+class RestoreSummary:
+    """What `restore_index` did: the generation it brought back and the item counts."""
+
+    restored_generation: int
+    generation: int
+    items_before: int
+    items_after: int
+    saved_at: str
+
+
+def restore_index(index_dir: str | Path, *, confirm=None) -> RestoreSummary:
+    """Bring back the generation saved before the last `index` run (or restore); a second
+    restore undoes the first. `confirm(point, current_items)`, when given, is asked first and
+    the restore is cancelled (`RemovalGuardError`) unless it returns True.
+
+    Example:
+        >>> restore_index("shop-index").items_after  # doctest: +SKIP
+        1000
+    """
+    store = IndexStore.open(index_dir)
+    with store.writer() as writer:
+        point = store.restore_point()
+        if point is None:
+            writer.restore()  # raises: nothing to restore, says when one is kept
+        before = len(writer.base)
+        if confirm is not None and not confirm(point, before):
+            raise RemovalGuardError("restore cancelled; nothing was changed")
+        generation = writer.restore()
+        after = len(writer.base)
+    return RestoreSummary(point.generation, generation, before, after, point.saved_at)
+
+
+def set_aside_index(index_dir: str | Path) -> Path | None:
+    """Move an index's manifest, header, projection and tuned space into a new
+    `replaced-<time>/` folder inside it, so that it can be built anew (`--rebuild`); the old
+    vector files are removed by the new index's first commit. Returns that folder (None when
+    there was nothing to move).
+
+    Example:
+        >>> set_aside_index("shop-index")  # doctest: +SKIP
+        PosixPath('shop-index/replaced-20261201T101500')
+    """
+    directory = Path(index_dir)
+    names = [HEADER_FILE, MANIFEST_FILE, f"{MANIFEST_FILE}-wal", f"{MANIFEST_FILE}-shm"]
+    names += ["projection.npz", "tuned"]
+    present = [directory / name for name in names if (directory / name).exists()]
+    if not present:
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    target = directory / f"replaced-{stamp}"
+    target.mkdir()
+    for path in present:
+        os.replace(path, target / path.name)
+    return target
+
+
+def _readable_header(index_dir: str | Path):
+    """The index's header, or None when it is missing or unreadable."""
+    try:
+        return IndexStore.open(index_dir).header
+    except IndexStateError:
+        return None
 
 
 def _item(entry: CatalogEntry, digest: str, old: Item | None) -> Item:

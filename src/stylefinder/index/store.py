@@ -44,7 +44,12 @@ from pathlib import Path
 import numpy as np
 
 from stylefinder import __version__
-from stylefinder.errors import IndexStateError, UnknownItemError
+from stylefinder.errors import (
+    DamagedIndexError,
+    IndexStateError,
+    NoSpaceError,
+    UnknownItemError,
+)
 from stylefinder.index.coarse import (
     DEFAULT_SETTINGS,
     CoarseSettings,
@@ -53,6 +58,7 @@ from stylefinder.index.coarse import (
     stage_from_arrays,
     stage_kinds,
 )
+from stylefinder.index.diskspace import is_no_space, no_space, reserve
 from stylefinder.index.search import FirstStage
 from stylefinder.types import EmbeddingSpace, Item
 
@@ -82,6 +88,14 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_hash ON items (hash);
 """
+# The restore point: the items and state of the generation before the last `index` run (or
+# restore), so that one mistaken run can be undone; its data files are kept.
+_RESTORE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS restore_items AS SELECT * FROM items WHERE 0;
+CREATE TABLE IF NOT EXISTS restore_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_CATALOG_STATE = ("vectors", "coarse", "catalog_root")  # what a restore brings back
+_REBUILD_HINT = "rebuild it with `stylefinder index CATALOG_DIR --index {directory} --rebuild`"
 _ITEM_COLUMNS = "id, path, hash, size, mtime_ns, metadata, added_at, updated_at, source"
 _PLACEHOLDERS = ", ".join("?" * (1 + len(_ITEM_COLUMNS.split(","))))  # row + item columns
 
@@ -147,6 +161,17 @@ class Snapshot:
         return self.state.get("catalog_root")
 
 
+@dataclass(frozen=True)
+class RestorePoint:
+    """The generation saved before the last `index` run: what `stylefinder restore` brings back."""
+
+    generation: int
+    items: int
+    saved_at: str
+    updated_at: str
+    state: dict[str, str] = field(repr=False, default_factory=dict)
+
+
 class IndexStore:
     """An index directory on disk. `create` makes one, `open` checks and opens one."""
 
@@ -175,24 +200,55 @@ class IndexStore:
             raw = json.loads(header_path.read_text(encoding="utf-8"))
             header = IndexHeader(**raw)
         except (ValueError, TypeError) as exc:
-            raise IndexStateError(f"{header_path} is damaged ({exc})") from exc
+            hint = _REBUILD_HINT.format(directory=directory)
+            raise DamagedIndexError(f"{header_path} is damaged ({exc}); {hint}") from exc
         if header.format > FORMAT:
             raise IndexStateError(
                 f"{directory} uses index format {header.format}; this stylefinder reads "
                 f"format {FORMAT} at most. Upgrade stylefinder."
             )
         if not (directory / MANIFEST_FILE).is_file():
-            raise IndexStateError(f"{directory} is damaged: {MANIFEST_FILE} is missing")
+            hint = _REBUILD_HINT.format(directory=directory)
+            raise DamagedIndexError(f"{directory} is damaged: {MANIFEST_FILE} is missing; {hint}")
         store = cls(directory, header)
         store._upgrade_schema()
         return store
 
     def _upgrade_schema(self) -> None:
-        """Add columns that newer versions of format 1 know about (indexes made before them)."""
-        with contextlib.closing(self._connect()) as con:
+        """Add columns and tables that newer versions of format 1 know about (indexes made
+        before them); raise `DamagedIndexError` when the manifest is not a readable database."""
+        with self.reading(), contextlib.closing(self._connect()) as con:
             columns = {row[1] for row in con.execute("PRAGMA table_info(items)")}
+            if not columns:
+                raise sqlite3.DatabaseError("it has no items table")
             if "source" not in columns:
                 con.execute("ALTER TABLE items ADD COLUMN source TEXT NOT NULL DEFAULT 'catalog'")
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master")}
+            if "restore_state" not in tables:
+                con.executescript(_RESTORE_SCHEMA)
+
+    @contextlib.contextmanager
+    def reading(self):
+        """Turn SQLite's errors on the manifest into errors that say what to do: a full disk
+        into `NoSpaceError`, a damaged file into `DamagedIndexError`.
+
+        Example:
+            >>> with store.reading():  # doctest: +SKIP
+            ...     store.generation()
+        """
+        path = self.directory / MANIFEST_FILE
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if is_no_space(exc):
+                raise no_space(path) from exc
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise IndexStateError(f"{path} is locked by another process ({exc})") from exc
+            hint = _REBUILD_HINT.format(directory=self.directory)
+            raise DamagedIndexError(
+                f"the index at {self.directory} is damaged: {path} cannot be read ({exc}). "
+                f"Restore the folder from a backup, or {hint} (shoppers' events are lost)"
+            ) from exc
 
     @classmethod
     def create(cls, directory: str | Path, space: EmbeddingSpace) -> IndexStore:
@@ -204,7 +260,7 @@ class IndexStore:
         header = IndexHeader.for_space(space)
         store = cls(directory, header)
         with store._connect() as con:
-            con.executescript(_SCHEMA)
+            con.executescript(_SCHEMA + _RESTORE_SCHEMA)
             con.execute("INSERT OR IGNORE INTO state VALUES ('generation', '0')")
             con.execute("INSERT OR IGNORE INTO state VALUES ('vectors', '')")
         text = json.dumps(asdict(header), indent=2) + "\n"
@@ -233,9 +289,28 @@ class IndexStore:
 
     def generation(self) -> int:
         """The committed generation number (changes with every commit); cheap to call."""
-        with contextlib.closing(self._connect()) as con:
+        with self.reading(), contextlib.closing(self._connect()) as con:
             row = con.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
+
+    def restore_point(self) -> RestorePoint | None:
+        """The generation `stylefinder restore` would bring back, or None when there is none.
+
+        Example:
+            >>> store.restore_point()  # doctest: +SKIP
+            RestorePoint(generation=4, items=1000, saved_at='2026-12-01T10:00:00+00:00', ...)
+        """
+        with self.reading(), contextlib.closing(self._connect()) as con:
+            state = dict(con.execute("SELECT key, value FROM restore_state"))
+        if "generation" not in state:
+            return None
+        return RestorePoint(
+            generation=int(state["generation"]),
+            items=int(state.get("item_count", 0)),
+            saved_at=state.get("saved_at", ""),
+            updated_at=state.get("updated_at", ""),
+            state=state,
+        )
 
     def snapshot(self, previous: Snapshot | None = None) -> Snapshot:
         """Read the committed generation: items and a read-only memory map of the vectors.
@@ -244,7 +319,7 @@ class IndexStore:
         as it is, and items whose manifest rows did not change are reused, not built again.
         """
         for _attempt in range(10):
-            with contextlib.closing(self._connect()) as con:
+            with self.reading(), contextlib.closing(self._connect()) as con:
                 con.execute("BEGIN")
                 state = dict(con.execute("SELECT key, value FROM state"))
                 if previous is not None and previous.state == state:
@@ -261,7 +336,13 @@ class IndexStore:
             items = _items_of(rows, previous)
             generation = int(state.get("generation", 0))
             return Snapshot(self.header, generation, items, vectors, state, coarse, rows)
-        raise IndexStateError(f"{self.directory}: the vector file keeps disappearing")
+        hint = _REBUILD_HINT.format(directory=self.directory)
+        raise IndexStateError(
+            f"{self.directory}: the vector file named by the manifest keeps disappearing while "
+            "it is read (another process replaces it faster than this one can open it, or the "
+            "folder is being deleted or synced). Stop other writers and try again; if no other "
+            f"process writes, the index is damaged: {hint}"
+        )
 
     def _load_vectors(self, name: str, count: int) -> np.ndarray:
         if count == 0:
@@ -319,13 +400,22 @@ class IndexStore:
         timeout: float = 60.0,
         coarse: CoarseSettings = DEFAULT_SETTINGS,
         previous: Snapshot | None = None,
+        keep_restore_point: bool = False,
     ) -> IndexWriter:
         """A writer holding the index's exclusive lock; use it as a context manager.
 
         `coarse` says when commits build the first stage of the two-stage search. `previous`,
         a recent snapshot of this index, spares re-reading what did not change (see `snapshot`).
+        With `keep_restore_point`, the writer's first commit saves the generation it started
+        from as the restore point (see `IndexWriter.restore`).
         """
-        return IndexWriter(self, timeout=timeout, coarse=coarse, previous=previous)
+        return IndexWriter(
+            self,
+            timeout=timeout,
+            coarse=coarse,
+            previous=previous,
+            keep_restore_point=keep_restore_point,
+        )
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.directory / MANIFEST_FILE, timeout=30, isolation_level=None)
@@ -351,10 +441,13 @@ class IndexWriter:
         timeout: float,
         coarse: CoarseSettings = DEFAULT_SETTINGS,
         previous: Snapshot | None = None,
+        keep_restore_point: bool = False,
     ) -> None:
         self.store = store
         self.timeout = timeout
         self.coarse = coarse
+        self._save_restore_point = keep_restore_point
+        self._restore: RestorePoint | None = None
         self._lock_fd: int | None = None
         self._base: Snapshot | None = previous  # read again under the lock on entry
         self._puts: dict[str, tuple[Item, np.ndarray | None]] = {}
@@ -365,6 +458,7 @@ class IndexWriter:
         self._lock()
         try:
             self._base = self.store.snapshot(previous=self._base)
+            self._restore = self.store.restore_point()
         except BaseException:
             self._unlock()
             raise
@@ -453,9 +547,11 @@ class IndexWriter:
             state["coarse"] = json.dumps(coarse, sort_keys=True) if coarse else ""
             state["matrix_generation"] = str(generation)
         state.update(self._state_updates)
-        with contextlib.closing(self.store._connect()) as con:
+        with self.store.reading(), contextlib.closing(self.store._connect()) as con:
             con.execute("BEGIN IMMEDIATE")
             try:
+                if self._save_restore_point:
+                    self._restore = _save_restore_point(con, base)
                 if moved:  # rows renumbered: the manifest is written again
                     con.execute("DELETE FROM items")
                     written = list(enumerate(rows))
@@ -478,9 +574,64 @@ class IndexWriter:
         self._puts.clear()
         self._removals.clear()
         self._state_updates = {}
+        self._save_restore_point = False  # one restore point per writer: where it started
         self._base = self._committed(base, rows, {**base.state, **state})
-        self._clean(keep=_files_of(self._base.state) | _files_of(base.state))
+        self._clean(keep=_files_of(self._base.state) | _files_of(base.state) | self._kept())
         return generation
+
+    def restore(self) -> int:
+        """Bring back the restore point's items, vectors and catalog folder as a new generation,
+        and keep the generation it replaces as the new restore point (a second restore undoes
+        the first). Staged changes are discarded. Returns the new generation number.
+
+        Example:
+            >>> with store.writer() as writer:  # doctest: +SKIP
+            ...     writer.restore()
+        """
+        point, base = self._restore, self.base
+        if point is None:
+            raise IndexStateError(
+                f"{self.store.directory} has no earlier generation to restore (one is kept "
+                "from the second `stylefinder index` run on)"
+            )
+        saved = point.state
+        if point.items:
+            self.store._load_vectors(saved.get("vectors", ""), point.items)  # still on disk?
+        generation = base.generation + 1
+        state = {key: saved[key] for key in _CATALOG_STATE if key in saved}
+        state.update(generation=str(generation), matrix_generation=str(generation))
+        state["updated_at"] = utc_now()
+        columns = f"row, {_ITEM_COLUMNS}"
+        with self.store.reading(), contextlib.closing(self.store._connect()) as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute(f"CREATE TEMP TABLE undone AS SELECT {columns} FROM items")
+                con.execute("DELETE FROM items")
+                con.execute(f"INSERT INTO items ({columns}) SELECT {columns} FROM restore_items")
+                self._restore = _save_restore_point(con, base, items_table="temp.undone")
+                con.execute("DROP TABLE temp.undone")
+                for key in _CATALOG_STATE:
+                    con.execute("DELETE FROM state WHERE key = ?", (key,))
+                con.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        self._puts.clear()
+        self._removals.clear()
+        self._state_updates = {}
+        self._base = self.store.snapshot()
+        self._clean(keep=_files_of(self._base.state) | self._kept())
+        return generation
+
+    def _kept(self) -> set[str]:
+        """The data files of the restore point, kept while it is."""
+        return _files_of(self._restore.state) if self._restore is not None else set()
+
+    def _restore_rows(self, name: str) -> int:
+        """How many rows of matrix file `name` the restore point reads (0: none)."""
+        point = self._restore
+        return point.items if point is not None and point.state.get("vectors") == name else 0
 
     def _committed(self, base: Snapshot, rows: list[tuple], state: dict[str, str]) -> Snapshot:
         """The snapshot of what this commit wrote, as a reader would now read it (nothing else
@@ -511,7 +662,8 @@ class IndexWriter:
                 out[offset] = vector
 
         spare = max(_MIN_SPARE_ROWS, total // 4)  # unwritten: takes no disk space until used
-        _write_npy(self.store.directory / name, (total + spare, self.store.header.dim), fill)
+        shape = (total + spare, self.store.header.dim)
+        _write_npy(self.store.directory / name, shape, fill, filled_rows=total)
 
     def _append_in_place(self, name: str, vectors: list[np.ndarray]) -> bool:
         """Write `vectors` into the spare rows after the base's rows in its matrix file `name`;
@@ -527,6 +679,10 @@ class IndexWriter:
             return False
         if matrix.ndim != 2 or matrix.shape[0] < count + len(vectors):
             return False
+        if self._restore_rows(name) > count:  # those spare rows belong to the restore point
+            return False
+        row_bytes = matrix.shape[1] * matrix.itemsize
+        reserve(path, offset=matrix.offset + count * row_bytes, nbytes=len(vectors) * row_bytes)
         matrix[count : count + len(vectors)] = np.asarray(vectors, np.float32)
         matrix.flush()
         del matrix
@@ -622,6 +778,23 @@ class IndexWriter:
             self._lock_fd = None
 
 
+def _save_restore_point(
+    con: sqlite3.Connection, base: Snapshot, *, items_table: str = "items"
+) -> RestorePoint:
+    """Within `con`'s open transaction, save `base` (the committed generation whose rows are
+    in `items_table`) as the restore point; returns it."""
+    columns = f"row, {_ITEM_COLUMNS}"
+    con.execute("DELETE FROM restore_items")
+    con.execute(f"INSERT INTO restore_items ({columns}) SELECT {columns} FROM {items_table}")
+    state = {**base.state, "item_count": str(len(base)), "saved_at": utc_now()}
+    state.setdefault("generation", str(base.generation))
+    con.execute("DELETE FROM restore_state")
+    con.executemany("INSERT INTO restore_state VALUES (?, ?)", state.items())
+    return RestorePoint(
+        int(state["generation"]), len(base), state["saved_at"], state.get("updated_at", ""), state
+    )
+
+
 def _item_to_row(item: Item) -> tuple:
     metadata = json.dumps(item.metadata, ensure_ascii=False, sort_keys=True)
     added = item.added_at or utc_now()
@@ -691,13 +864,26 @@ def codes_file(path: Path):
     return allocate
 
 
-def _write_npy(path: Path, shape: tuple[int, int], fill, *, dtype=np.float32) -> None:
-    """Write a .npy file of `shape` and `dtype` filled in place by `fill(array)`, atomically."""
+def _write_npy(
+    path: Path, shape: tuple[int, int], fill, *, dtype=np.float32, filled_rows: int | None = None
+) -> None:
+    """Write a .npy file of `shape` and `dtype` filled in place by `fill(array)`, atomically.
+
+    The disk blocks of the first `filled_rows` rows (default: all) are reserved before `fill`
+    writes them, so a full disk raises `NoSpaceError` (and the temporary file is removed)
+    instead of killing the process with SIGBUS; later rows stay sparse.
+    """
     prefix = "." + path.name.split("-")[0] + "-"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    except OSError as exc:
+        raise (no_space(path) if is_no_space(exc) else exc) from exc
     os.close(fd)
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        rows = shape[0] if filled_rows is None else min(filled_rows, shape[0])
+        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+        reserve(Path(tmp), offset=0, nbytes=out.offset + rows * row_bytes)
         fill(out)
         out.flush()
         del out
@@ -705,9 +891,11 @@ def _write_npy(path: Path, shape: tuple[int, int], fill, *, dtype=np.float32) ->
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, NoSpaceError) and is_no_space(exc):
+            raise no_space(path) from exc
         raise
 
 
@@ -729,7 +917,10 @@ def atomic_write(path: Path, data: bytes) -> None:
         >>> atomic_write(Path("header.json"), b"{}")  # doctest: +SKIP
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    except OSError as exc:
+        raise (no_space(path, len(data)) if is_no_space(exc) else exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -737,9 +928,11 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and is_no_space(exc):
+            raise no_space(path, len(data)) from exc
         raise
 
 

@@ -58,6 +58,7 @@ from stylefinder.index.coarse import (
     stage_from_arrays,
     stage_kinds,
 )
+from stylefinder.index.diskspace import reserve
 from stylefinder.index.search import FirstStage
 from stylefinder.index.store import (
     _MAX_UNCOVERED_ROWS,
@@ -254,6 +255,8 @@ def _extend(
     if stored.shape[0] < total:
         return None
     added = np.asarray(snapshot.vectors[start:total])
+    row_bytes = stored.shape[1] * stored.itemsize
+    reserve(path, offset=stored.offset + start * row_bytes, nbytes=(total - start) * row_bytes)
     stored[start:total] = projection.apply(added)
     stored.flush()
     del stored
@@ -296,7 +299,8 @@ def _build(
     token = secrets.token_hex(4)
     files = {key: f"{key}-{name}-{token}.npy" for key in ("matrix", "rows", "codes")}
     spare = max(_MIN_SPARE_ROWS, total // 4)  # for rows added later; unwritten, they take no disk
-    _write_npy(folder / files["matrix"], (total + spare, projection.dim), fill)
+    shape = (total + spare, projection.dim)
+    _write_npy(folder / files["matrix"], shape, fill, filled_rows=total)
     matrix = np.load(folder / files["matrix"], mmap_mode="r", allow_pickle=False)[:total]
     atomic_write(folder / files["rows"], _npy_bytes(digests))
     stage, info, arrays = _first_stage(folder / files["codes"], matrix, source, previous, settings)
