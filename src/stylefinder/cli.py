@@ -415,6 +415,12 @@ def _recognize(args: argparse.Namespace) -> int:
     print(f"category: {recognition.category}  ({top}; from {source[recognition.source]})")
     colours = ", ".join(f"{c.name} {c.share:.0%}" for c in recognition.colours)
     print(f"colours:  {colours or 'none found'}")
+    if recognition.source == "imagenet":
+        print(
+            "note: without a tuned classifier the category is ImageNet's rough guess; "
+            f"`stylefinder tune --index {args.index} --label-column COLUMN` learns categories "
+            "from the shop's own labels"
+        )
     return 0
 
 
@@ -522,15 +528,15 @@ def _eval(args: argparse.Namespace) -> int:
         from stylefinder.evaluate.report import write_report
 
         write_report(result, args.report, index_dir=args.index, command=args.command_line)
+    for warning in result.warnings:
+        print(f"stylefinder: WARNING: {warning}", file=sys.stderr)
     if args.json:
-        print(
-            json.dumps(
-                {"items": result.items, "metrics": result.metrics, "per_class": result.per_class},
-                indent=2,
-            )
-        )
+        payload = {"items": result.items, "dim": result.dim, "tuned": result.tuned}
+        payload.update(metrics=result.metrics, per_class=result.per_class)
+        print(json.dumps({**payload, "warnings": result.warnings}, indent=2))
         return 0
-    print(f"leave-one-out over {result.items:,} items labeled by {args.label_column!r}:")
+    space = f"{result.dim}-d tuned space" if result.tuned else f"{result.dim}-d space"
+    print(f"leave-one-out over {result.items:,} items labeled by {args.label_column!r} ({space}):")
     for name, value in result.metrics.items():
         print(f"  {name:<14} {value:.4f}")
     width = max(len(row["label"]) for row in result.per_class)

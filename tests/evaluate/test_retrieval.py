@@ -60,4 +60,37 @@ def test_eval_command_writes_a_report(demo_index, tmp_path, capsys):
     assert len(report["per_class"]) == 10 and report["command"].startswith("stylefinder eval")
     for name in ("report.md", "per_class_precision.png", "confusion.png", "samples.png"):
         assert (tmp_path / "report" / name).stat().st_size > 1000
-    assert main(["eval", "--index", str(index_dir), "--label-column", "colour"]) == 1
+    assert main(["eval", "--index", str(index_dir), "--label-column", "colour"]) == 2
+
+
+def test_eval_of_a_space_tuned_on_the_same_labels_warns_and_reports_its_real_dimension(
+    demo_index, tmp_path, capsys
+):
+    import shutil
+
+    from stylefinder.errors import UnknownColumnError
+    from stylefinder.evaluate.retrieval import evaluate_index
+    from stylefinder.recommend.projection import tune_index
+
+    source, _ = demo_index
+    index_dir = tmp_path / "ix"
+    shutil.copytree(source, index_dir)
+    with pytest.raises(UnknownColumnError, match="columns are: category, colours") as caught:
+        tune_index(index_dir, label_column="articleType", epochs=1)
+    assert "category" in caught.value.known
+    assert main(["eval", "--index", str(index_dir), "--label-column", "nosuch"]) == 2
+
+    raw = evaluate_index(index_dir, label_column="category")
+    assert raw.warnings == [] and raw.dim == 1280 and not raw.tuned
+    projection = tune_index(index_dir, label_column="category", epochs=1)
+    tuned = evaluate_index(index_dir, label_column="category")
+    assert tuned.tuned and tuned.dim == projection.dim != 1280
+    assert "tuned on these same 'category' labels" in tuned.warnings[0]
+
+    report = tmp_path / "report"
+    argv = ["eval", "--index", str(index_dir), "--label-column", "category", "--report"]
+    assert main([*argv, str(report)]) == 0
+    assert "WARNING: the projection was tuned on these same" in capsys.readouterr().err
+    text = (report / "report.md").read_text()
+    assert f"{projection.dim}-d tuned (from 1280-d)" in text and "**Warning:**" in text
+    assert json.loads((report / "report.json").read_text())["index"]["dim"] == projection.dim

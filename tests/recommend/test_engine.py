@@ -104,3 +104,35 @@ def test_reload_sees_other_writers(small_catalog: Path, tmp_path: Path, embedder
     build_index(small_catalog, tmp_path / "ix", embedder=embedder)
     assert engine.reload() and len(engine) == 11
     assert engine.info().items == 11 and engine.info().generation == before + 1
+
+
+def _png(colour: tuple[int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (64, 64), (255, 255, 255))
+    ImageDraw.Draw(image).rectangle((12, 8, 52, 60), fill=colour)  # a garment on a backdrop
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_items_added_through_the_api_are_recognized_at_once(demo_index, tmp_path, embedder):
+    from stylefinder.index.store import IndexStore
+    from stylefinder.recommend.projection import tune_index
+
+    source, _ = demo_index
+    shutil.copytree(source, tmp_path / "ix")
+    tune_index(tmp_path / "ix", label_column="category", epochs=1)
+    engine = Engine(IndexStore.open(tmp_path / "ix"), embedder=embedder)
+    labels = set(engine.projection.classifier.labels)
+
+    item, _ = engine.add_item("sku-red", _png((200, 20, 30)), {"price": 49, "sale": True})
+    assert item.metadata["colours"] == "red"
+    assert item.metadata["category_pred"] in labels
+    assert item.metadata["price"] == 49 and item.metadata["sale"] == "true"  # a number stays one
+    found, _ = engine.browse(filters={"colours": ["red"]}, limit=2000)
+    assert "sku-red" in [i.id for i in found]
+    given, _ = engine.add_item("sku-2", _png((200, 20, 30)), {"colours": "navy"})
+    assert given.metadata["colours"] == "navy"  # what the client says is kept

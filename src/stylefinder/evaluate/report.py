@@ -55,9 +55,12 @@ def write_report(
             "directory": str(index_dir),
             "backbone": header.backbone,
             "pooling": header.pooling,
-            "dim": header.dim,
+            "dim": result.dim or header.dim,  # the space scored: the tuned one if any
+            "raw_dim": header.dim,
+            "tuned": result.tuned,
             "precision": header.precision,
         },
+        "warnings": result.warnings,
         "items": result.items,
         "metrics": result.metrics,
         "per_class": result.per_class,
@@ -78,9 +81,10 @@ def _markdown(payload: dict) -> str:
         "# Retrieval evaluation",
         "",
         f"Leave-one-out over {payload['items']:,} labeled items of `{index['directory']}` "
-        f"({index['backbone']}, {index['pooling']} pooling, {index['dim']}-d, "
+        f"({index['backbone']}, {index['pooling']} pooling, {_space(index)}, "
         f"{index['precision']}). Command: `{payload['command']}`.",
         "",
+        *[f"> **Warning:** {warning}\n" for warning in payload.get("warnings", [])],
         "| metric | value |",
         "|---|---|",
         *[f"| {name} | {value:.4f} |" for name, value in payload["metrics"].items()],
@@ -99,6 +103,13 @@ def _markdown(payload: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _space(index: dict) -> str:
+    """The scored space in words: "1280-d", or "2432-d tuned (from 1280-d)"."""
+    if index.get("tuned"):
+        return f"{index['dim']}-d tuned (from {index['raw_dim']}-d)"
+    return f"{index['dim']}-d"
 
 
 def _pyplot():

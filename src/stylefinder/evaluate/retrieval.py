@@ -31,6 +31,9 @@ class RetrievalEvaluation:
     neighbours: np.ndarray = field(repr=False)  # (items, max k) rows of the nearest others
     labels: np.ndarray = field(repr=False)
     item_ids: list[str] = field(repr=False, default_factory=list)
+    dim: int = 0  # the dimension of the space scored (the tuned one when there is one)
+    tuned: bool = False  # scored through the index's learned projection
+    warnings: list[str] = field(default_factory=list)  # what makes the numbers read too high
 
 
 def retrieval_metrics(
@@ -101,20 +104,34 @@ def evaluate_index(
     """Leave-one-out evaluation of the labeled items of an index (items without the label
     column are left out), in the space queries use: through the index's tuned projection if it
     has one, unless `raw`."""
-    from stylefinder.recommend.projection import Projection
+    from stylefinder.recommend.projection import Projection, labeled_rows
 
     snapshot = IndexStore.open(index_dir).snapshot()
-    rows = [r for r, item in enumerate(snapshot.items) if item.metadata.get(label_column)]
-    if len(rows) < 2:
-        raise ValueError(f"fewer than two items have a {label_column!r} metadata value")
-    labels = [snapshot.items[r].metadata[label_column] for r in rows]
+    rows = labeled_rows(snapshot.items, label_column)
+    labels = [str(snapshot.items[r].metadata[label_column]) for r in rows]
     vectors = np.asarray(snapshot.vectors[rows])
     projection = None if raw else Projection.load(index_dir)
     if projection is not None:
         vectors = projection.apply(vectors)
     result = retrieval_metrics(vectors, labels, ks)
     result.item_ids = [snapshot.items[r].id for r in rows]
+    result.dim, result.tuned = int(vectors.shape[1]), projection is not None
+    if projection is not None and _learned_from(projection.info, index_dir, label_column):
+        result.warnings.append(
+            f"the projection was tuned on these same {label_column!r} labels of this index, "
+            "so these numbers measure how well it memorized them, not how it does on new "
+            "items: compare with --raw, tune on another index (`stylefinder tune "
+            "--train-index OTHER`) or run `stylefinder eval fashion-mnist` for an honest figure"
+        )
     return result
+
+
+def _learned_from(info: dict, index_dir: str | Path, label_column: str) -> bool:
+    """True when a projection with training `info` learned from `label_column` of this index."""
+    if info.get("label_column") != label_column:
+        return False
+    trained_on = info.get("trained_on")
+    return trained_on is None or Path(trained_on) == Path(index_dir).resolve()
 
 
 def _average_precision(relevant: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,7 +32,9 @@ from stylefinder.index.store import IndexStore, Snapshot, atomic_write, utc_now
 from stylefinder.recognize.colours import dominant_colours
 from stylefinder.recognize.recognition import (
     CATEGORY_COLUMN,
+    COLOURS_COLUMN,
     Recognition,
+    image_colours,
     top_categories,
 )
 from stylefinder.recognize.taxonomy import UNKNOWN, predict_garments
@@ -231,6 +234,7 @@ class Engine:
         image = bytes(image)
         decoded = load_image(image, max_pixels=self.embedder.max_pixels)
         vector = self.embedder.embed_one(decoded)
+        clean = {**self._recognized(decoded, vector), **clean}  # values given are kept
         digest = bytes_hash(image)
         relative = f"{API_IMAGES}/{digest}{_extension(image)}"
         _write_once(self.store.directory / relative, image)
@@ -253,6 +257,20 @@ class Engine:
         if old is not None and old.source == "api" and old.path != relative:
             self._forget_image(old.path)
         return item, old is None
+
+    def _recognized(self, image: Image.Image, vector: np.ndarray) -> dict[str, str]:
+        """The metadata indexing names for a new item, as `stylefinder index` does: its
+        `colours`, and its `category_pred` when the index has a classifier."""
+        found = {}
+        colours = image_colours(image)
+        if colours:
+            found[COLOURS_COLUMN] = colours
+        projection = self.projection
+        if projection is not None and projection.classifier is not None:
+            probabilities = projection.probabilities(vector.reshape(1, -1))
+            best = top_categories(probabilities, projection.classifier.labels, top=1)
+            found[CATEGORY_COLUMN] = best[0][0][0]
+        return found
 
     def remove_item(self, item_id: str) -> Item:
         """Remove item `item_id` (committed atomically); returns what was removed."""
@@ -648,7 +666,7 @@ def _check_item_id(item_id: str) -> str:
     return item_id.strip()
 
 
-def _check_metadata(metadata: Mapping[str, object]) -> dict[str, str]:
+def _check_metadata(metadata: Mapping[str, object]) -> dict[str, str | int | float]:
     if not isinstance(metadata, Mapping):
         raise ValueError("metadata must be an object of names to values")
     if len(metadata) > _MAX_METADATA_FIELDS:
@@ -659,10 +677,14 @@ def _check_metadata(metadata: Mapping[str, object]) -> dict[str, str]:
             raise ValueError(f"metadata field name {key!r} is not allowed")
         if not isinstance(value, (str, int, float, bool)):
             raise ValueError(f"metadata field {key!r} must be a string or a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"metadata field {key!r} must be a finite number")
         text = str(value)
         if len(text) > _MAX_METADATA_VALUE:
             raise ValueError(f"metadata field {key!r} is longer than {_MAX_METADATA_VALUE}")
-        clean[key] = text
+        # numbers stay numbers (range filters compare them); booleans become text
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        clean[key] = value if number else text.lower() if isinstance(value, bool) else text
     return clean
 
 

@@ -22,10 +22,14 @@ import io
 import json
 import math
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from stylefinder.errors import UnknownColumnError
+from stylefinder.types import Item
 
 PROJECTION_FILE = "projection.npz"
 TUNED_FOLDER = "tuned"  # the projected search space, see stylefinder.recommend.tuned_space
@@ -463,6 +467,32 @@ def _fit_temperature(projection: Projection, x: np.ndarray, targets: np.ndarray)
     return best
 
 
+def labeled_rows(items: Sequence[Item], label_column: str) -> list[int]:
+    """The rows of the items that have a `label_column` value; raises `UnknownColumnError`
+    (naming the known columns) when no item has one, ValueError when fewer than two do.
+
+    Example:
+        >>> from stylefinder.types import Item
+        >>> labeled_rows([Item("a", "a", "h", metadata={"c": "x"}), Item("b", "b", "h")], "c")
+        Traceback (most recent call last):
+        ...
+        ValueError: only 1 item has a 'c' value; evaluating or tuning needs at least two
+    """
+    rows = [r for r, item in enumerate(items) if item.metadata.get(label_column) not in (None, "")]
+    if not rows:
+        known = sorted({key for item in items for key in item.metadata})
+        raise UnknownColumnError(
+            f"no item has a {label_column!r} metadata value; the index's columns are: "
+            f"{', '.join(known) or '(none)'}",
+            known,
+        )
+    if len(rows) < 2:
+        raise ValueError(
+            f"only 1 item has a {label_column!r} value; evaluating or tuning needs at least two"
+        )
+    return rows
+
+
 def tune_index(
     index_dir: str | Path,
     *,
@@ -485,8 +515,8 @@ def tune_index(
     source = IndexStore.open(train_index) if train_index else target
     target.check_space(source.header.space)
     snapshot = source.snapshot()
-    rows = [r for r, item in enumerate(snapshot.items) if item.metadata.get(label_column)]
-    labels = [snapshot.items[r].metadata[label_column] for r in rows]
+    rows = labeled_rows(snapshot.items, label_column)
+    labels = [str(snapshot.items[r].metadata[label_column]) for r in rows]
     vectors = np.asarray(snapshot.vectors[rows])
     if method == "mlp":
         projection = fit_mlp_projection(
