@@ -72,7 +72,13 @@ def test_filters(capsys, demo_index):
         "--filter",
         "category",
     )
-    assert code == 1 and "COLUMN=VALUE" in err
+    assert code == 2 and "COLUMN=VALUE" in err
+    item = ["recommend", "--item", "fmnist-test-00000", "--index", index_dir]
+    code, out, err = _run(capsys, *item, "--filter", "nosuchcol=x")
+    assert code == 2 and out == "" and "'nosuchcol'" in err and "category, colours" in err
+    code, out, _ = _run(capsys, *item, "--filter", "category=bag,SANDAL", "--json")
+    categories = {r["metadata"]["category"] for r in json.loads(out)["results"]}
+    assert code == 0 and categories <= {"Bag", "Sandal"} and len(json.loads(out)["results"]) == 5
 
 
 def test_human_output_and_info(capsys, demo_index, demo):
@@ -83,6 +89,30 @@ def test_human_output_and_info(capsys, demo_index, demo):
     info = json.loads(out)
     assert code == 0 and info["items"] == 1000 and info["backbone"] == "efficientnet-lite0"
     assert info["dim"] == 1280
+
+
+def test_info_shows_tuning_columns_shoppers_and_size(capsys, demo_index, tmp_path):
+    import shutil
+
+    from stylefinder.recommend.engine import Engine
+
+    source, _ = demo_index
+    shutil.copytree(source, tmp_path / "ix")
+    engine = Engine.open(tmp_path / "ix")
+    first, second = engine.snapshot.items[0].id, engine.snapshot.items[1].id
+    engine.record_event("ann", first, "like")
+    engine.record_event("ann", second, "view")
+    engine.record_event("bob", first, "purchase")
+    code, out, _ = _run(capsys, "info", "--index", tmp_path / "ix", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["tuned"] is None and (info["shoppers"], info["events"]) == (2, 3)
+    columns = {c["name"]: c for c in info["columns"]}
+    assert columns["category"]["kind"] == "category" and columns["category"]["distinct"] == 10
+    assert columns["category"]["filled"] == 1000 and "colours" in columns
+    assert info["size_bytes"] > 1000 * 1280 * 4
+    code, out, _ = _run(capsys, "info", "--index", tmp_path / "ix")
+    assert "tuned" in out and "stylefinder tune" in out and "MB)" in out
+    assert "columns:" in out and "category  category" in out
 
 
 @pytest.mark.parametrize(

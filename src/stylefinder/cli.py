@@ -12,8 +12,13 @@ from collections.abc import Sequence
 
 from stylefinder import __version__
 from stylefinder.embed.backbones import DEFAULT_BACKBONE, POOLINGS, list_backbones
-from stylefinder.errors import StylefinderError, UnknownColumnError
+from stylefinder.errors import BadFilterError, StylefinderError, UnknownColumnError
 from stylefinder.pipeline import DEFAULT_MAX_REMOVAL_SHARE
+
+FILTER_HELP = (
+    "only items whose metadata COLUMN is VALUE: a,b for any of, text case-insensitive; numbers: "
+    "COLUMN<50, COLUMN>=20, COLUMN=20..80 (repeat for more values or columns)"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args) or 0
-    except UnknownColumnError as exc:  # a usage mistake: like argparse's, exit 2
+    except (UnknownColumnError, BadFilterError) as exc:  # usage mistakes: like argparse's, 2
         print(f"stylefinder: error: {exc}", file=sys.stderr)
         return 2
     except (StylefinderError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
@@ -162,7 +167,9 @@ def _parser() -> argparse.ArgumentParser:
     for_user.add_argument(
         "--diversity", type=float, help="MMR weight 0..1 (default 0.3; 0 = most relevant only)"
     )
-    for_user.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE")
+    for_user.add_argument(
+        "--filter", action="append", default=[], metavar="COLUMN=VALUE", help=FILTER_HELP
+    )
     for_user.add_argument("--json", action="store_true", help="print results as JSON")
     for_user.set_defaults(run=_for_user)
 
@@ -176,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="COLUMN=VALUE",
-        help="only items whose metadata COLUMN is VALUE (repeat for more values or columns)",
+        help=FILTER_HELP,
     )
     recommend.add_argument("--weights", help="local weights for the index's backbone")
     recommend.add_argument("--json", action="store_true", help="print results as JSON")
@@ -499,11 +506,30 @@ def _info(args: argparse.Namespace) -> int:
 
     info = Engine.open(args.index).info()
     if args.json:
-        print(json.dumps(info.to_dict(), indent=2))
+        print(json.dumps(info.to_dict(), indent=2, ensure_ascii=False))
         return 0
-    width = max(len(key) for key in info.to_dict())
-    for key, value in info.to_dict().items():
+    facts = info.to_dict()
+    columns, tuned = facts.pop("columns"), facts.pop("tuned")
+    facts["size_bytes"] = f"{info.size_bytes:,} ({info.size_bytes / 1e6:.1f} MB)"
+    facts["tuned"] = (
+        f"yes, on {tuned['label_column']!r} ({tuned['dim']}-d, {tuned['trained_at']}"
+        f"{', with a classifier' if tuned['classifier'] else ''})"
+        if tuned
+        else "no (`stylefinder tune --label-column COLUMN` learns from the shop's labels)"
+    )
+    if facts["restorable_generation"] is None:
+        facts["restorable_generation"] = "none yet"
+    width = max(len(key) for key in facts)
+    for key, value in facts.items():
         print(f"{key.replace('_', ' '):<{width}}  {value}")
+    if columns:
+        name_width = max(len(c["name"]) for c in columns)
+        print(f"\ncolumns:\n  {'name':<{name_width}}  kind      distinct  filled")
+        for c in columns:
+            print(
+                f"  {c['name']:<{name_width}}  {c['kind']:<8}  {c['distinct']:>8,}  "
+                f"{c['filled']:>6,}"
+            )
     return 0
 
 

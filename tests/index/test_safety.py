@@ -159,3 +159,14 @@ def test_a_full_disk_is_a_clear_error_that_keeps_the_index_and_leaves_no_temp_fi
     with store.writer() as writer:
         _put(writer, [f"b{n}" for n in range(300)], _vectors(300, 1))
     assert len(store.snapshot()) == 320
+
+
+def test_a_vector_file_that_keeps_disappearing_says_what_to_do(tmp_path: Path, monkeypatch):
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with store.writer() as writer:
+        _put(writer, ["a"], _vectors(1, 0))
+    for path in (tmp_path / "ix").glob("vectors-*.npy"):
+        path.unlink()  # as a sync tool or another process would, under every read
+    with pytest.raises(IndexStateError, match="keeps disappearing") as caught:
+        store.snapshot()
+    assert "Stop other writers" in str(caught.value) and "--rebuild" in str(caught.value)

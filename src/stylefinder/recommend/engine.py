@@ -16,7 +16,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ from stylefinder.recognize.recognition import (
     top_categories,
 )
 from stylefinder.recognize.taxonomy import UNKNOWN, predict_garments
+from stylefinder.recommend.columns import describe_columns
 from stylefinder.recommend.filters import Filters, MetadataColumns, column_values
 from stylefinder.recommend.personal import (
     Profile,
@@ -81,6 +82,11 @@ class IndexInfo:
     catalog_root: str | None
     generation: int
     size_bytes: int
+    tuned: dict | None = None  # the projection's label column, dimension and training time
+    columns: list[dict] = field(default_factory=list)  # name, kind, distinct, filled
+    shoppers: int = 0
+    events: int = 0
+    restorable_generation: int | None = None  # what `stylefinder restore` brings back
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -298,6 +304,16 @@ class Engine:
         rows take none)."""
         snapshot, header = self._snapshot, self.store.header
         size = sum(_disk_bytes(p) for p in self.store.directory.rglob("*") if p.is_file())
+        projection, point = self.projection, self.store.restore_point()
+        tuned = None
+        if projection is not None:
+            tuned = {key: projection.info.get(key) for key in ("label_column", "trained_at")}
+            tuned.update(dim=projection.dim, classifier=projection.classifier is not None)
+        columns = [
+            {"name": c.name, "kind": c.kind, "distinct": c.distinct, "filled": c.filled}
+            for c in describe_columns(snapshot.items)
+        ]
+        counts = self.events.item_counts(max_age_s=0)
         return IndexInfo(
             directory=str(self.store.directory),
             items=len(snapshot),
@@ -311,6 +327,11 @@ class Engine:
             catalog_root=snapshot.catalog_root,
             generation=snapshot.generation,
             size_bytes=size,
+            tuned=tuned,
+            columns=columns,
+            shoppers=len(self.events.users()),
+            events=sum(sum(kinds.values()) for kinds in counts.values()),
+            restorable_generation=point.generation if point is not None else None,
         )
 
     # -- queries ---------------------------------------------------------------------------------
