@@ -11,7 +11,7 @@ from PIL import Image
 
 from imagefactory import bomb_png
 from stylefinder.catalog.images import load_image
-from stylefinder.errors import BadImageError
+from stylefinder.errors import BadImageError, ImageTooLargeError
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -113,7 +113,32 @@ def test_truncated_file(tmp_path: Path):
 def test_decompression_bomb_is_refused_before_decoding():
     with pytest.raises(BadImageError, match="decompression bomb"):
         load_image(bomb_png(30_000, 30_000))
-    with pytest.raises(BadImageError, match="exceeds the limit"):
+    with pytest.raises(BadImageError, match="over the"):
+        load_image(_png_bytes(Image.new("L", (100, 100))), max_pixels=5_000)
+
+
+@pytest.mark.parametrize(
+    "width, height, max_pixels, message",
+    [
+        (100, 100, 5_000, r"100x100 pixels is 0\.01 megapixels, over the 0\.005 MP limit"),
+        (10_000, 5_210, 40_000_000, r"52\.1 megapixels, over the 40 MP limit"),
+        # over Pillow's own guard (89.5 MP, which refuses at 179 MP): still the caller's limit
+        (30_000, 30_000, 1_000_000, r"900 megapixels, over the 1 MP limit"),
+        # the caller allows more than Pillow's hard limit: that one applied, so it is quoted
+        (30_000, 30_000, 1_000_000_000, r"900 megapixels, over the 179 MP limit"),
+    ],
+)
+def test_too_large_message_quotes_the_limit_applied(width, height, max_pixels, message):
+    with pytest.raises(ImageTooLargeError, match=message) as caught:
+        load_image(bomb_png(width, height), max_pixels=max_pixels)
+    assert "decompression bomb" in str(caught.value) and "max_pixels" in str(caught.value)
+
+
+def test_max_pixels_is_the_limit_not_pillows(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)  # Pillow warns at 1,000, fails at 2,000
+    image = _png_bytes(Image.new("L", (40, 40)))  # 1,600 pixels: only Pillow's warning
+    assert load_image(image, max_pixels=5_000).size == (40, 40)
+    with pytest.raises(ImageTooLargeError, match=r"0\.01 megapixels, over the 0\.002 MP limit"):
         load_image(_png_bytes(Image.new("L", (100, 100))), max_pixels=5_000)
 
 

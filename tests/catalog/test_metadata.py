@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
+import csv
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from stylefinder.catalog.metadata import match_files, read_metadata_csv
+from stylefinder.catalog.metadata import PARSER_FIELD_LIMIT, match_files, read_metadata_csv
 from stylefinder.catalog.scan import scan_folder
 
 
@@ -33,7 +35,7 @@ def test_path_column_with_bad_rows(tmp_path: Path):
     table = read_metadata_csv(csv, root)
     entries, problems, unmatched = match_files(scan_folder(root), table)
     by_id = {e.item_id: e for e in entries}
-    assert by_id["A"].metadata == {"category": "Dress", "price": "10"}
+    assert by_id["A"].metadata == {"category": "Dress", "price": 10}
     assert by_id["B"].metadata == {"category": "Top"}  # empty values are left out
     assert by_id["c.png"].metadata == {}  # no good row: id is its path
     assert unmatched == 1  # the row for missing.png
@@ -84,3 +86,102 @@ def test_scan_skips_hidden_non_images_and_the_index(tmp_path: Path):
     (root / ".e.png").write_bytes(b"")
     files = scan_folder(root, skip=[root / "index"])
     assert [f.relpath for f in files] == ["a.JPG", "d.webp"]
+
+
+def test_latin1_csv_keeps_its_accents(tmp_path: Path):
+    root = _catalog(tmp_path / "shop", ["a.png", "b.png"])
+    (root / "m.csv").write_bytes("path,name\na.png,Crème\nb.png,Façade\n".encode("latin-1"))
+    table = read_metadata_csv(root / "m.csv", root)
+    assert table.by_path["a.png"].metadata == {"name": "Crème"}
+    assert table.by_path["b.png"].metadata == {"name": "Façade"}
+    assert table.encoding == "cp1252"
+    assert table.problems == [
+        "m.csv: not UTF-8 (line 2 is the first that is not); read as "
+        "cp1252: if accented letters look wrong, save the file as UTF-8"
+    ]
+
+
+def test_mostly_utf8_csv_with_one_bad_byte_never_gets_replacement_characters(tmp_path: Path):
+    root = _catalog(tmp_path / "shop", ["a.png", "b.png"])
+    data = codecs.BOM_UTF8 + "path,name\na.png,Crème\n".encode() + b"b.png,Cr\xe8me \x80\n"
+    (root / "m.csv").write_bytes(data)
+    table = read_metadata_csv(root / "m.csv", root)
+    assert table.encoding == "cp1252"
+    assert table.by_path["b.png"].metadata == {"name": "Crème €"}
+    assert table.by_path["a.png"].metadata == {"name": "CrÃ¨me"}  # the file is one encoding
+    assert all("\ufffd" not in str(row.metadata) for row in table.by_path.values())
+    assert any("line 3 is the first" in p for p in table.problems)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-32"])
+def test_unicode_csvs_are_read_without_a_note(tmp_path: Path, encoding: str):
+    root = _catalog(tmp_path / "shop", ["a.png"])
+    (root / "m.csv").write_bytes("path,name\na.png,Crème ✓\n".encode(encoding))
+    table = read_metadata_csv(root / "m.csv", root)
+    assert table.by_path["a.png"].metadata == {"name": "Crème ✓"}
+    assert table.encoding == encoding
+    assert table.problems == []
+
+
+def test_bytes_undefined_in_cp1252_fall_back_to_latin1(tmp_path: Path):
+    root = _catalog(tmp_path / "shop", ["a.png"])
+    (root / "m.csv").write_bytes(b"path,name\na.png,Cr\xe8me\x81\n")
+    table = read_metadata_csv(root / "m.csv", root)
+    assert table.encoding == "latin-1"
+    assert table.by_path["a.png"].metadata == {"name": "Crème\x81"}
+
+
+def test_a_huge_field_skips_its_row_not_the_file(tmp_path: Path):
+    root = _catalog(tmp_path / "shop", ["a.png", "b.png", "c.png"])
+    blob = "x" * 200_000
+    (root / "m.csv").write_text(
+        f'path,name,note\na.png,Huge,"{blob}"\nb.png,Bee,ok\nc.png,"multi\nline",ok\n'
+    )
+    limit = csv.field_size_limit()
+    table = read_metadata_csv(root / "m.csv", root)
+    assert table.problems == [
+        "m.csv line 2: a field is over 128 KB; row skipped (metadata fields must be under "
+        "131,072 characters: leave images out of the CSV)"
+    ]
+    assert set(table.by_path) == {"b.png", "c.png"}
+    assert table.by_path["c.png"].metadata == {"name": "multi\nline", "note": "ok"}
+    assert csv.field_size_limit() == limit  # the module-wide limit is restored
+
+
+def test_numeric_columns_become_numbers(tmp_path: Path):
+    root = _catalog(tmp_path / "shop", ["a.png", "b.png", "c.png"])
+    (root / "m.csv").write_text(
+        "id,path,price,stock,zip,sku,size,rating,score,ean,code\n"
+        "1,a.png,49.90,3,00123,12,38,nan,-0.5,4006381333931123,1e5\n"
+        "2,b.png,49,-2,75001,007,M,4,.25,4006381333932,2e5\n"
+        "3,c.png,,0,1000,15,40,5,0,1,3\n"
+    )
+    table = read_metadata_csv(root / "m.csv", root)
+    a, b, c = (table.by_path[p].metadata for p in ("a.png", "b.png", "c.png"))
+    assert table.by_path["a.png"].item_id == "1"  # ids stay text
+    assert a["price"] == 49.9 and b["price"] == 49.0 and isinstance(b["price"], float)
+    assert "price" not in c  # an empty cell is still left out
+    assert (a["stock"], b["stock"], c["stock"]) == (3, -2, 0)
+    assert all(type(m["stock"]) is int for m in (a, b, c))
+    assert (a["zip"], a["sku"], a["size"], a["rating"]) == ("00123", "12", "38", "nan")
+    assert (a["score"], b["score"], c["score"]) == (-0.5, 0.25, 0.0)
+    assert (a["ean"], a["code"]) == ("4006381333931123", "1e5")  # too long; exponent: codes
+
+
+def test_numbers_reach_the_entries(tmp_path: Path):
+    root = _catalog(tmp_path / "shop", ["a.png"])
+    (root / "m.csv").write_text("path,price\na.png,49\n")
+    entries, _, _ = match_files(scan_folder(root), read_metadata_csv(root / "m.csv", root))
+    assert entries[0].metadata == {"price": 49}
+
+
+def test_a_field_over_the_parser_limit_stops_with_a_clear_problem(tmp_path: Path):
+    root = _catalog(tmp_path / "shop", ["a.png", "b.png"])
+    blob = "x" * (PARSER_FIELD_LIMIT + 1)
+    (root / "m.csv").write_text(f'path,note\na.png,ok\nb.png,"{blob}"\n')
+    table = read_metadata_csv(root / "m.csv", root)
+    assert set(table.by_path) == {"a.png"}
+    assert table.problems == [
+        "m.csv line 3: a field is over 16 MB; stopped (leave images and other large data out "
+        "of the metadata CSV)"
+    ]

@@ -7,6 +7,7 @@ Every failure (empty, truncated, corrupt, non-image, unsupported format, too man
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import Union
@@ -44,14 +45,14 @@ def load_image(
 
     Example:
         >>> img = load_image("shirt.png")  # doctest: +SKIP
-        >>> img.mode
+        >>> img.mode  # doctest: +SKIP
         'RGB'
     """
     name = _describe(source)
     if isinstance(source, Image.Image):
         image = source
     else:
-        image = _open(source, name)
+        image = _open(source, name, max_pixels)
     try:
         if image.format is not None and image.format not in SUPPORTED_FORMATS:
             raise BadImageError(f"{name}: unsupported image format {image.format}")
@@ -59,30 +60,25 @@ def load_image(
         if width < 1 or height < 1:
             raise BadImageError(f"{name}: image has no pixels ({width}x{height})")
         if width * height > max_pixels:
-            raise ImageTooLargeError(
-                f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels:,} "
-                "(possible decompression bomb)"
-            )
+            raise _too_large(name, width * height, max_pixels, f"{width}x{height} pixels is ")
         if draft_size and image.format in {"JPEG", "MPO"}:
             side = max(width, height) if draft_side == "long" else min(width, height)
             scale = draft_size / side
             image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # `max_pixels` was checked above: it is the limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image.load()
             image = ImageOps.exif_transpose(image)
         return _to_rgb(image)
     except BadImageError:
         raise
-    except Image.DecompressionBombWarning as exc:
-        raise ImageTooLargeError(f"{name}: possible decompression bomb ({exc})") from exc
+    except Image.DecompressionBombError as exc:  # Pillow's own hard limit, when it is lower
+        raise _pillow_bomb(name, exc, max_pixels) from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise BadImageError(f"{name}: cannot decode image ({exc})") from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: possible decompression bomb ({exc})") from exc
 
 
-def _open(source: ImageSource, name: str) -> Image.Image:
+def _open(source: ImageSource, name: str, max_pixels: int) -> Image.Image:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
@@ -98,15 +94,42 @@ def _open(source: ImageSource, name: str) -> Image.Image:
         except IsADirectoryError as exc:
             raise BadImageError(f"{name}: is a directory") from exc
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings():  # the caller checks the size against `max_pixels`
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(stream)
     except UnidentifiedImageError as exc:
         raise BadImageError(f"{name}: not an image file (or an unsupported format)") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"{name}: possible decompression bomb ({exc})") from exc
+    except Image.DecompressionBombError as exc:
+        raise _pillow_bomb(name, exc, max_pixels) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise BadImageError(f"{name}: cannot open image ({exc})") from exc
+
+
+def _too_large(name: str, pixels: int, limit: int, size: str = "") -> ImageTooLargeError:
+    """The error for an image over `limit` pixels, in megapixels, saying what to do."""
+    return ImageTooLargeError(
+        f"{name}: {size}{_megapixels(pixels)} megapixels, over the {_megapixels(limit)} MP "
+        f"limit ({limit:,} pixels; possible decompression bomb); if the image is genuine, "
+        "shrink it or raise max_pixels"
+    )
+
+
+def _pillow_bomb(name: str, exc: Exception, max_pixels: int) -> ImageTooLargeError:
+    """Pillow refused the image before we could see its size: quote the limit that applied."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    ceiling = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # Pillow's hard limit, at twice its setting
+    limit = min(max_pixels, ceiling) if ceiling else max_pixels
+    if found is None:
+        return ImageTooLargeError(
+            f"{name}: over the {_megapixels(limit)} MP limit (possible decompression bomb)"
+        )
+    return _too_large(name, int(found.group(1)), limit)
+
+
+def _megapixels(pixels: int) -> str:
+    """`52_100_000` -> '52.1', `40_000_000` -> '40', `5_000` -> '0.005'."""
+    value = pixels / 1e6
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -9,9 +9,11 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import heapq
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 from stylefinder.catalog.images import IMAGE_EXTENSIONS
 
@@ -30,32 +32,102 @@ def scan_folder(root: str | Path, *, skip: list[Path] | None = None) -> list[Cat
     """Every file with an image extension under `root`, recursively, sorted by path.
 
     Hidden files and folders (names starting with ".") and the folders in `skip` (for example
-    an index directory kept inside the catalog) are left out. Symbolic links are followed once.
+    an index directory kept inside the catalog) are left out. Symbolic links are followed, but
+    each real folder is entered once and each real file is listed once: the catalog's own
+    folders come first, then the links in sorted order, so a link to a folder or file that is
+    already listed (or to a parent folder, a loop) adds nothing. A link to a folder outside
+    `root` is followed (once); broken links are skipped.
+
+    Example:
+        >>> [f.relpath for f in scan_folder("shop-photos")]  # doctest: +SKIP
+        ['dresses/red.jpg', 'tops/white.png']
     """
     root = Path(root).resolve()
     if not root.is_dir():
         raise NotADirectoryError(f"catalog folder {root} does not exist or is not a folder")
-    skipped = {Path(p).resolve() for p in skip or []}
-    found: list[CatalogFile] = []
-    for folder, subfolders, names in os.walk(root, followlinks=True):
-        here = Path(folder)
-        subfolders[:] = sorted(
-            d for d in subfolders if not d.startswith(".") and (here / d).resolve() not in skipped
-        )
-        for name in names:
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            path = here / name
+    skipped = {Path(p).resolve() for p in skip or []} - {root, *root.parents}
+    walk = _Walk(root, skipped)
+    walk.folder(root, "", linked=False)
+    while walk.links:  # links wait until every real path is listed, then go in sorted order
+        relpath, path = heapq.heappop(walk.links)
+        walk.link(path, relpath)
+    walk.found.sort(key=lambda f: f.relpath)
+    return walk.found
+
+
+class _Walk:
+    """The state of one `scan_folder` run: what was found, what was seen, links still to do."""
+
+    def __init__(self, root: Path, skipped: set[Path]) -> None:
+        self.skipped = skipped
+        self.found: list[CatalogFile] = []
+        self.links: list[tuple[str, Path]] = []  # a heap of (relpath, path)
+        self.seen_folders: set[tuple[int, int]] = {_identity(root.stat())}
+        self.seen_files: set[tuple[int, int]] = set()
+
+    def folder(self, top: Path, top_rel: str, *, linked: bool) -> None:
+        """List the files under `top` (already marked as seen) without following links.
+
+        Hard links in the catalog's own folders are all listed; under a `linked` folder a file
+        already listed is not listed again.
+        """
+        stack = [(top, top_rel)]
+        while stack:
+            folder, rel = stack.pop()
             try:
-                stat = path.stat()
-            except OSError:  # vanished or a dangling link: nothing to index
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:  # unreadable or vanished: nothing to index there
                 continue
-            if not path.is_file():
-                continue
-            relpath = path.relative_to(root).as_posix()
-            found.append(CatalogFile(relpath, path, stat.st_size, stat.st_mtime_ns))
-    found.sort(key=lambda f: f.relpath)
-    return found
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                path, relpath = Path(entry.path), f"{rel}{entry.name}"
+                if entry.is_symlink():
+                    heapq.heappush(self.links, (relpath, path))
+                elif entry.is_dir(follow_symlinks=False):
+                    if self._enter(path):
+                        stack.append((path, relpath + "/"))
+                else:
+                    self._add(path, relpath, once=linked)
+
+    def link(self, path: Path, relpath: str) -> None:
+        """Follow one symbolic link: into a folder not seen yet, or to a file not listed yet."""
+        try:
+            is_dir = path.is_dir()
+        except OSError:
+            return
+        if is_dir:
+            if self._enter(path):
+                self.folder(path, relpath + "/", linked=True)
+        else:
+            self._add(path, relpath, once=True)
+
+    def _enter(self, path: Path) -> bool:
+        try:
+            identity = _identity(path.stat())
+            real = path.resolve()
+        except (OSError, RuntimeError):  # vanished, or a link loop that cannot be resolved
+            return False
+        if identity in self.seen_folders or any(p in self.skipped for p in (real, *real.parents)):
+            return False
+        self.seen_folders.add(identity)
+        return True
+
+    def _add(self, path: Path, relpath: str, *, once: bool) -> None:
+        if Path(relpath).suffix.lower() not in IMAGE_EXTENSIONS:
+            return
+        try:
+            stat = path.stat()
+        except OSError:  # vanished or a dangling link: nothing to index
+            return
+        if not S_ISREG(stat.st_mode) or (once and _identity(stat) in self.seen_files):
+            return
+        self.seen_files.add(_identity(stat))
+        self.found.append(CatalogFile(relpath, path, stat.st_size, stat.st_mtime_ns))
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
 
 
 def file_hash(path: str | Path) -> str:

@@ -232,7 +232,8 @@ def evaluate_personalization(
     )
     settings = settings or ProfileSettings()
     snapshot = engine.snapshot
-    labels = [item.metadata.get(label_column) or None for item in snapshot.items]
+    values = (item.metadata.get(label_column) for item in snapshot.items)
+    labels = [None if value in (None, "") else str(value) for value in values]  # 0 is a label
     labeled = sum(label is not None for label in labels)
     if labeled < 2:
         raise ValueError(f"fewer than two items have a {label_column!r} metadata value")

@@ -1,0 +1,99 @@
+"""Scanning a catalog folder: symbolic links are followed, but no loop and no file twice."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from stylefinder.catalog.scan import scan_folder
+
+
+def _photo(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), (200, 0, 0)).save(path)
+    return path
+
+
+def _scan_to(pipe, root: Path, kwargs: dict) -> None:
+    pipe.send([f.relpath for f in scan_folder(root, **kwargs)])
+
+
+def _relpaths(root: Path, **kwargs) -> list[str]:
+    """The scanned relative paths; fails (instead of hanging the suite) if a loop never ends."""
+    if not hasattr(os, "fork"):
+        pytest.skip("needs fork to stop a runaway scan")
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_scan_to, args=(send, root, kwargs), daemon=True)
+    child.start()
+    finished = receive.poll(10)
+    if not finished:
+        child.kill()
+    child.join()
+    assert finished, "scan_folder did not finish within 10 s (a symlink loop?)"
+    return receive.recv()
+
+
+def test_link_to_the_catalog_itself_is_not_a_second_copy(tmp_path: Path):
+    root = tmp_path / "catalog"
+    _photo(root / "a.png")
+    os.symlink(".", root / "loop")
+    assert _relpaths(root) == ["a.png"]
+
+
+def test_two_loop_links_terminate(tmp_path: Path):
+    root = tmp_path / "catalog"
+    _photo(root / "tops" / "a.png")
+    os.symlink(".", root / "loop1")
+    os.symlink("..", root / "tops" / "up")
+    os.symlink(root, root / "tops" / "loop2")
+    assert _relpaths(root) == ["tops/a.png"]
+
+
+def test_file_link_to_a_listed_file_is_listed_once(tmp_path: Path):
+    root = tmp_path / "catalog"
+    _photo(root / "b.png")
+    os.symlink("b.png", root / "a.png")  # sorts first, but the real file wins
+    os.symlink(root / "b.png", root / "c.png")
+    files = scan_folder(root)
+    assert [f.relpath for f in files] == ["b.png"]
+    assert files[0].abspath == root / "b.png"
+
+
+def test_link_to_a_folder_inside_the_catalog_adds_nothing(tmp_path: Path):
+    root = tmp_path / "catalog"
+    _photo(root / "tops" / "a.png")
+    os.symlink("tops", root / "alias")
+    assert _relpaths(root) == ["tops/a.png"]
+
+
+def test_link_to_an_outside_folder_is_indexed_once(tmp_path: Path):
+    root = tmp_path / "catalog"
+    _photo(root / "a.png")
+    _photo(tmp_path / "supplier" / "coat.png")
+    os.symlink(tmp_path / "supplier", root / "s1")
+    os.symlink(tmp_path / "supplier", root / "s2")
+    os.symlink(tmp_path / "supplier" / "coat.png", root / "z.png")
+    os.symlink(root, tmp_path / "supplier" / "back")  # a loop through the outside folder
+    assert _relpaths(root) == ["a.png", "s1/coat.png"]
+
+
+def test_broken_links_and_links_into_the_index_are_skipped(tmp_path: Path):
+    root = tmp_path / "catalog"
+    _photo(root / "a.png")
+    _photo(root / "index" / "thumbs" / "t.png")
+    os.symlink(root / "gone.png", root / "broken.png")
+    os.symlink(root / "gone", root / "broken-folder")
+    os.symlink(root / "index" / "thumbs", root / "thumbs")
+    assert _relpaths(root, skip=[root / "index"]) == ["a.png"]
+
+
+def test_hard_links_in_the_catalog_stay_separate_items(tmp_path: Path):
+    root = tmp_path / "catalog"
+    _photo(root / "a.png")
+    os.link(root / "a.png", root / "b.png")
+    assert _relpaths(root) == ["a.png", "b.png"]
