@@ -152,3 +152,22 @@ def test_demo_data(capsys, tmp_path: Path):
     lines = (tmp_path / "d" / "catalog.csv").read_text().splitlines()
     assert lines[0] == "id,path,category" and len(lines) == 1001
     assert len(list((tmp_path / "q").glob("*.png"))) == 30
+
+
+def test_config_set_and_show_display_settings(capsys, demo_index, tmp_path):
+    import shutil
+
+    source, _ = demo_index
+    shutil.copytree(source, tmp_path / "ix")
+    index = ["--index", tmp_path / "ix"]
+    code, out, _ = _run(capsys, "config", "show", *index, "--json")
+    assert code == 0 and json.loads(out)["facets"] == "auto: category, colours"
+    code, out, _ = _run(capsys, "config", "set", "title=category", "hidden=colours", *index)
+    assert code == 0 and "title   category" in out
+    code, out, _ = _run(capsys, "config", "show", *index, "--json")
+    shown = json.loads(out)
+    assert shown["title"] == "category" and shown["hidden"] == ["colours"]
+    code, _, err = _run(capsys, "config", "set", "price=nosuch", *index)
+    assert code == 2 and "'nosuch'" in err and "category, colours" in err
+    code, _, err = _run(capsys, "config", "set", "colour=red", *index)
+    assert code == 1 and "KEY=VALUE" in err

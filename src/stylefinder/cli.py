@@ -126,6 +126,20 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
     index.set_defaults(run=_index)
 
+    config = sub.add_parser("config", help="how items are shown: title, price, link, facets")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_set = config_sub.add_parser(
+        "set",
+        help="set display settings: title=COL price=COL link=COL facets=A,B|auto hidden=A,B",
+    )
+    config_set.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    config_set.add_argument("--index", required=True, help="index directory")
+    config_set.set_defaults(run=_config_set)
+    config_show = config_sub.add_parser("show", help="print the display settings")
+    config_show.add_argument("--index", required=True, help="index directory")
+    config_show.add_argument("--json", action="store_true", help="print them as JSON")
+    config_show.set_defaults(run=_config_show)
+
     restore = sub.add_parser(
         "restore", help="bring back the index as it was before the last `index` run"
     )
@@ -378,6 +392,38 @@ def _print_plan(summary, index_dir: str) -> None:
         print(f"  ... and {summary.removed - 50} more (--json lists them all)")
     for path, reason in summary.skipped:
         print(f"  would skip {path}: {reason}")
+
+
+def _config_set(args: argparse.Namespace) -> int:
+    from stylefinder.recommend.display import parse_display_assignments, write_display
+
+    settings = write_display(args.index, parse_display_assignments(args.assignments))
+    print(f"display settings of {args.index}:")
+    _print_display(settings.to_dict())
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    from stylefinder.index.store import IndexStore
+    from stylefinder.recommend.display import facet_columns, read_display
+
+    snapshot = IndexStore.open(args.index).snapshot()
+    settings = read_display(snapshot.state)
+    shown = settings.to_dict()
+    if settings.facets is None:
+        shown["facets"] = f"auto: {', '.join(facet_columns(snapshot.items, settings)) or 'none'}"
+    if args.json:
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+    else:
+        _print_display(shown)
+    return 0
+
+
+def _print_display(settings: dict) -> None:
+    for key, value in settings.items():
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(value) or "none"
+        print(f"  {key:<7} {value if value is not None else '(unset)'}")
 
 
 def _restore(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""End to end: `stylefinder app` in a real headless Chromium, uploading a real image file."""
+"""End to end: `stylefinder app` in a real headless Chromium, uploading a real image file, and a
+file over the upload limit."""
 
 from __future__ import annotations
 
@@ -41,3 +42,20 @@ def test_upload_shows_five_results(app_index, demo, tmp_path):
     assert screenshot.stat().st_size > 10_000
     assert "5 most similar" in page and "Sneaker" in page
     assert "For you" in page and "Same category only" in page
+
+
+def test_upload_over_the_limit_gets_the_apps_message(app_index, tmp_path):
+    """Streamlit's browser code refuses files over its own cap, which is above the app's limit:
+    a file over the limit reaches the app, whose message names its size and the limit."""
+    big = tmp_path / "photo.jpg"
+    big.write_bytes(b"\xff\xd8" + bytes(12_300_000 - 2))  # 12.3 MB, over the 10 MB limit
+    with running_app(app_index, port=free_port()) as url, chromium() as browser:
+        open_app(browser, url)
+        browser.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(big))
+
+        def page_text(driver) -> str:
+            return driver.find_element(By.TAG_NAME, "body").text
+
+        WebDriverWait(browser, 60).until(lambda driver: "the limit is" in page_text(driver))
+        text = page_text(browser)
+    assert "photo.jpg is 12.3 MB; the limit is 10 MB." in text

@@ -1,11 +1,13 @@
 """The web app, driven through Streamlit's AppTest: item queries, filters, more-like-this,
-a bad upload followed by a good one, the query's category and colours with the same-category
-toggle, and the session shopper's likes, dislikes and "For you" section."""
+a bad upload followed by a good one, uploads over the limit, the query's category and colours
+with the same-category toggle, the session shopper's likes, dislikes and "For you" section,
+cards and facets that follow the index's display settings, and metadata that is never markup."""
 
 from __future__ import annotations
 
 import io
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,45 @@ from streamlit.testing.v1.element_tree import Block
 
 from imagefactory import bomb_png
 from stylefinder import Engine
-from stylefinder.app import APP_SCRIPT
+from stylefinder.app import APP_SCRIPT, upload_ceiling_mb
+from stylefinder.app.markup import unescape
+from stylefinder.index.store import IndexStore
 
-ID = re.compile(r"^\*\*(.+)\*\*$")
+# The "More like this" / "Find similar" button of each card, by grid: its key ends with the id.
+CARD_BUTTON = {"results": "more-", "for-you": "more-for-you-", "catalog": "find-"}
+
+
+EVIL = "[Click](http://evil) ![x](http://host/pixel.png)"  # a live link and a tracking pixel
+EVIL_COLUMN = "[Shop](http://evil.example)"  # a column name that is Markdown too
+
+
+@pytest.fixture(scope="module")
+def shop_index(demo_index, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo index whose items have shop metadata: a title, a price, a link, a
+    year, an internal `category_pred`, a `note` holding Markdown (EVIL) and a column whose
+    name is Markdown; display settings name the title, price and link, and hide the year."""
+    from stylefinder.recommend.display import write_display
+
+    source, _ = demo_index
+    target = tmp_path_factory.mktemp("shop-index") / "index"
+    shutil.copytree(source, target)
+    store = IndexStore.open(target)
+    with store.writer() as writer:
+        for n, item in enumerate(writer.base.items):
+            category = item.metadata["category"]
+            metadata = {
+                **item.metadata,
+                "name": f"{category} no. {n}",
+                "price": f"{10 + n % 40}.99",
+                "url": f"https://shop.example/p/{item.id}",
+                "year": str(2010 + n % 5),
+                "category_pred": category,
+                "note": EVIL,
+                EVIL_COLUMN: "Sale" if n % 2 else "New",
+            }
+            writer.put(item.replace(metadata=metadata), None)
+    write_display(target, {"title": "name", "price": "price", "link": "url", "hidden": ["year"]})
+    return target
 
 
 def start(index_dir: Path, monkeypatch) -> AppTest:
@@ -48,13 +86,14 @@ def block(at: AppTest, key: str) -> Block | None:
 
 def result_ids(at: AppTest, grid: str = "results") -> list[str]:
     """Item ids shown in a card grid ("results", "for-you" or "catalog"), in order."""
-    node = block(at, grid)
-    return [] if node is None else [m.group(1) for c in node.caption if (m := ID.match(c.value))]
+    node, prefix = block(at, grid), CARD_BUTTON[grid]
+    keys = [] if node is None else [b.key for b in node.button]
+    return [key.removeprefix(prefix) for key in keys if key.startswith(prefix)]
 
 
 def categories(at: AppTest, grid: str = "results") -> list[str]:
     node = block(at, grid)
-    captions = [] if node is None else [c.value for c in node.caption]
+    captions = [] if node is None else [unescape(c.value) for c in node.caption]
     return [c.split(": ", 1)[1] for c in captions if c.startswith("category: ")]
 
 
@@ -140,7 +179,7 @@ def test_oversized_upload_and_decompression_bomb(app_index, monkeypatch):
     at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120).run()
     at.get("file_uploader")[0].set_value(("big.png", bytes(5000), "image/png")).run()
     assert not at.exception
-    assert any("the limit is 0.001 MB" in e.value for e in at.error)
+    assert any("the limit is 0.001 MB" in unescape(e.value) for e in at.error)
     monkeypatch.setenv("STYLEFINDER_MAX_UPLOAD_MB", "10")
     at.get("file_uploader")[0].set_value(("bomb.png", bomb_png(20_000, 20_000), "image/png")).run()
     assert not at.exception
@@ -179,7 +218,7 @@ def test_same_category_toggle_keeps_one_category(tuned_index, demo, monkeypatch)
     at.toggle(key="same_category_toggle").set_value(True).run()
     assert not at.exception and not at.error
     assert categories(at) == [category] * 20
-    assert any(f"only category in ['{category}']" in md.value for md in at.markdown)
+    assert any(f"only category in {category}" in unescape(md.value) for md in at.markdown)
     at.multiselect(key="filter-category").set_value([category, "Bag"]).run()
     assert categories(at) == [category] * 20  # combined with the sidebar filters
     at.multiselect(key="filter-category").set_value(["Bag"]).run()
@@ -254,3 +293,107 @@ def test_catalog_cards_have_like_buttons(app: AppTest, app_index):
     app.button(key=f"like-catalog-{first}").click().run()
     assert session_events(app_index, app) == [("like", first)]
     assert app.session_state["page"] == "Catalog"
+
+
+def test_upload_over_the_limit_names_the_limit(app: AppTest):
+    uploader = app.get("file_uploader")[0]
+    # Streamlit's browser code refuses files over its own cap with a terse message: the cap is
+    # above the app's limit, so that files over the limit reach the app and its message.
+    assert uploader.proto.max_upload_size_mb == upload_ceiling_mb(10) > 10
+    uploader.set_value(("broken.jpg", b"\xff\xd8 not really a jpeg", "image/jpeg")).run()
+    assert any("could not be used" in e.value for e in app.error)
+
+    app.get("file_uploader")[0].set_value(("photo.jpg", bytes(12_300_000), "image/jpeg")).run()
+    assert not app.exception
+    errors = [unescape(e.value) for e in app.error]  # the previous file's error is gone
+    assert len(errors) == 1 and errors[0].startswith("photo.jpg is 12.3 MB; the limit is 10 MB.")
+    assert result_ids(app) == []
+    app.text_input(key="item_id").set_value("fmnist-test-00017").run()  # a new query
+    assert not app.error and len(result_ids(app)) == 5
+    assert "up to 10 MB" in app.get("file_uploader")[0].proto.label  # said before uploading
+
+
+# What GFM (remark-gfm, in Streamlit's browser code) turns into links in text once escapes are
+# read: URLs, www. addresses and e-mail addresses.
+AUTOLINKS = re.compile(r"(?i:https?://|www(?=\.))[-.\w]+|[-.\w+]+@[-\w]+(?:\.[-\w]+)+")
+
+
+def live_markup(markdown: str) -> str | None:
+    """The first character of `markdown` that Markdown reads as part of a link, an image or
+    HTML (not backslash-escaped), or an address it makes a link of; None when there is none."""
+    if found := AUTOLINKS.search(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)):
+        return found.group()
+    escaped = False
+    for char in markdown:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "[]()!<>":
+            return char
+    return None
+
+
+def markdown_bodies(at: AppTest) -> list[str]:
+    """Every text the app sent that Streamlit renders as Markdown: markdown, captions, alerts,
+    and the labels and tooltips of widgets."""
+    bodies = [
+        e.value
+        for kind in ("markdown", "caption", "error", "warning", "info")
+        for e in at.get(kind)
+    ]
+    for kind in ("multiselect", "toggle", "button", "link_button", "text_input", "file_uploader"):
+        bodies += [text for w in at.get(kind) for text in (w.proto.label, w.proto.help) if text]
+    return bodies
+
+
+def test_metadata_is_never_markup(shop_index, monkeypatch):
+    at = start(shop_index, monkeypatch)
+    at.text_input(key="item_id").set_value("fmnist-test-00017").run()
+    at.multiselect(key=f"filter-{EVIL_COLUMN}").set_value(["Sale"]).run()
+    assert not at.exception and not at.error
+    bodies = markdown_bodies(at)
+    at.radio(key="page").set_value("Catalog").run()
+    bodies += markdown_bodies(at)
+
+    shown = [unescape(body) for body in bodies]
+    from_metadata = [
+        b for b, text in zip(bodies, shown, strict=True) if "pixel" in text or "evil" in text
+    ]
+    assert len(from_metadata) > 20
+    for body in from_metadata:
+        assert live_markup(body) is None, body
+    assert f"note: {EVIL}" in shown and f"{EVIL_COLUMN}: Sale" in shown  # as text, on cards
+    assert EVIL_COLUMN in shown  # the facet's label
+    assert any(f"only {EVIL_COLUMN} in Sale" in text for text in shown)
+
+
+def test_cards_and_facets_follow_the_display_settings(shop_index, monkeypatch):
+    items = {item.id: item.metadata for item in IndexStore.open(shop_index).snapshot().items}
+    at = start(shop_index, monkeypatch)
+    at.text_input(key="item_id").set_value("fmnist-test-00017").run()
+    ids = result_ids(at)
+    assert len(ids) == 5
+    results = block(at, "results")
+    markdown = [unescape(md.value) for md in results.markdown]
+    for item_id in ids:
+        assert f"**{items[item_id]['name']}**" in markdown  # the title, not the id
+        assert items[item_id]["price"] in markdown
+    links = [button.proto.url for button in results.link_button]
+    assert links == [f"https://shop.example/p/{item_id}" for item_id in ids]
+    captions = [unescape(c.value) for c in results.caption]
+    details = {c.split(": ", 1)[0] for c in captions if ": " in c}
+    # Not the hidden year, not category_pred, not the title, price or link columns again.
+    assert details == {"category", "colours", "note", EVIL_COLUMN}
+    assert not any(item_id in text for item_id in ids for text in captions + markdown)
+
+    # Facets: the category columns only (not the titles, prices, years, links or notes), each
+    # value with its count.
+    facets = {m.key.removeprefix("filter-"): m for m in at.sidebar.multiselect}
+    assert set(facets) == {"category", "colours", EVIL_COLUMN}
+    counts: dict[str, int] = {}
+    for metadata in items.values():
+        counts[metadata["category"]] = counts.get(metadata["category"], 0) + 1
+    assert sorted(facets["category"].options) == sorted(f"{c} ({n:,})" for c, n in counts.items())
+    at.multiselect(key="filter-category").set_value(["Bag"]).run()
+    assert categories(at) == ["Bag"] * 5

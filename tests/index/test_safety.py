@@ -141,13 +141,14 @@ def test_a_full_disk_is_a_clear_error_that_keeps_the_index_and_leaves_no_temp_fi
     before = _matrix(store)
     filler = _fill(small_disk, leave=200_000)
 
-    with pytest.raises(NoSpaceError, match=r"no space left on tmpfs .*needs 1\.\d MB"):
-        with store.writer() as writer:  # into the spare rows (memory-mapped): once a SIGBUS
-            _put(writer, [f"b{n}" for n in range(300)], _vectors(300, 1))
-    with pytest.raises(NoSpaceError, match="no space left on tmpfs"):
-        with store.writer() as writer:  # a removal rewrites the matrix into a new file
-            writer.remove("a0")
-            _put(writer, [f"b{n}" for n in range(300)], _vectors(300, 1))
+    full = r"no space left on tmpfs .*needs 1\.\d MB"
+    # into the spare rows, through a memory map: a SIGBUS once
+    with pytest.raises(NoSpaceError, match=full), store.writer() as writer:
+        _put(writer, [f"b{n}" for n in range(300)], _vectors(300, 1))
+    # a removal rewrites the matrix into a new file
+    with pytest.raises(NoSpaceError, match="no space left on tmpfs"), store.writer() as writer:
+        writer.remove("a0")
+        _put(writer, [f"b{n}" for n in range(300)], _vectors(300, 1))
     assert not [p.name for p in (small_disk / "ix").iterdir() if p.name.endswith(".tmp")]
     after = _matrix(store)
     assert after.keys() == before.keys()

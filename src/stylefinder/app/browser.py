@@ -56,15 +56,7 @@ def running_app(index_dir: str | Path, *, port: int, timeout: float = 120) -> It
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the app exited: {process.stderr.read()[-2000:]}")
-            if _answers(f"{url}/_stcore/health"):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the app did not answer on {url} within {timeout:.0f} s")
-            time.sleep(0.25)
+        wait_until_ready(process, url, timeout=timeout)
         yield url
     finally:
         process.terminate()
@@ -75,7 +67,25 @@ def running_app(index_dir: str | Path, *, port: int, timeout: float = 120) -> It
             process.wait()
 
 
-def _answers(url: str) -> bool:
+def wait_until_ready(process: subprocess.Popen, url: str, *, timeout: float = 120) -> None:
+    """Poll the Streamlit app at `url` (started as `process`) until its health check answers;
+    RuntimeError when the process exits first, TimeoutError after `timeout` seconds.
+
+    Example:
+        >>> wait_until_ready(process, "http://127.0.0.1:8765", timeout=60)  # doctest: +SKIP
+    """
+    deadline = time.monotonic() + timeout
+    while not answers(f"{url}/_stcore/health"):
+        if process.poll() is not None:
+            output = process.stderr.read()[-2000:] if process.stderr else ""
+            raise RuntimeError(f"the app exited with status {process.returncode}: {output}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the app did not answer on {url} within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def answers(url: str) -> bool:
+    """True when a GET of `url` answers 200 within 2 seconds."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200

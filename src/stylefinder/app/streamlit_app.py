@@ -7,16 +7,22 @@ process with `st.cache_resource`. Uploads stay in memory: nothing is written to 
 The query's recognized category and colours show next to it, with a "Same category only" toggle.
 Each browser session is an anonymous shopper (`web-` + random hex): the like and dislike buttons
 on every card store events, and the "For you" section ranks items from them.
+
+Cards and filters follow the index's display settings (`recommend.display`): the title, price and
+link columns, the facets offered as filters (with value counts) and the hidden columns. Every
+text from the catalog, the shopper or the model goes through `markup.plain` (or `html_text`), so
+that a metadata value is never Markdown or HTML: no live links, no remote images.
 """
 
 from __future__ import annotations
 
-import html
 import io
 import os
 import random
+import re
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import streamlit as st
@@ -24,9 +30,12 @@ from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 
 from stylefinder import BadImageError, Engine, StylefinderError
+from stylefinder.app import upload_ceiling_mb
+from stylefinder.app.markup import MAX_CHARS, category_markdown, colour_chips, plain
 from stylefinder.catalog.images import load_image
+from stylefinder.errors import UnknownColumnError
 from stylefinder.recognize.recognition import Recognition
-from stylefinder.recognize.taxonomy import UNKNOWN
+from stylefinder.recommend.display import DisplaySettings, display_fields, facets, read_display
 from stylefinder.recommend.engine import Recommendation
 
 INDEX_ENV = "STYLEFINDER_INDEX"
@@ -35,6 +44,13 @@ THUMBNAIL = 192
 COLUMNS = 5
 PAGE_SIZE = 20
 FOR_YOU = 5  # items in the "For you" section
+# Streamlit's uploader states its own cap ("40MB per file"), which is above the app's limit so
+# that files over the limit reach the app's message; the label states the limit instead.
+HIDE_UPLOAD_CAP = (
+    "<style>.st-key-upload [data-testid='stFileUploaderDropzoneInstructions']"
+    "{display: none}</style>"
+)
+_COUNTED = re.compile(r" \([\d,]+\)$")  # an option's count, as `_with_count` shows it
 SOURCES = {
     "classifier": "by the shop's own classifier",
     "imagenet": "by the ImageNet fallback (no classifier tuned on the shop's labels)",
@@ -95,7 +111,18 @@ def same_category(
 ) -> tuple[dict[str, list[str]], int]:
     """The filter keeping the image's recognized category, and how many catalog items pass it."""
     filters = _engine.category_filter(recognize(_engine, index, generation, image, mtime_ns))
-    return filters, (_engine.browse(limit=0, filters=filters)[1] if filters else 0)
+    try:
+        return filters, (_engine.browse(limit=0, filters=filters)[1] if filters else 0)
+    except UnknownColumnError:  # no item has the category column (never annotated)
+        return filters, 0
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def facet_options(_engine: Engine, index: str, generation: int) -> dict[str, list[tuple[str, int]]]:
+    """The sidebar's filters: the facet columns of the display settings, each with its values
+    and how many items hold them, once per index generation."""
+    snapshot = _engine.snapshot
+    return facets(snapshot.items, read_display(snapshot.state))
 
 
 def _image_key(engine: Engine, query: Query) -> tuple[str, int, bytes | str, int]:
@@ -121,6 +148,12 @@ def _combine(
     return combined
 
 
+def _upload_ceiling() -> int:
+    """The largest upload (MB) Streamlit passes to the app: above the limit, so that a file over
+    the limit reaches `_on_upload` and its message (never above the server's own cap)."""
+    return min(upload_ceiling_mb(MAX_UPLOAD_MB), int(st.get_option("server.maxUploadSize")))
+
+
 def _user_id() -> str:
     """This browser session's anonymous shopper id (`web-` + random hex), made on first use."""
     if "user_id" not in st.session_state:
@@ -138,22 +171,33 @@ def _opinions(engine: Engine) -> dict[str, str]:
 
 
 def _set_item_query(item_id: str) -> None:
+    st.session_state.upload_error = None  # a new query: an earlier upload's error is old news
     st.session_state.query = Query(label=f"catalog item {item_id}", item_id=item_id)
     st.session_state.page = "Find similar"
 
 
 def _on_upload(key: str) -> None:
+    """A new upload (or photo) becomes the query; one over the size limit gets a message
+    naming its size and the limit instead. Streamlit passes files up to `upload_ceiling_mb`
+    to the app, so that files over the limit reach this check."""
     uploaded = st.session_state.get(key)
-    if uploaded is None:
+    st.session_state.upload_error = None
+    if uploaded is None:  # the file was removed from the uploader
         return
     if uploaded.size > MAX_UPLOAD_MB * 1_000_000:
         st.session_state.query = None
-        st.session_state.upload_error = (
-            f"{uploaded.name} is {uploaded.size / 1e6:.1f} MB; the limit is {MAX_UPLOAD_MB:g} MB."
-        )
+        st.session_state.upload_error = too_large_message(uploaded.name, uploaded.size)
         return
-    st.session_state.upload_error = None
     st.session_state.query = Query(label=uploaded.name, data=uploaded.getvalue())
+
+
+def too_large_message(name: str, size: int) -> str:
+    """What a shopper reads when an upload is over the limit, e.g. "photo.jpg is 12.3 MB; the
+    limit is 10 MB." """
+    return (
+        f"{name} is {size / 1e6:.1f} MB; the limit is {MAX_UPLOAD_MB:g} MB. "
+        "Choose a smaller photo, or save it as a JPEG."
+    )
 
 
 def _on_item_id() -> None:
@@ -197,15 +241,42 @@ def sidebar(engine: Engine) -> dict[str, list[str]]:
     st.sidebar.radio("Page", ["Find similar", "Catalog"], key="page")
     st.sidebar.slider("Results", 1, 20, 5, key="k")
     filters: dict[str, list[str]] = {}
-    columns = engine.filter_columns()
-    if columns:
+    options = facet_options(engine, str(engine.store.directory), engine.snapshot.generation)
+    if options:
         st.sidebar.subheader("Filters")
         st.sidebar.caption("Applied before ranking: you still get k results when they exist.")
-    for column, values in columns.items():
-        chosen = st.sidebar.multiselect(column, values, key=f"filter-{column}")
-        if chosen:
+    for column, values in options.items():
+        counts = dict(values)
+        chosen = st.sidebar.multiselect(
+            plain(column),
+            list(counts),
+            format_func=lambda value, counts=counts: _with_count(value, counts),
+            key=f"filter-{column}",
+        )
+        if chosen := _selected(chosen, counts):
             filters[column] = chosen
     return filters
+
+
+def _with_count(value: str, counts: dict[str, int]) -> str:
+    """A facet's option as shown: the value and how many items hold it, e.g. "Dresses (12)"."""
+    return f"{value} ({counts.get(value, 0):,})"
+
+
+def _selected(chosen: list[str], counts: dict[str, int]) -> list[str]:
+    """The chosen values that are options; a browser may still send an option as shown before
+    a catalog update changed its count ("Bag (100)"): that one counts as its value."""
+    kept = []
+    for value in chosen:
+        value = value if value in counts else _COUNTED.sub("", value)
+        if value in counts and value not in kept:
+            kept.append(value)
+    return kept
+
+
+def describe_filters(filters: Iterable[tuple[str, list[str]]]) -> str:
+    """Filters as escaped Markdown, e.g. "category in Bag, Dress; colours in navy"."""
+    return plain("; ".join(f"{column} in {', '.join(values)}" for column, values in filters))
 
 
 def find_similar_page(engine: Engine, filters: dict[str, list[str]]) -> None:
@@ -216,12 +287,14 @@ def find_similar_page(engine: Engine, filters: dict[str, list[str]]) -> None:
     )
     upload_tab, item_tab, camera_tab = st.tabs(["Upload a photo", "Pick a catalog item", "Camera"])
     with upload_tab:
+        st.html(HIDE_UPLOAD_CAP)
         st.file_uploader(
-            "Photo (JPEG, PNG, WebP, GIF, BMP or TIFF)",
+            f"Photo (JPEG, PNG, WebP, GIF, BMP or TIFF; up to {MAX_UPLOAD_MB:g} MB)",
             type=["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"],
             key="upload",
             on_change=_on_upload,
             args=("upload",),
+            max_upload_size=_upload_ceiling(),
         )
     with item_tab:
         left, right = st.columns([3, 1], vertical_alignment="bottom")
@@ -231,7 +304,7 @@ def find_similar_page(engine: Engine, filters: dict[str, list[str]]) -> None:
         st.camera_input("Take a photo", key="camera", on_change=_on_upload, args=("camera",))
 
     if st.session_state.get("upload_error"):
-        st.error(st.session_state.upload_error)
+        st.error(plain(st.session_state.upload_error))
     query: Query | None = st.session_state.get("query")
     opinions = _opinions(engine)
     panel = None
@@ -266,12 +339,12 @@ def query_results(
             results = [] if wanted is None else engine.recommend(query.data, k=k, filters=wanted)
     except BadImageError as exc:
         st.error(
-            f"**{query.label}** could not be used as a photo: {exc.reason}. "
+            f"**{plain(query.label)}** could not be used as a photo: {plain(exc.reason)}. "
             "Try a JPEG, PNG or WebP image of a garment."
         )
         return None
     except (OSError, StylefinderError) as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return None
     elapsed_ms = (time.perf_counter() - started) * 1000
 
@@ -280,11 +353,11 @@ def query_results(
         st.markdown("**Your query**")
         if query_image:
             st.image(query_image, width="stretch")
-        st.caption(query.label)
+        st.caption(plain(query.label))
         panel = st.container(key="recognition")
     with results_col:
         applied = [*filters.items(), *same.items()] if wanted is None else wanted.items()
-        shown = ", ".join(f"{c} in {v}" for c, v in applied)
+        shown = describe_filters(applied)
         st.markdown(
             f"**{len(results)} most similar** · found in {elapsed_ms:.0f} ms"
             + (f" · only {shown}" if shown else "")
@@ -304,7 +377,7 @@ def recognition_panel(engine: Engine, query: Query) -> None:
             recognition = recognize(engine, *key)
             same, matching = same_category(engine, *key)
         except (OSError, StylefinderError) as exc:
-            st.caption(f"Category and colours unavailable: {exc}")
+            st.caption(f"Category and colours unavailable: {plain(exc)}")
             return
         st.markdown(category_markdown(recognition))
         st.caption(SOURCES.get(recognition.source, recognition.source))
@@ -316,7 +389,8 @@ def recognition_panel(engine: Engine, query: Query) -> None:
             st.toggle(toggle, key="same_category_unavailable", disabled=True, help=why)
             return
         column, values = next(iter(same.items()))
-        value = values[0]
+        value = plain(values[0])
+        column = plain(column)
         if not matching:
             st.toggle(toggle, key="same_category_unavailable", disabled=True)
             st.caption(
@@ -332,40 +406,6 @@ def recognition_panel(engine: Engine, query: Query) -> None:
             help=f"Only items with {column} = {value}",
             on_change=_on_same_category,
         )
-
-
-def category_markdown(recognition: Recognition) -> str:
-    """The top categories as markdown: the first in bold, each with its probability."""
-    if recognition.category == UNKNOWN:
-        return "**Category unknown**"
-    parts = [f"{label} {_percent(probability)}" for label, probability in recognition.categories]
-    return "  \n".join([f"**{parts[0]}**", *parts[1:]])
-
-
-def _percent(share: float) -> str:
-    """A share as a whole percentage, "<1%" and ">99%" rather than a misleading 0% or 100%."""
-    if 0 < share < 0.005:
-        return "<1%"
-    if 0.995 <= share < 1:
-        return ">99%"
-    return f"{share:.0%}"
-
-
-def colour_chips(recognition: Recognition) -> str:
-    """HTML badges for the colours: a swatch of the measured colour, the name and its share."""
-    chips = []
-    for colour in recognition.colours:
-        rgb = ",".join(str(int(c)) for c in colour.rgb)
-        name = html.escape(colour.name)
-        chips.append(
-            f'<span class="colour-chip" title="{name}: rgb({rgb})" style="display:inline-flex;'
-            "align-items:center;gap:0.3em;margin:0 0.3em 0.3em 0;padding:0.05em 0.55em 0.05em "
-            "0.3em;border:1px solid rgba(49,51,63,0.2);border-radius:1em;font-size:0.85em;"
-            f'white-space:nowrap"><span style="width:0.9em;height:0.9em;border-radius:50%;'
-            f'background:rgb({rgb});border:1px solid rgba(49,51,63,0.3)"></span>'
-            f"{name} {_percent(colour.share)}</span>"
-        )
-    return f'<div class="colour-chips">{"".join(chips)}</div>'
 
 
 def for_you_section(
@@ -398,7 +438,7 @@ def for_you_section(
         try:
             picks = engine.recommend_for_user(_user_id(), k=FOR_YOU, filters=filters or None)
         except StylefinderError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             return
         cards = [(r.id, r.metadata, None) for r in picks]
         card_grid(
@@ -438,8 +478,10 @@ def card_grid(
     button_key: str,
     opinions: dict[str, str] | None = None,
 ) -> None:
-    """Items as bordered cards, COLUMNS to a row: image, id, a note, metadata, a button that
-    makes the item the query and, given the shopper's `opinions`, like and dislike buttons."""
+    """Items as bordered cards, COLUMNS to a row: image, title (or id), price, a note, the visible
+    details, a shop link, a button that makes the item the query and, given the shopper's
+    `opinions`, like and dislike buttons. What shows follows the index's display settings."""
+    settings = read_display(engine.snapshot.state)
     with st.container(key=container):
         for start in range(0, len(cards), COLUMNS):
             cells = st.columns(COLUMNS)
@@ -447,14 +489,7 @@ def card_grid(
                 cells, cards[start : start + COLUMNS], strict=False
             ):
                 with cell, st.container(border=True):
-                    image = _image_of(engine, item_id)
-                    if image:
-                        st.image(image, width="stretch")
-                    st.caption(f"**{item_id}**")
-                    if note:
-                        st.caption(note)
-                    for name, value in metadata.items():
-                        st.caption(f"{name}: {value}")
+                    card(engine, item_id, metadata, note, settings, where=container)
                     with st.container(horizontal=True, gap="small"):
                         st.button(
                             button,
@@ -464,6 +499,37 @@ def card_grid(
                         )
                         if opinions is not None:
                             feedback_buttons(engine, item_id, opinions.get(item_id), container)
+
+
+def card(
+    engine: Engine,
+    item_id: str,
+    metadata: dict[str, object],
+    note: str | None,
+    settings: DisplaySettings,
+    *,
+    where: str,
+) -> None:
+    """One card's image and text, every catalog text escaped (see `markup.plain`)."""
+    fields = display_fields(metadata, settings)
+    image = _image_of(engine, item_id)
+    if image:
+        st.image(image, width="stretch")
+    st.markdown(f"**{plain(fields['title'] or item_id, MAX_CHARS)}**")
+    if fields["price"]:
+        st.markdown(plain(fields["price"], MAX_CHARS))
+    if note:
+        st.caption(note)
+    for name, value in fields["details"].items():
+        st.caption(f"{plain(name, MAX_CHARS)}: {plain(value, MAX_CHARS)}")
+    if fields["link"]:
+        st.link_button(
+            "View in the shop",
+            fields["link"],
+            key=f"link-{where}-{item_id}",
+            type="tertiary",
+            icon=":material/open_in_new:",
+        )
 
 
 def feedback_buttons(engine: Engine, item_id: str, current: str | None, where: str) -> None:
@@ -497,7 +563,9 @@ def catalog_page(engine: Engine, filters: dict[str, list[str]]) -> None:
     items, _ = engine.browse(
         offset=(int(page) - 1) * PAGE_SIZE, limit=PAGE_SIZE, filters=filters or None
     )
-    st.caption(f"{total:,} items" + (f" match {filters}" if filters else ""))
+    st.caption(
+        f"{total:,} items" + (f" match {describe_filters(filters.items())}" if filters else "")
+    )
     cards = [(item.id, item.metadata, None) for item in items]
     card_grid(
         engine,
@@ -522,12 +590,12 @@ def main() -> None:
     try:
         engine = load_engine(index_dir)
     except StylefinderError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         st.stop()
     engine.reload()  # pick up catalog changes committed since the last run
     filters = sidebar(engine)
     if st.session_state.get("feedback_error"):
-        st.error(st.session_state.pop("feedback_error"))
+        st.error(plain(st.session_state.pop("feedback_error")))
     if st.session_state.get("page") == "Catalog":
         catalog_page(engine, filters)
     else:
