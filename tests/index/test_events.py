@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylefinder.errors import UnknownItemError, UnknownUserError
-from stylefinder.index.events import EventStore, make_event, parse_timestamp
+from stylefinder.errors import StylefinderError, UnknownItemError, UnknownUserError
+from stylefinder.index.events import BadEventError, EventStore, make_event, parse_timestamp
 from stylefinder.index.store import MANIFEST_FILE, IndexStore
 from stylefinder.types import EmbeddingSpace, Item
 
@@ -118,6 +118,32 @@ def test_bad_fields_are_refused_with_a_clear_message(field, value, message):
             weight=fields.get("weight"),
             known_items=ITEMS,
         )
+
+
+@pytest.mark.parametrize("value", ["2999-01-01", "9999-12-31T00:00:00Z", 1e14])
+def test_a_far_future_time_is_called_future_not_milliseconds(value):
+    with pytest.raises(BadEventError, match="is in the future") as caught:
+        parse_timestamp(value, now=MAY_1)
+    assert "milliseconds" not in str(caught.value) and len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("value", [MAY_1 * 1000, int(MAY_1) * 1000 + 250, "1714564800000"])
+def test_epoch_milliseconds_are_refused_with_the_seconds_to_give(value):
+    seconds = float(value) / 1000
+    with pytest.raises(BadEventError, match="looks like milliseconds") as caught:
+        parse_timestamp(value, now=MAY_1)
+    assert f"give epoch seconds: {seconds:.3f}".rstrip("0").rstrip(".") in str(caught.value)
+    assert parse_timestamp(seconds, now=MAY_1) == seconds  # the hint is accepted
+    with pytest.raises(BadEventError, match="before 2000-01-01"):
+        parse_timestamp(seconds / 1000, now=MAY_1)  # seconds read as ms: far in the past
+
+
+def test_event_errors_are_the_library_s_own():
+    assert issubclass(BadEventError, StylefinderError) and issubclass(BadEventError, ValueError)
+    with pytest.raises(BadEventError, match="not a finite number"):
+        parse_timestamp(10**400)  # too large for a float
+    with pytest.raises(BadEventError, match="header is unreadable"):
+        EventStore("unused").import_csv(b"user_id,item_id," + b"k" * 200_000, known_items=ITEMS)
 
 
 def test_an_unknown_item_is_refused_and_a_batch_is_all_or_nothing(events, index):

@@ -234,3 +234,51 @@ def test_rank_on_a_bare_matrix():
     rows, scores = rank(matrix, Profile.from_examples([0]), k=3, diversity=0)
     assert rows.tolist() == [1, 2, 3]
     assert scores[0] == pytest.approx(math.cos(math.radians(10)), abs=1e-5)
+
+
+# -- scores on a real index ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def demo_engine(demo_index, tmp_path: Path) -> Engine:
+    """A private copy of the demo index (events are written to its manifest)."""
+    import shutil
+
+    target = tmp_path / "index"
+    shutil.copytree(demo_index[0], target)
+    return Engine.open(target)
+
+
+def _in_rank_order(results) -> bool:
+    scores = [r.score for r in results]
+    return all(-1.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+
+
+def test_feed_scores_are_in_rank_order_and_in_range(demo_engine: Engine):
+    ids_ = sorted(demo_engine.snapshot.row_of)
+    for shopper, item in (("a", ids_[0]), ("a", ids_[1]), ("b", ids_[0])):
+        demo_engine.record_event(shopper, item, "purchase")
+    demo_engine.events.item_counts(max_age_s=0)  # fresh counts: a cold start with popularity
+    cold = demo_engine.recommend_for_user("newcomer", k=10)
+    assert cold[0].id == ids_[0] and _in_rank_order(cold), [r.score for r in cold]
+    for item in (ids_[3], ids_[400], ids_[800]):
+        demo_engine.record_event("u", item, "like")
+    demo_engine.record_event("u", ids_[5], "dislike")
+    for diversity in (None, 0.0, 0.5, 1.0):
+        got = demo_engine.recommend_for_user("u", k=12, diversity=diversity)
+        assert len(got) == 12 and _in_rank_order(got), (diversity, [r.score for r in got])
+    focused = demo_engine.recommend_for_user("u", k=5, diversity=0.0)
+    assert focused[0].score == pytest.approx(max(r.score for r in focused))
+    examples = demo_engine.recommend_from_examples([ids_[3]], [ids_[5]], k=8)
+    assert _in_rank_order(examples)
+
+
+def test_mmr_scores_are_the_objective_it_ranked_by():
+    matrix = np.stack([angle(a) for a in (0, 5, 90, 100)]).astype(np.float32)
+    rows, scores = mmr(matrix, np.arange(4), np.array([0.9, 0.88, 0.6, 0.5]), 3, 0.5)
+    assert rows.tolist() == [0, 2, 1]  # the far item beats the near twin
+    assert scores[0] == pytest.approx(0.5 * 0.9)
+    assert scores[1] == pytest.approx(0.5 * 0.6)  # orthogonal to row 0: no penalty
+    assert scores[2] == pytest.approx(0.5 * 0.88 - 0.5 * math.cos(math.radians(5)))
+    single = mmr(matrix, np.arange(4), np.array([0.9, 0.88, 0.6, 0.5]), 1, 0.5)[1]
+    assert single.tolist() == [pytest.approx(0.45)]  # the first score does not depend on k

@@ -64,7 +64,7 @@ def test_search_multipart_and_json_agree(client, demo):
     assert multipart.status_code == 200
     results = multipart.json()["results"]
     assert len(results) == 7
-    assert set(results[0]) == {"id", "score", "metadata", "image_url"}
+    assert set(results[0]) == {"id", "score", "metadata", "display", "image_url"}
     as_json = client.post(
         "/v1/search", json={"image_base64": base64.b64encode(data).decode(), "k": 7}
     )
@@ -187,7 +187,8 @@ def test_add_replace_delete_with_the_admin_key(client):
         data={"id": "sku/red-1", "metadata": json.dumps({"category": "Swatch", "price": 10})},
     )
     assert created.status_code == 201, created.text
-    assert created.json()["item"]["metadata"] == {"category": "Swatch", "price": "10"}
+    metadata = created.json()["item"]["metadata"]
+    assert metadata["category"] == "Swatch" and metadata["price"] == 10  # numbers stay numbers
     search = client.post("/v1/search", files={"image": ("r.png", red_again)}).json()["results"]
     assert search[0]["id"] == "sku/red-1"  # visible to the next search, no restart
     assert client.get("/v1/items/sku/red-1/image").content == red
@@ -202,7 +203,7 @@ def test_add_replace_delete_with_the_admin_key(client):
         },
     )
     assert replaced.status_code == 200 and replaced.json()["created"] is False
-    assert client.get("/v1/items/sku/red-1").json()["item"]["metadata"] == {"category": "Scarf"}
+    assert client.get("/v1/items/sku/red-1").json()["item"]["metadata"]["category"] == "Scarf"
 
     assert client.delete("/v1/items/sku/red-1", headers=ADMIN_HEADERS).status_code == 204
     _error(client.get("/v1/items/sku/red-1"), 404, "unknown_item")
@@ -309,3 +310,17 @@ def test_a_read_key_protects_reads(make_client, demo):
     )
     assert client.get("/v1/items/fmnist-test-00017", headers=ADMIN_HEADERS).status_code == 200
     assert client.get("/healthz").status_code == 200  # operations stay open
+
+
+def test_items_and_results_carry_the_display_settings(make_client, api_index, demo):
+    from stylefinder.recommend.display import write_display
+
+    write_display(api_index, {"title": "category", "hidden": ("colours",)})
+    client = make_client()
+    item = client.get("/v1/items/fmnist-test-00017").json()["item"]
+    assert item["display"]["title"] == item["metadata"]["category"]
+    assert "colours" not in item["display"]["details"] and "colours" in item["metadata"]
+    assert item["display"].get("price") is None and item["display"].get("link") is None
+    with open(demo.queries[0][0], "rb") as f:
+        results = client.post("/v1/search", files={"image": f}, data={"k": "3"}).json()
+    assert all(r["display"]["title"] == r["metadata"]["category"] for r in results["results"])

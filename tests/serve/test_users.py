@@ -81,7 +81,7 @@ def test_events_change_recommendations_and_are_exported(client):
     cold = client.get(url, headers=alice)
     assert cold.status_code == 200, cold.text
     assert cold.json()["user_id"] == "alice" and len(cold.json()["results"]) == 10
-    assert set(cold.json()["results"][0]) == {"id", "score", "metadata", "image_url"}
+    assert set(cold.json()["results"][0]) == {"id", "score", "metadata", "display", "image_url"}
 
     bags = _ids(client, "Bag", 4)
     batch = {

@@ -36,7 +36,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from stylefinder.errors import IndexStateError, UnknownItemError, UnknownUserError
+from stylefinder.errors import (
+    IndexStateError,
+    StylefinderError,
+    UnknownItemError,
+    UnknownUserError,
+)
 from stylefinder.index.store import MANIFEST_FILE, Snapshot, utc_now
 
 #: The kinds of event a shopper can cause.
@@ -130,8 +135,14 @@ class ImportSummary:
 # -- validation ------------------------------------------------------------------------------
 
 
+class BadEventError(StylefinderError, ValueError):
+    """An event, a shopper id or an events CSV cannot be used (bad kind, weight or time, a
+    malformed id, a CSV that is not UTF-8 or lacks the required header); the message says which
+    and how to fix it."""
+
+
 def check_user_id(user_id: object) -> str:
-    """A valid user id, stripped (the rules of item ids), or `ValueError`.
+    """A valid user id, stripped (the rules of item ids), or `BadEventError`.
 
     Example:
         >>> check_user_id(" shopper-7 ")
@@ -141,7 +152,7 @@ def check_user_id(user_id: object) -> str:
 
 
 def check_kind(kind: object) -> str:
-    """An event kind from `EVENT_KINDS` (case and surrounding spaces ignored), or `ValueError`.
+    """An event kind from `EVENT_KINDS` (case and surrounding spaces ignored), or `BadEventError`.
 
     Example:
         >>> check_kind(" Purchase")
@@ -149,7 +160,7 @@ def check_kind(kind: object) -> str:
     """
     text = kind.strip().lower() if isinstance(kind, str) else None
     if text not in EVENT_KINDS:
-        raise ValueError(f"event kind must be one of {', '.join(EVENT_KINDS)}; got {kind!r}")
+        raise BadEventError(f"event kind must be one of {', '.join(EVENT_KINDS)}; got {kind!r}")
     return text
 
 
@@ -163,49 +174,97 @@ def check_weight(weight: object) -> float:
     if weight is None or (isinstance(weight, str) and not weight.strip()):
         return 1.0
     if isinstance(weight, bool):
-        raise ValueError(f"event weight must be a number, got {weight!r}")
+        raise BadEventError(f"event weight must be a number, got {weight!r}")
     try:
         value = float(weight)
     except (TypeError, ValueError):
-        raise ValueError(f"event weight must be a number, got {weight!r}") from None
+        raise BadEventError(f"event weight must be a number, got {weight!r}") from None
     if not math.isfinite(value) or not 0 < value <= MAX_WEIGHT:
-        raise ValueError(f"event weight must be a finite number in (0, {MAX_WEIGHT:g}]")
+        raise BadEventError(f"event weight must be a finite number in (0, {MAX_WEIGHT:g}]")
     return value
 
 
 def parse_timestamp(value: object, *, now: float | None = None) -> float:
     """Seconds since the epoch (UTC) from ISO 8601 text, epoch seconds (a number or numeric
     text) or a datetime; None or "" mean now. A time without a zone is taken as UTC. Times
-    before 2000 or more than a day after `now` are refused.
+    before 2000 or more than a day after `now` are refused (`BadEventError`); a number that
+    reads as a valid time only in milliseconds is refused with a hint to divide it by 1000.
 
     Example:
         >>> parse_timestamp("2024-05-01T12:00:00Z")
         1714564800.0
         >>> parse_timestamp(1714564800)
         1714564800.0
+        >>> parse_timestamp("2999-01-01", now=1714564800)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        stylefinder.index.events.BadEventError: timestamp '2999-01-01' (...) is in the future: ...
     """
     now = time.time() if now is None else now
     if value is None or (isinstance(value, str) and not value.strip()):
         return float(now)
     if isinstance(value, bool):
-        raise ValueError(f"timestamp must be ISO 8601 text or epoch seconds, got {value!r}")
+        raise BadEventError(f"timestamp must be ISO 8601 text or epoch seconds, got {value!r}")
+    numeric = isinstance(value, (int, float))
     if isinstance(value, datetime):
-        seconds = _utc(value).timestamp()
-    elif isinstance(value, (int, float)):
-        seconds = float(value)
+        seconds = _seconds(_utc(value), value)
+    elif numeric:
+        seconds = _float(value)
     elif isinstance(value, str):
-        seconds = _parse_text_time(value.strip())
+        seconds, numeric = _parse_text_time(value.strip())
     else:
-        raise ValueError(f"timestamp must be ISO 8601 text or epoch seconds, got {value!r}")
+        raise BadEventError(f"timestamp must be ISO 8601 text or epoch seconds, got {value!r}")
     if not math.isfinite(seconds):
-        raise ValueError(f"timestamp {value!r} is not a finite number")
-    if seconds > 1e11:
-        raise ValueError(f"timestamp {value!r} looks like milliseconds; give epoch seconds")
-    if seconds < EARLIEST or seconds > now + FUTURE_SLACK_S:
-        raise ValueError(
-            f"timestamp {value!r} is outside the accepted range (2000-01-01 to one day from now)"
+        raise BadEventError(f"timestamp {_shown(value)} is not a finite number")
+    return _in_range(seconds, value, now=now, numeric=numeric)
+
+
+def _in_range(seconds: float, value: object, *, now: float, numeric: bool) -> float:
+    """`seconds` when it lies from 2000-01-01 to a day after `now`, else `BadEventError`
+    saying which way it is off (and, for a number that fits once divided by 1000, that it
+    looks like milliseconds)."""
+    latest = now + FUTURE_SLACK_S
+    if EARLIEST <= seconds <= latest:
+        return seconds
+    if numeric and EARLIEST <= seconds / 1000 <= latest:
+        in_seconds = f"{seconds / 1000:.3f}".rstrip("0").rstrip(".")
+        raise BadEventError(
+            f"timestamp {_shown(value)} looks like milliseconds since the epoch "
+            f"({iso_time(seconds / 1000)}); give epoch seconds: {in_seconds}"
         )
-    return seconds
+    side = "is in the future" if seconds > latest else "is before 2000-01-01"
+    raise BadEventError(
+        f"timestamp {_shown(value)} ({_describe(seconds)}) {side}: outside the accepted range "
+        "(2000-01-01 to one day from now)"
+    )
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """A value as quoted in a message, shortened when long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(seconds: float) -> str:
+    """Epoch seconds as an ISO time, or the side of the calendar they fall off."""
+    try:
+        return iso_time(seconds)
+    except (OverflowError, OSError, ValueError):
+        return "after the year 9999" if seconds > 0 else "before the year 1"
+
+
+def _float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer too large for a float
+        return math.inf if value > 0 else -math.inf
+
+
+def _seconds(stamp: datetime, value: object) -> float:
+    try:
+        return stamp.timestamp()
+    except (OverflowError, OSError, ValueError):
+        raise BadEventError(f"timestamp {value!r} is not a representable time") from None
 
 
 def iso_time(seconds: float) -> str:
@@ -229,7 +288,7 @@ def make_event(
     known_items: KnownItems,
     now: float | None = None,
 ) -> Event:
-    """A validated `Event`: `ValueError` for a bad field, `UnknownItemError` for an item that
+    """A validated `Event`: `BadEventError` for a bad field, `UnknownItemError` for an item that
     is not in `known_items` (item ids, or a `Snapshot`).
 
     Example:
@@ -295,7 +354,7 @@ class EventStore:
         self, user_id: str, events: Iterable[Mapping[str, object]], *, known_items: KnownItems
     ) -> list[Event]:
         """Validate and store a shopper's events, all or none: the first bad one raises
-        (`ValueError` or `UnknownItemError`, naming its position) and nothing is stored.
+        (`BadEventError` or `UnknownItemError`, naming its position) and nothing is stored.
 
         Each event is a mapping with `item_id` and `kind`, and optionally `timestamp` and
         `weight`.
@@ -311,10 +370,10 @@ class EventStore:
         checked = []
         for position, raw in enumerate(events):
             if not isinstance(raw, Mapping):
-                raise ValueError(f"event {position}: must be an object with item_id and kind")
+                raise BadEventError(f"event {position}: must be an object with item_id and kind")
             unknown = sorted(map(str, set(raw) - {"item_id", "kind", "timestamp", "weight"}))
             if unknown:
-                raise ValueError(f"event {position}: unknown field(s) {', '.join(unknown)}")
+                raise BadEventError(f"event {position}: unknown field(s) {', '.join(unknown)}")
             try:
                 checked.append(
                     make_event(
@@ -329,8 +388,8 @@ class EventStore:
                 )
             except UnknownItemError as exc:
                 raise UnknownItemError(f"event {position}: {exc}") from None
-            except ValueError as exc:
-                raise ValueError(f"event {position}: {exc}") from None
+            except BadEventError as exc:
+                raise BadEventError(f"event {position}: {exc}") from None
         return self._insert(checked)
 
     def import_csv(self, source: CsvSource, *, known_items: KnownItems) -> ImportSummary:
@@ -339,7 +398,7 @@ class EventStore:
         `source` is a file path, the CSV's bytes, or an open text file (`io.StringIO(text)` for
         text in memory). Bad rows (unknown item, bad kind, weight or time, wrong number of
         fields) are rejected with their line number and the rest is stored. A header without the
-        required columns raises `ValueError` and nothing is stored.
+        required columns raises `BadEventError` and nothing is stored.
 
         Example:
             >>> summary = store.import_csv("events.csv", known_items=snapshot)  # doctest: +SKIP
@@ -380,7 +439,7 @@ class EventStore:
                         known_items=known_items,
                         now=now,
                     )
-                except (ValueError, UnknownItemError) as exc:
+                except (BadEventError, UnknownItemError) as exc:
                     summary.reject(start, str(exc))
                     continue
                 batch.append(event)
@@ -609,9 +668,9 @@ class EventStore:
 
 def _check_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{what} must be a non-empty string")
+        raise BadEventError(f"{what} must be a non-empty string")
     if len(value) > MAX_ID_LENGTH or any(ord(c) < 32 for c in value):
-        raise ValueError(f"{what} must be at most {MAX_ID_LENGTH} printable characters")
+        raise BadEventError(f"{what} must be at most {MAX_ID_LENGTH} printable characters")
     return value.strip()
 
 
@@ -623,18 +682,20 @@ def _utc(stamp: datetime) -> datetime:
     return stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp
 
 
-def _parse_text_time(text: str) -> float:
+def _parse_text_time(text: str) -> tuple[float, bool]:
+    """Epoch seconds from numeric text or ISO 8601 text, and whether the text was a number."""
     try:
-        return float(text)
+        return float(text), True
     except ValueError:
         pass
     iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
     try:
-        return _utc(datetime.fromisoformat(iso)).timestamp()
+        stamp = _utc(datetime.fromisoformat(iso))
     except ValueError:
-        raise ValueError(
+        raise BadEventError(
             f"timestamp {text!r} is neither ISO 8601 (2024-05-01T12:00:00Z) nor epoch seconds"
         ) from None
+    return _seconds(stamp, text), False
 
 
 @contextlib.contextmanager
@@ -643,28 +704,29 @@ def _open_text(source: CsvSource):
         try:
             yield io.StringIO(bytes(source).decode("utf-8-sig"), newline="")
         except UnicodeDecodeError as exc:
-            raise ValueError(f"the CSV is not UTF-8 text ({exc})") from None
+            raise BadEventError(f"the CSV is not UTF-8 text ({exc})") from None
     elif isinstance(source, (str, Path)):
         try:
             with open(source, encoding="utf-8-sig", newline="") as f:
                 yield f
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{source}: not UTF-8 text ({exc})") from None
+            raise BadEventError(f"{source}: not UTF-8 text ({exc})") from None
     else:
         yield source
 
 
 def _read_header(reader) -> list[str]:
-    for row in reader:
-        if row and any(cell.strip() for cell in row):
-            header = [cell.strip().lower() for cell in row]
-            break
-    else:
-        raise ValueError("the CSV is empty; expected a header user_id,item_id,kind")
+    try:
+        header = next(row for row in reader if row and any(cell.strip() for cell in row))
+    except StopIteration:
+        raise BadEventError("the CSV is empty; expected a header user_id,item_id,kind") from None
+    except csv.Error as exc:
+        raise BadEventError(f"the CSV header is unreadable ({exc})") from None
+    header = [cell.strip().lower() for cell in header]
     missing = [c for c in ("user_id", "item_id", "kind") if c not in header]
     unknown = [c for c in header if c not in _CSV_COLUMNS]
     if missing or unknown or len(set(header)) != len(header):
-        raise ValueError(
+        raise BadEventError(
             f"the CSV header must name user_id, item_id and kind, optionally timestamp and "
             f"weight, each once; got {','.join(header)}"
         )

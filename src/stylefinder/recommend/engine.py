@@ -573,8 +573,9 @@ class Engine:
         they bought or disliked, spread out by MMR (`diversity` in [0, 1]; None: 0.3, or 0.5 for
         the cold start). A shopper with no positive events gets popular, varied items.
 
-        `score` is the personal relevance (popularity for the cold start); with diversity the
-        order is MMR's, so scores need not decrease.
+        `score` is the ranking score: MMR's objective, (1 - diversity) x relevance - diversity x
+        similarity to the closest item above it (the relevance itself with diversity 0); it
+        never increases down the list and stays within [-1, 1].
 
         Example:
             >>> [r.id for r in engine.recommend_for_user("u-1", k=3)]  # doctest: +SKIP

@@ -13,7 +13,8 @@ Pure functions over the searched matrix (unit vectors, one row per item) and eve
    negatives: sum_p w_p exp((cos(x, p) - 1) / T) - sum_n w_n exp((cos(x, n) - 1) / T), divided
    by the positive weight. Nearness to any liked item counts, whichever interest it belongs to.
 4. `mmr` re-ranks with maximal marginal relevance: `diversity` 0 keeps the relevance order,
-   1 only spreads the results out.
+   1 only spreads the results out. A result's score is the MMR objective it was picked with, so
+   scores never increase down the list and stay within [-1, 1].
 
 A shopper without positive events gets the cold start: popular items (event counts over all
 shoppers), or evenly spread catalog items when nothing is popular yet, ranked with more
@@ -339,28 +340,33 @@ def mmr(
     matrix: np.ndarray, rows: np.ndarray, relevance: np.ndarray, k: int, diversity: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Maximal marginal relevance: repeatedly take the row maximizing
-    (1 - diversity) x relevance - diversity x (cosine similarity to the closest row taken).
-    Relevance should be in cosine units (as `score_rows` gives). Returns (rows, relevance) in
-    the order taken.
+    (1 - diversity) x relevance - diversity x (cosine similarity to the closest row taken,
+    counted from 0: rows pointing away are not preferred to unrelated ones). Relevance should
+    be in cosine units (as `score_rows` gives; it is clipped to [-1, 1]).
+
+    Returns (rows, scores) in the order taken, where a row's score is the objective it was taken
+    with: the ranking score, so scores never increase down the list and stay within [-1, 1].
+    With `diversity` 0 it is the relevance itself.
 
     Example:
         >>> m = np.array([[1, 0], [0.99, 0.14], [0.6, 0.8]], np.float32)
         >>> mmr(m, np.arange(3), np.array([1.0, 0.9, 0.5]), 2, 0.0)[0].tolist()
         [0, 1]
-        >>> mmr(m, np.arange(3), np.array([1.0, 0.9, 0.5]), 2, 0.7)[0].tolist()
-        [0, 2]
+        >>> rows, scores = mmr(m, np.arange(3), np.array([1.0, 0.9, 0.5]), 2, 0.7)
+        >>> rows.tolist(), scores.round(2).tolist()
+        ([0, 2], [0.3, -0.27])
     """
     diversity = check_diversity(diversity)
     rows = np.asarray(rows, np.int64)
-    relevance = np.asarray(relevance, np.float64)
+    relevance = np.clip(np.asarray(relevance, np.float64), -1.0, 1.0)
     order = np.lexsort((rows, -relevance))  # best first; ties by row, so results are stable
     rows, relevance = rows[order], relevance[order]
     k = min(k, len(rows))
-    if diversity == 0 or k <= 1:
+    if diversity == 0 or k == 0:
         return rows[:k], relevance[:k]
     vectors = np.asarray(matrix[rows], np.float32)
-    taken = [0]
-    closest = (vectors @ vectors[0]).astype(np.float64)
+    taken, scores = [0], [(1.0 - diversity) * relevance[0]]
+    closest = _similarity(vectors, 0)
     free = np.ones(len(rows), bool)
     free[0] = False
     for _ in range(1, k):
@@ -368,9 +374,15 @@ def mmr(
         objective[~free] = -np.inf
         pick = int(np.argmax(objective))
         taken.append(pick)
+        scores.append(objective[pick])
         free[pick] = False
-        np.maximum(closest, vectors @ vectors[pick], out=closest)
-    return rows[taken], relevance[taken]
+        np.maximum(closest, _similarity(vectors, pick), out=closest)
+    return rows[taken], np.array(scores, np.float64)
+
+
+def _similarity(vectors: np.ndarray, row: int) -> np.ndarray:
+    """Cosine similarity of every vector to vector `row`, clipped to [0, 1]."""
+    return np.clip((vectors @ vectors[row]).astype(np.float64), 0.0, 1.0)
 
 
 def cold_start_candidates(
@@ -383,8 +395,8 @@ def cold_start_candidates(
     temperature: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidates and relevance without positives: the most popular unblocked items (log-scaled
-    popularity), topped up with evenly spread items, a little typicality to break ties, minus
-    closeness to the shopper's dislikes.
+    popularity), topped up with evenly spread items, a little typicality to break ties (together
+    in [0, 1]), minus closeness to the shopper's dislikes (at most 1): relevance in [-1, 1].
 
     Example:
         >>> m = np.eye(3, dtype=np.float32)
@@ -410,7 +422,8 @@ def cold_start_candidates(
     centre = vectors.mean(axis=0)
     typical = vectors @ (centre / max(float(np.linalg.norm(centre)), 1e-12))
     span = typical.max() - typical.min()
-    relevance = relevance + _TYPICALITY * ((typical - typical.min()) / span if span > 0 else 0.0)
+    typicality = (typical - typical.min()) / span if span > 0 else 0.0
+    relevance = (1.0 - _TYPICALITY) * relevance + _TYPICALITY * typicality
     if len(profile.negative_rows):
         relevance = relevance + kernel_scores(matrix, rows, profile, temperature)
     return rows, relevance
@@ -426,7 +439,9 @@ def rank(
     diversity: float | None = None,
     settings: ProfileSettings | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The `k` rows to recommend for `profile` and their relevance, in presentation order.
+    """The `k` rows to recommend for `profile` and their ranking scores (see `mmr`: never
+    increasing down the list, within [-1, 1]; the relevance itself with diversity 0), in
+    presentation order.
 
     `allowed` (a boolean mask, e.g. from metadata filters) limits the results; excluded rows
     never come back. `diversity` None uses the settings' value (the cold start has its own).

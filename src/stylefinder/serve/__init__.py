@@ -11,6 +11,9 @@ from pathlib import Path
 
 from stylefinder.index.store import IndexStore
 
+#: Seconds a stopping server (SIGTERM, Ctrl-C) waits for requests in flight before ending them.
+SHUTDOWN_GRACE_S = 3.0
+
 
 def serve(
     index_dir: str | Path,
@@ -22,8 +25,14 @@ def serve(
     read_key_file: str | None = None,
     max_upload_mb: float = 10,
     request_timeout: float = 30,
+    shutdown_grace: float = SHUTDOWN_GRACE_S,
 ) -> None:
-    """Run the API under uvicorn until stopped. Settings travel to the workers as environment."""
+    """Run the API under uvicorn until stopped. Settings travel to the workers as environment.
+
+    SIGTERM or Ctrl-C stops the server and its workers: requests in flight get `shutdown_grace`
+    seconds to finish (a stalled upload would otherwise hold every worker until the request
+    timeout), then the process exits.
+    """
     import uvicorn
 
     IndexStore.open(index_dir)  # a clear error now rather than in every worker
@@ -44,5 +53,6 @@ def serve(
         port=port,
         workers=workers,
         timeout_keep_alive=5,
+        timeout_graceful_shutdown=shutdown_grace,
         log_level="warning",
     )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import json
 import logging
+import math
 import mimetypes
 import os
 from collections.abc import AsyncIterator
@@ -22,22 +22,29 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from stylefinder import __version__
 from stylefinder.catalog.images import DEFAULT_MAX_PIXELS
 from stylefinder.errors import (
+    BackboneUnavailableError,
+    BadFilterError,
     BadImageError,
     ImageTooLargeError,
     IndexStateError,
+    NoSpaceError,
     StylefinderError,
+    UnknownColumnError,
     UnknownItemError,
     UnknownUserError,
 )
+from stylefinder.index.events import BadEventError
 from stylefinder.recognize.recognition import CATEGORY_COLUMN, Recognition
 from stylefinder.recommend.engine import Engine
 from stylefinder.serve.common import (
@@ -46,20 +53,28 @@ from stylefinder.serve.common import (
     api_key_header,
     bearer,
     details,
+    display_out,
+    filter_errors,
     image_url,
+    load_json,
     matches,
     parse_body,
+    present_metadata,
     query_filters,
     result_out,
 )
-from stylefinder.serve.limits import BodySizeLimit, Metrics, RequestTimeout
+from stylefinder.serve.limits import BodySizeLimit, Metrics, PrintablePath, RequestTimeout
 from stylefinder.serve.schemas import (
     MAX_K,
+    MAX_LIMIT,
+    ErrorResponse,
     Health,
+    ItemId,
     ItemList,
     ItemOut,
     ItemRequest,
     ItemResponse,
+    Metadata,
     RecognitionOut,
     RecognizeRequest,
     SearchRequest,
@@ -115,6 +130,8 @@ def _key(env: os._Environ, name: str) -> str | None:
 
 #: Documented answers of the routes that take an image.
 _IMAGE_ERRORS = {code: ERRORS[code] for code in (400, 401, 413, 415, 422)}
+#: Documented answers of the routes that read an item.
+_ITEM_ERRORS = {code: ERRORS[code] for code in (401, 404, 422)}
 
 
 def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> FastAPI:
@@ -136,6 +153,8 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
     )
     metrics = Metrics()
     app.state.settings = settings
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(PrintablePath)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout, metrics=metrics)
     body_limit = int(settings.max_upload_bytes * 4 / 3) + 65_536  # base64 and form overhead
     app.add_middleware(BodySizeLimit, max_bytes=body_limit)
@@ -169,7 +188,7 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         """Liveness: the process answers."""
         return Health(status="ok")
 
-    @app.get("/readyz", response_model=Health, tags=["operations"], responses={503: ERRORS[422]})
+    @app.get("/readyz", response_model=Health, tags=["operations"], responses={503: _NOT_READY})
     def readyz(request: Request) -> Health:
         """Readiness: the index and the model are loaded."""
         engine_ = getattr(request.app.state, "engine", None)
@@ -209,6 +228,7 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         filters = _check_filters(filters)
         recognition = None
         if same:
+            _check_recognizer(engine_)
             recognition, category = await run_in_threadpool(_category, engine_, upload.data)
             filters = _both(filters, category)
         results = []
@@ -231,6 +251,7 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         """The garment category (top 3, calibrated) and dominant colours of an image, sent as
         for /v1/search: multipart field `image`, or JSON `image_base64`."""
         upload = await _image_upload(request, RecognizeRequest, settings)
+        _check_recognizer(engine_)
         recognition = await run_in_threadpool(engine_.recognize, upload.data)
         return recognition.to_dict()
 
@@ -239,7 +260,7 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         response_model=SearchResponse,
         tags=["items"],
         dependencies=read,
-        responses={**_IMAGE_ERRORS, 404: ERRORS[404]},
+        responses=_ITEM_ERRORS,
     )
     def similar(
         item_id: str,
@@ -256,7 +277,10 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         tags=["items"],
         dependencies=read,
         response_class=FileResponse,
-        responses={404: ERRORS[404]},
+        responses={
+            200: {"content": {"image/*": {}}, "description": "the image file"},
+            **_ITEM_ERRORS,
+        },
     )
     def item_image(item_id: str, engine_: Engine = Depends(get_engine)) -> FileResponse:
         """The item's image file."""
@@ -271,17 +295,23 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         response_model=ItemResponse,
         tags=["items"],
         dependencies=read,
-        responses={404: ERRORS[404]},
+        responses=_ITEM_ERRORS,
     )
     def get_item(item_id: str, request: Request, engine_: Engine = Depends(get_engine)):
         """One catalog item and its metadata."""
         return ItemResponse(item=_item_out(engine_.item(item_id), request))
 
-    @app.get("/v1/items", response_model=ItemList, tags=["items"], dependencies=read)
+    @app.get(
+        "/v1/items",
+        response_model=ItemList,
+        tags=["items"],
+        dependencies=read,
+        responses={code: ERRORS[code] for code in (401, 422)},
+    )
     def list_items(
         request: Request,
-        offset: int = Query(0, ge=0),
-        limit: int = Query(20, ge=1, le=500),
+        offset: int = Query(0, ge=0, le=2**53),
+        limit: int = Query(20, ge=1, le=MAX_LIMIT),
         filter: list[str] = Query(
             default=[], description="metadata filter COLUMN:VALUE, repeatable"
         ),
@@ -289,7 +319,8 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
     ) -> ItemList:
         """A page of catalog items, optionally filtered on metadata."""
         filters = query_filters(filter)
-        items, total = engine_.browse(offset=offset, limit=limit, filters=filters)
+        with filter_errors("invalid_filter"):
+            items, total = engine_.browse(offset=offset, limit=limit, filters=filters)
         return ItemList(
             items=[_item_out(i, request) for i in items], total=total, offset=offset, limit=limit
         )
@@ -300,7 +331,11 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         status_code=201,
         tags=["catalog writes"],
         dependencies=[Depends(require_admin)],
-        responses={**_IMAGE_ERRORS, 200: {"model": ItemResponse, "description": "item replaced"}},
+        responses={
+            **_IMAGE_ERRORS,
+            403: ERRORS[403],
+            200: {"model": ItemResponse, "description": "item replaced"},
+        },
         openapi_extra=_item_body_schema(),
     )
     async def put_item(
@@ -314,7 +349,9 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
             item_id = upload.form.get("id")
             if not isinstance(item_id, str):
                 raise ApiError(422, "missing_id", "multipart field 'id' is required")
+            item_id = _validated(_ITEM_ID, item_id, "id")
             metadata = _json_field(upload.form.get("metadata"), "metadata", default={})
+            metadata = _validated(_METADATA, metadata, "metadata")
         else:
             item_id, metadata = upload.body.id, upload.body.metadata
         item, created = await run_in_threadpool(engine_.add_item, item_id, upload.data, metadata)
@@ -326,7 +363,7 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
         status_code=204,
         tags=["catalog writes"],
         dependencies=[Depends(require_admin)],
-        responses={401: ERRORS[401], 404: ERRORS[404]},
+        responses={code: ERRORS[code] for code in (401, 403, 404, 422)},
     )
     async def delete_item(item_id: str, engine_: Engine = Depends(get_engine)) -> Response:
         """Remove an item (admin key)."""
@@ -399,10 +436,26 @@ def _both(filters: dict[str, list[str]], more: dict[str, list[str]]) -> dict[str
     return combined
 
 
+def _check_recognizer(engine: Engine) -> None:
+    """409 `no_recognizer` when neither a tuned classifier nor the backbone's ImageNet head can
+    tell an image's category."""
+    projection = engine.projection
+    if projection is not None and projection.classifier is not None:
+        return
+    if engine.embedder.loaded.classifier is None:
+        raise ApiError(
+            409,
+            "no_recognizer",
+            f"the {engine.embedder.spec.name} backbone has no ImageNet head: `stylefinder tune` "
+            "the index on its labels to recognize categories",
+        )
+
+
 def _item_out(item: Item, request: Request) -> ItemOut:
     return ItemOut(
         id=item.id,
-        metadata=item.metadata,
+        metadata=present_metadata(item.metadata),
+        display=display_out(item.metadata, request),
         hash=item.hash,
         source=item.source,
         added_at=item.added_at,
@@ -421,8 +474,15 @@ async def _form(request: Request):
         raise ApiError(400, "malformed_multipart", message) from None
 
 
-async def _file_field(fields, name: str) -> bytes:
-    upload = fields.get(name)
+async def _file_field(fields: FormData, name: str) -> bytes:
+    parts = fields.getlist(name)
+    if len(parts) > 1:
+        raise ApiError(
+            422,
+            "duplicate_field",
+            f"the form has {len(parts)} parts named {name!r}; send one image per request",
+        )
+    upload = parts[0] if parts else None
     if not isinstance(upload, UploadFile):
         raise ApiError(422, "missing_image", f"multipart field {name!r} must be an image file")
     return await upload.read()
@@ -449,14 +509,25 @@ def _bool_field(value, name: str) -> bool:
 
 
 def _json_field(value, name: str, *, default):
+    """A multipart text field holding JSON (size and depth limited, see `load_json`)."""
     if value is None or value == "":
         return default
     if not isinstance(value, str):
         raise ApiError(422, f"invalid_{name}", f"{name} must be a JSON text field")
+    return load_json(value, name)
+
+
+_ITEM_ID = TypeAdapter(ItemId)
+_METADATA = TypeAdapter(Metadata)
+
+
+def _validated(adapter: TypeAdapter, value: object, name: str):
+    """A multipart field's value checked as its JSON counterpart is (`ItemRequest`)."""
     try:
-        return json.loads(value)
-    except ValueError as exc:
-        raise ApiError(422, f"invalid_{name}", f"{name} is not valid JSON ({exc})") from None
+        return adapter.validate_python(value, strict=True)
+    except ValidationError as exc:
+        found = [{"loc": [name, *e["loc"]], "msg": e["msg"]} for e in details(exc)]
+        raise ApiError(422, "invalid_request", f"{name} is not valid", found) from None
 
 
 def _decode_base64(text: str) -> bytes:
@@ -475,23 +546,44 @@ def _check_upload(data: bytes, settings: ServerSettings) -> None:
         )
 
 
-def _check_filters(filters) -> dict[str, list[str]]:
+def _check_filters(filters: object) -> dict[str, list[str | int | float]]:
+    """Filters as the engine takes them: column to a list of text or numbers (a range is text:
+    "<50", "20..80"); 422 `invalid_filters` for anything else (booleans, null, objects)."""
     if not isinstance(filters, dict):
         raise ApiError(422, "invalid_filters", "filters must be an object of column to values")
-    clean: dict[str, list[str]] = {}
+    clean: dict[str, list[str | int | float]] = {}
     for column, wanted in filters.items():
-        values = [wanted] if isinstance(wanted, str) else wanted
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise ApiError(422, "invalid_filters", f"filter {column!r} wants a string or strings")
+        values = wanted if isinstance(wanted, list) else [wanted]
+        if not all(_filter_value(value) for value in values):
+            raise ApiError(
+                422,
+                "invalid_filters",
+                f"filter {column!r} wants text, a number or a list of those (ranges as text: "
+                '"<50", "20..80"); not true/false, null or objects',
+            )
         clean[column] = values
     return clean
 
 
-def _error(status: int, code: str, message: str, details: list | None = None) -> JSONResponse:
+def _filter_value(value: object) -> bool:
+    if isinstance(value, str):
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return abs(value) <= 2**53 if isinstance(value, int) else math.isfinite(value)
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    details: list | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body: dict = {"code": code, "message": message}
     if details:
         body["details"] = details
-    return JSONResponse({"error": body}, status_code=status)
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -506,22 +598,57 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return _error(exc.status_code, code, str(exc.detail), headers=headers or None)
+
+    @app.exception_handler(UnknownColumnError)
+    async def unknown_column(request: Request, exc: UnknownColumnError) -> JSONResponse:
+        found = [{"msg": "unknown filter column", "known": exc.known}]
+        return _error(422, "unknown_column", str(exc), found)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        message = "the server failed to answer this request; its log has the details"
+        return _error(500, "internal_error", message)
 
     for error_type, (status, code) in _LIBRARY_ERRORS.items():
         app.add_exception_handler(error_type, _library_error_handler(status, code))
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> str:
+    """The methods some route of the app answers at the request's path, for an `Allow` header.
+    A path may be served by several routes (GET and DELETE /v1/items/{id}), and included
+    routers hide their routes, so each method is tried against the app's router."""
+    routes = request.app.router.routes
+
+    def served(method: str) -> bool:
+        scope = {**request.scope, "method": method}
+        return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+    return ", ".join(method for method in _METHODS if served(method))
+
+
 #: How the library's errors are answered: status and error code (most specific class wins).
+#: Only stylefinder's own errors are client errors; any other exception is a bug: a 500, logged.
 _LIBRARY_ERRORS: dict[type[Exception], tuple[int, str]] = {
     ImageTooLargeError: (413, "image_too_large"),
     BadImageError: (422, "bad_image"),
     UnknownItemError: (404, "unknown_item"),
     UnknownUserError: (404, "unknown_user"),
+    BadFilterError: (422, "invalid_filters"),
+    BadEventError: (422, "invalid_request"),
+    NoSpaceError: (507, "no_space"),
+    BackboneUnavailableError: (503, "model_unavailable"),
     IndexStateError: (503, "index_unavailable"),
-    ValueError: (422, "invalid_request"),
     StylefinderError: (422, "invalid_request"),
 }
+_NOT_READY = {"model": ErrorResponse, "description": "still loading the index and the model"}
 
 
 def _library_error_handler(status: int, code: str):
@@ -530,6 +657,42 @@ def _library_error_handler(status: int, code: str):
         return _error(status, code, message)
 
     return handle
+
+
+def _openapi(app: FastAPI) -> dict:
+    """The app's OpenAPI schema, with the errors it really answers, all in the `ErrorResponse`
+    shape (FastAPI's own 422 shape is never sent): every operation may get a 422 or a 504,
+    those of /v1 a 503 (index unavailable), writes a 507 (disk full), bodies a 413."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        for path, operations in schema["paths"].items():
+            for method, operation in operations.items():
+                _document_errors(path, method, operation)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _document_errors(path: str, method: str, operation: dict) -> None:
+    error = {"content": {"application/json": {"schema": {"$ref": _ERROR_REF}}}}
+    documented = {"422": ERRORS[422]["description"], "504": "the request took too long"}
+    if path.startswith("/v1/"):
+        documented["503"] = "the index is unavailable (missing, damaged or locked)"
+    if method in ("post", "delete"):
+        documented["507"] = "the disk holding the index is full"
+    if "requestBody" in operation:
+        documented["413"] = ERRORS[413]["description"]
+    responses = operation["responses"]
+    for status, description in documented.items():
+        if status == "422" or status not in responses:
+            responses[status] = {**error, "description": description}
+
+
+_ERROR_REF = "#/components/schemas/ErrorResponse"
 
 
 def _search_body_schema() -> dict:

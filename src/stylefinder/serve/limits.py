@@ -1,4 +1,5 @@
-"""ASGI middleware for the API: request body size limit, request timeout and metrics."""
+"""ASGI middleware for the API: printable paths, request body size limit, request timeout and
+metrics."""
 
 from __future__ import annotations
 
@@ -25,6 +26,20 @@ async def _send_error(send, status: int, code: str, message: str) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class PrintablePath:
+    """Answer 422 to a request whose path holds a control character (sent percent-encoded, as
+    %0A): no id may hold one, and routing cannot see past a newline."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and any(ord(c) < 32 for c in scope.get("path", "")):
+            message = "the path holds a control character; item and user ids are printable text"
+            return await _send_error(send, 422, "invalid_path", message)
+        return await self.app(scope, receive, send)
 
 
 class BodySizeLimit:

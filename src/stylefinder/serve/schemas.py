@@ -1,11 +1,73 @@
-"""Request and response bodies of the HTTP API (pydantic), documented in its OpenAPI schema."""
+"""Request and response bodies of the HTTP API (pydantic), documented in its OpenAPI schema.
+
+Request bodies are validated strictly: `k: true` or `k: 5.0` is not an integer, `"yes"` is not
+a boolean. Every JSON a client sends (bodies, and the `filters` and `metadata` fields of
+multipart forms) is nested at most `MAX_JSON_DEPTH` levels deep.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 MAX_K = 100
 MAX_EVENTS_PER_REQUEST = 1000
+MAX_LIMIT = 500  # items per page of GET /v1/items
+MAX_ID_LENGTH = 256
+MAX_METADATA_FIELDS = 64
+MAX_METADATA_VALUE = 2000  # characters of one metadata value
+MAX_JSON_DEPTH = 8  # nesting levels of objects and arrays in any JSON a client sends
+MAX_JSON_FIELD_BYTES = 256_000  # a JSON text in a multipart field (`filters`, `metadata`)
+MAX_JSON_BODY_BYTES = 2_000_000  # a JSON body without an image (events)
+RESERVED_METADATA = frozenset({"id", "path"})
+#: A red 8 x 8 PNG, the example image of the schema.
+EXAMPLE_IMAGE = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGM8ISfHgA0wYRUdtBIA0MoBFD5jqJkA"
+    "AAAASUVORK5CYII="
+)
+
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+SafeInt = Annotated[StrictInt, Field(ge=-(2**53), le=2**53)]  # exact in every JSON reader
+ItemId = Annotated[
+    StrictStr,
+    Field(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=r"^[^\x00-\x1f]*[^\x00-\x1f\s][^\x00-\x1f]*$",
+        description="printable characters, not only spaces (surrounding spaces are dropped)",
+    ),
+]
+FilterValue = StrictStr | SafeInt | FiniteFloat
+Filters = dict[StrictStr, FilterValue | list[FilterValue]]
+MetadataValue = Annotated[StrictStr, Field(max_length=MAX_METADATA_VALUE)] | SafeInt | FiniteFloat
+
+
+def _no_reserved_names(metadata: dict[str, object]) -> dict[str, object]:
+    bad = sorted(name for name in metadata if name in RESERVED_METADATA or not name.strip())
+    if bad:
+        raise ValueError(
+            f"metadata field name(s) {', '.join(map(repr, bad))} not allowed: id and path are "
+            "reserved, and a name may not be empty"
+        )
+    return metadata
+
+
+Metadata = Annotated[
+    dict[StrictStr, MetadataValue | bool],
+    Field(
+        max_length=MAX_METADATA_FIELDS,
+        description=(
+            f"flat object of up to {MAX_METADATA_FIELDS} fields: text (at most "
+            f"{MAX_METADATA_VALUE} characters), finite numbers (kept as numbers, for range "
+            "filters) or booleans (kept as the text true/false); no null, objects or arrays; "
+            "the names id and path are reserved"
+        ),
+    ),
+    AfterValidator(_no_reserved_names),
+]
+#: Metadata as answered: text or numbers, as stored.
+MetadataOut = dict[str, str | int | float | bool | None]
 
 
 class ErrorDetail(BaseModel):
@@ -21,11 +83,16 @@ class ErrorResponse(BaseModel):
 class SearchRequest(BaseModel):
     """JSON body of POST /v1/search."""
 
-    model_config = ConfigDict(extra="forbid")
-    image_base64: str = Field(description="the query image file, base64-encoded")
+    model_config = ConfigDict(extra="forbid", strict=True)
+    image_base64: str = Field(
+        description="the query image file, base64-encoded", examples=[EXAMPLE_IMAGE]
+    )
     k: int = Field(5, ge=1, le=MAX_K, description="number of results")
-    filters: dict[str, str | list[str]] = Field(
-        default_factory=dict, description='metadata filters, e.g. {"category": ["Dress"]}'
+    filters: Filters = Field(
+        default_factory=dict,
+        description="metadata filters: column to a value or a list of values (any of), e.g. "
+        '{"category": ["Dress", "Coat"], "price": "20..80"}; a value is text, a number or a '
+        "range on a number column (<50, <=50, >20, >=20, 20..80)",
     )
     same_category: bool = Field(
         False, description="only items of the category recognized in the image"
@@ -35,23 +102,44 @@ class SearchRequest(BaseModel):
 class RecognizeRequest(BaseModel):
     """JSON body of POST /v1/recognize."""
 
-    model_config = ConfigDict(extra="forbid")
-    image_base64: str = Field(description="the image file, base64-encoded")
+    model_config = ConfigDict(extra="forbid", strict=True)
+    image_base64: str = Field(
+        description="the image file, base64-encoded", examples=[EXAMPLE_IMAGE]
+    )
 
 
 class ItemRequest(BaseModel):
     """JSON body of POST /v1/items (multipart with the same fields is accepted too)."""
 
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, max_length=256)
-    image_base64: str = Field(description="the item's image file, base64-encoded")
-    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: ItemId = Field(examples=["sku-1"])
+    image_base64: str = Field(
+        description="the item's image file, base64-encoded", examples=[EXAMPLE_IMAGE]
+    )
+    metadata: Metadata = Field(
+        default_factory=dict, examples=[{"category": "Dress", "price": 49, "colour": "red"}]
+    )
+
+
+class Display(BaseModel):
+    """What to show of an item, from the index's display settings (`stylefinder config set`):
+    the title, price and link columns' values (null when unset or empty; a link only when it
+    is an http(s) URL) and the other visible columns as text."""
+
+    title: str | None = None
+    price: str | None = None
+    link: str | None = None
+    details: dict[str, str]
 
 
 class SearchResult(BaseModel):
     id: str
-    score: float = Field(description="cosine similarity, higher is more similar")
-    metadata: dict[str, str]
+    score: float = Field(
+        description="cosine similarity, higher is more similar (for a shopper's feed: the "
+        "ranking score, never increasing down the list, in [-1, 1])"
+    )
+    metadata: MetadataOut
+    display: Display
     image_url: str
 
 
@@ -84,7 +172,8 @@ class SearchResponse(BaseModel):
 
 class ItemOut(BaseModel):
     id: str
-    metadata: dict[str, str]
+    metadata: MetadataOut
+    display: Display
     hash: str = Field(description="SHA-256 of the image file")
     source: str = Field(description='"catalog" (indexed from a folder) or "api"')
     added_at: str
@@ -116,7 +205,7 @@ class Health(BaseModel):
 class EventIn(BaseModel):
     """One thing a shopper did to a catalog item."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     item_id: str = Field(description="a catalog item id")
     kind: str = Field(description="view, like, dislike, add_to_cart or purchase")
     timestamp: str | float | None = Field(
@@ -128,7 +217,7 @@ class EventIn(BaseModel):
 class EventBatch(BaseModel):
     """Several events of one shopper, stored all or none."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
 
 

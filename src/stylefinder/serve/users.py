@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,6 +29,8 @@ from stylefinder.serve.common import (
     ApiError,
     api_key_header,
     bearer,
+    filter_errors,
+    load_json,
     matches,
     parse_body,
     query_filters,
@@ -37,6 +38,7 @@ from stylefinder.serve.common import (
     user_token_header,
 )
 from stylefinder.serve.schemas import (
+    MAX_JSON_BODY_BYTES,
     MAX_K,
     EventBatch,
     EventIn,
@@ -155,7 +157,8 @@ def users_router(
         filters = query_filters(filter)
         if not engine_.events.has_user(user_id):
             raise ApiError(404, "unknown_user", f"no user {user_id.strip()!r}")
-        results = engine_.recommend_for_user(user_id, k, filters=filters, diversity=diversity)
+        with filter_errors("invalid_filter"):
+            results = engine_.recommend_for_user(user_id, k, filters=filters, diversity=diversity)
         return UserRecommendations(
             user_id=user_id.strip(), results=[result_out(r, request) for r in results]
         )
@@ -188,11 +191,9 @@ def users_router(
 
 
 def _parse_events(raw: bytes) -> list[dict]:
-    """The events of a body holding one event or {"events": [...]}, as plain mappings."""
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_request", f"the body is not valid JSON ({exc})") from None
+    """The events of a body holding one event or {"events": [...]}, as plain mappings (at most
+    `MAX_JSON_BODY_BYTES`, nested at most `MAX_JSON_DEPTH` levels)."""
+    body = load_json(raw, "body", max_bytes=MAX_JSON_BODY_BYTES)
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_request", 'send one event object or {"events": [...]}')
     if "events" in body:
@@ -212,16 +213,11 @@ def _events_body_schema() -> dict:
 
 
 def _csv_body_schema() -> dict:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "text/csv": {
-                    "schema": {
-                        "type": "string",
-                        "description": "header user_id,item_id,kind[,timestamp][,weight]",
-                    }
-                }
-            },
+    csv_text = {
+        "schema": {
+            "type": "string",
+            "description": "header user_id,item_id,kind[,timestamp][,weight]",
         }
     }
+    content = {"text/csv": csv_text, "text/plain": csv_text}
+    return {"requestBody": {"required": True, "content": content}}
