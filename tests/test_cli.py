@@ -171,3 +171,10 @@ def test_config_set_and_show_display_settings(capsys, demo_index, tmp_path):
     assert code == 2 and "'nosuch'" in err and "category, colours" in err
     code, _, err = _run(capsys, "config", "set", "colour=red", *index)
     assert code == 1 and "KEY=VALUE" in err
+
+
+def test_recognize_without_a_classifier_says_what_tune_gives(capsys, demo_index, demo):
+    index_dir, _ = demo_index
+    code, out, _ = _run(capsys, "recognize", demo.queries[0][0], "--index", index_dir)
+    assert code == 0 and "ImageNet" in out
+    assert f"stylefinder tune --index {index_dir} --label-column" in out
