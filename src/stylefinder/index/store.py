@@ -417,6 +417,19 @@ class IndexStore:
             keep_restore_point=keep_restore_point,
         )
 
+    @contextlib.contextmanager
+    def _transaction(self):
+        """A connection inside `BEGIN IMMEDIATE`: committed when the block ends, rolled back
+        when it raises (SQLite's errors translated as `reading` does)."""
+        with self.reading(), contextlib.closing(self._connect()) as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.directory / MANIFEST_FILE, timeout=30, isolation_level=None)
         con.execute("PRAGMA journal_mode=WAL")
@@ -547,33 +560,25 @@ class IndexWriter:
             state["coarse"] = json.dumps(coarse, sort_keys=True) if coarse else ""
             state["matrix_generation"] = str(generation)
         state.update(self._state_updates)
-        with self.store.reading(), contextlib.closing(self.store._connect()) as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                if self._save_restore_point:
-                    self._restore = _save_restore_point(con, base)
-                if moved:  # rows renumbered: the manifest is written again
-                    con.execute("DELETE FROM items")
-                    written = list(enumerate(rows))
-                else:  # every row kept its place: only the updated and added ones are written
-                    con.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in updated])
-                    written = [
-                        (at, row)
-                        for at, row in enumerate(rows)
-                        if at >= len(base_rows) or row[0] in updated
-                    ]
-                con.executemany(
-                    f"INSERT INTO items (row, {_ITEM_COLUMNS}) VALUES ({_PLACEHOLDERS})",
-                    [(at, *row) for at, row in written],
-                )
-                con.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        self._puts.clear()
-        self._removals.clear()
-        self._state_updates = {}
+        with self.store._transaction() as con:
+            if self._save_restore_point:
+                self._restore = _save_restore_point(con, base)
+            if moved:  # rows renumbered: the manifest is written again
+                con.execute("DELETE FROM items")
+                written = list(enumerate(rows))
+            else:  # every row kept its place: only the updated and added ones are written
+                con.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in updated])
+                written = [
+                    (at, row)
+                    for at, row in enumerate(rows)
+                    if at >= len(base_rows) or row[0] in updated
+                ]
+            con.executemany(
+                f"INSERT INTO items (row, {_ITEM_COLUMNS}) VALUES ({_PLACEHOLDERS})",
+                [(at, *row) for at, row in written],
+            )
+            con.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
+        self._discard_staged()
         self._save_restore_point = False  # one restore point per writer: where it started
         self._base = self._committed(base, rows, {**base.state, **state})
         self._clean(keep=_files_of(self._base.state) | _files_of(base.state) | self._kept())
@@ -602,27 +607,24 @@ class IndexWriter:
         state.update(generation=str(generation), matrix_generation=str(generation))
         state["updated_at"] = utc_now()
         columns = f"row, {_ITEM_COLUMNS}"
-        with self.store.reading(), contextlib.closing(self.store._connect()) as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.execute(f"CREATE TEMP TABLE undone AS SELECT {columns} FROM items")
-                con.execute("DELETE FROM items")
-                con.execute(f"INSERT INTO items ({columns}) SELECT {columns} FROM restore_items")
-                self._restore = _save_restore_point(con, base, items_table="temp.undone")
-                con.execute("DROP TABLE temp.undone")
-                for key in _CATALOG_STATE:
-                    con.execute("DELETE FROM state WHERE key = ?", (key,))
-                con.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        self._puts.clear()
-        self._removals.clear()
-        self._state_updates = {}
+        with self.store._transaction() as con:
+            con.execute(f"CREATE TEMP TABLE undone AS SELECT {columns} FROM items")
+            con.execute("DELETE FROM items")
+            con.execute(f"INSERT INTO items ({columns}) SELECT {columns} FROM restore_items")
+            self._restore = _save_restore_point(con, base, items_table="temp.undone")
+            con.execute("DROP TABLE temp.undone")
+            for key in _CATALOG_STATE:
+                con.execute("DELETE FROM state WHERE key = ?", (key,))
+            con.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
+        self._discard_staged()
         self._base = self.store.snapshot()
         self._clean(keep=_files_of(self._base.state) | self._kept())
         return generation
+
+    def _discard_staged(self) -> None:
+        self._puts.clear()
+        self._removals.clear()
+        self._state_updates = {}
 
     def _kept(self) -> set[str]:
         """The data files of the restore point, kept while it is."""
