@@ -152,7 +152,7 @@ def build_index(
         )
     store = IndexStore.open_or_create(index_dir, embedder.space)
 
-    with store.writer(keep_restore_point=True) as writer:
+    with store.writer(keep_restore_point=True, previous=base) as writer:  # reuses base's items
         _check_removals(writer.base, wanted, root, allow_removals, max_removal_share)
         # items added through the API are not the folder's to remove
         current = _catalog_items(writer.base)

@@ -126,3 +126,14 @@ def load_metadata(items: Sequence[Item]) -> None:
         return  # a malformed row that still parsed (e.g. '{}, {}'): item by item, as before
     for item, metadata in zip(pending, parsed, strict=True):
         item._metadata = metadata
+
+
+def metadata_columns(items: Sequence[Item]) -> list[str]:
+    """The metadata columns any of `items` has, sorted (metadata parsed in one pass).
+
+    Example:
+        >>> metadata_columns([Item("a", "a.png", "h", metadata={"size": "M", "colour": "red"})])
+        ['colour', 'size']
+    """
+    load_metadata(items)
+    return sorted(set().union(*(item.metadata for item in items))) if items else []

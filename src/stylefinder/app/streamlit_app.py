@@ -551,11 +551,14 @@ def feedback_buttons(engine: Engine, item_id: str, current: str | None, where: s
 
 def catalog_page(engine: Engine, filters: dict[str, list[str]]) -> None:
     st.title("Catalog")
-    info = engine.info()
+    # the header and snapshot, not engine.info(): that also describes every column and counts
+    # shoppers and disk space, too much for each rerun of the page
+    header, snapshot = engine.store.header, engine.snapshot
+    updated_at = snapshot.state.get("updated_at", header.created_at)
     st.markdown(
-        f"**{info.items:,} items** · backbone **{info.backbone}** ({info.dim}-d, "
-        f"{info.pooling} pooling) · created {_when(info.created_at)} · "
-        f"last updated {_when(info.updated_at)}"
+        f"**{len(snapshot):,} items** · backbone **{header.backbone}** ({header.dim}-d, "
+        f"{header.pooling} pooling) · created {_when(header.created_at)} · "
+        f"last updated {_when(updated_at)}"
     )
     _, total = engine.browse(limit=0, filters=filters or None)
     pages = max(1, -(-total // PAGE_SIZE))

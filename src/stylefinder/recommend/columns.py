@@ -44,7 +44,7 @@ from stylefinder.recommend.filters import (
     _number,
     _text,
 )
-from stylefinder.types import Item, load_metadata
+from stylefinder.types import Item, load_metadata, metadata_columns
 
 #: A column with at most this many distinct values can be a category, whatever its size.
 CATEGORY_MIN_DISTINCT = 30
@@ -88,10 +88,29 @@ def describe_columns(items: Sequence[Item]) -> list[ColumnSummary]:
         >>> title.filled  # an empty value is not counted
         1
     """
-    load_metadata(items)
+    names = metadata_columns(items)  # parses the metadata too
     metadata = [item.metadata for item in items]
-    names = sorted(set().union(*metadata)) if metadata else []
     return [_summary(name, _counts(name, metadata)) for name in names]
+
+
+def value_counts(items: Sequence[Item], column: str) -> list[tuple[str, int]]:
+    """Every value of `column` (as the text filters match) with the number of items holding
+    it, most common first; a multi-value column (`colours`) counts each name once per item.
+
+    Example:
+        >>> from stylefinder.types import Item
+        >>> items = [Item(str(n), "x.png", "h", metadata={"colours": c})
+        ...          for n, c in enumerate(["red,navy", "navy", "navy"])]
+        >>> value_counts(items, "colours")
+        [('navy', 3), ('red', 1)]
+    """
+    load_metadata(items)
+    texts = _texts(column, _counts(column, [item.metadata for item in items]))
+    return _most_common(texts)
+
+
+def _most_common(texts: Counter) -> list[tuple[str, int]]:
+    return sorted(texts.items(), key=lambda pair: (-pair[1], pair[0]))
 
 
 def _counts(name: str, metadata: list[dict]) -> Counter:
@@ -122,7 +141,7 @@ def _summary(name: str, counts: Counter) -> ColumnSummary:
     texts = _texts(name, counts)
     if not _is_category(len(texts), filled):
         return ColumnSummary(name, "text", len(texts), filled)
-    top = sorted(texts.items(), key=lambda pair: (-pair[1], pair[0]))[:TOP_VALUES]
+    top = _most_common(texts)[:TOP_VALUES]
     return ColumnSummary(name, "category", len(texts), filled, values=top)
 
 

@@ -18,16 +18,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from stylefinder.errors import UnknownColumnError
-from stylefinder.recommend.columns import ColumnSummary, describe_columns
-from stylefinder.recommend.filters import MULTI_VALUE_COLUMNS, _empty, _names, _text
-from stylefinder.types import Item, load_metadata
+from stylefinder.recommend.columns import ColumnSummary, describe_columns, value_counts
+from stylefinder.recommend.filters import _empty, _text
+from stylefinder.types import Item, metadata_columns
 
 log = logging.getLogger(__name__)
 
@@ -166,17 +165,6 @@ def _check_columns(named: set[str], items: Sequence[Item], index_dir: str | Path
         )
 
 
-def metadata_columns(items: Sequence[Item]) -> list[str]:
-    """The metadata columns any of `items` has, sorted.
-
-    Example:
-        >>> metadata_columns([Item("a", "a.png", "h", metadata={"size": "M", "colour": "red"})])
-        ['colour', 'size']
-    """
-    load_metadata(items)
-    return sorted(set().union(*(item.metadata for item in items))) if items else []
-
-
 def parse_display_assignments(texts: Sequence[str]) -> dict[str, object]:
     """Updates of the display settings from KEY=VALUE texts (`stylefinder config set`).
 
@@ -297,21 +285,7 @@ def facet_values(items: Sequence[Item], columns: Sequence[str]) -> dict[str, lis
         >>> facet_values(items, ["colours"])
         {'colours': [('navy', 3), ('red', 1)]}
     """
-    load_metadata(items)
-    facets: dict[str, list[tuple[str, int]]] = {}
-    for column in columns:
-        counts: Counter[str] = Counter()
-        multi = column in MULTI_VALUE_COLUMNS
-        for item in items:
-            value = item.metadata.get(column)
-            if _empty(value):
-                continue
-            if multi:
-                counts.update(dict.fromkeys(_names(value), 1))
-            else:
-                counts[_text(value)] += 1
-        facets[column] = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
-    return facets
+    return {column: value_counts(items, column) for column in columns}
 
 
 def facets(items: Sequence[Item], settings: DisplaySettings) -> dict[str, list[tuple[str, int]]]:

@@ -659,9 +659,10 @@ class Engine:
 
 API_IMAGES = "images"
 RECENT_QUERIES = 32  # query vectors kept by content hash (a recognize and the search after it)
-_MAX_ID_LENGTH = 256
-_MAX_METADATA_FIELDS = 64
-_MAX_METADATA_VALUE = 2000
+MAX_ID_LENGTH = 256  # the limits of items added through add_item (the API's schema uses them)
+MAX_METADATA_FIELDS = 64
+MAX_METADATA_VALUE = 2000  # characters of one metadata value
+RESERVED_METADATA = frozenset({"id", "path"})
 _EXTENSIONS = {
     "JPEG": ".jpg",
     "MPO": ".jpg",
@@ -683,27 +684,27 @@ def _disk_bytes(path: Path) -> int:
 def _check_item_id(item_id: str) -> str:
     if not isinstance(item_id, str) or not item_id.strip():
         raise ValueError("item id must be a non-empty string")
-    if len(item_id) > _MAX_ID_LENGTH or any(ord(c) < 32 for c in item_id):
-        raise ValueError(f"item id must be at most {_MAX_ID_LENGTH} printable characters")
+    if len(item_id) > MAX_ID_LENGTH or any(ord(c) < 32 for c in item_id):
+        raise ValueError(f"item id must be at most {MAX_ID_LENGTH} printable characters")
     return item_id.strip()
 
 
 def _check_metadata(metadata: Mapping[str, object]) -> dict[str, str | int | float]:
     if not isinstance(metadata, Mapping):
         raise ValueError("metadata must be an object of names to values")
-    if len(metadata) > _MAX_METADATA_FIELDS:
-        raise ValueError(f"metadata may have at most {_MAX_METADATA_FIELDS} fields")
+    if len(metadata) > MAX_METADATA_FIELDS:
+        raise ValueError(f"metadata may have at most {MAX_METADATA_FIELDS} fields")
     clean = {}
     for key, value in metadata.items():
-        if not isinstance(key, str) or not key or key in {"id", "path"}:
+        if not isinstance(key, str) or not key or key in RESERVED_METADATA:
             raise ValueError(f"metadata field name {key!r} is not allowed")
         if not isinstance(value, (str, int, float, bool)):
             raise ValueError(f"metadata field {key!r} must be a string or a number")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"metadata field {key!r} must be a finite number")
         text = str(value)
-        if len(text) > _MAX_METADATA_VALUE:
-            raise ValueError(f"metadata field {key!r} is longer than {_MAX_METADATA_VALUE}")
+        if len(text) > MAX_METADATA_VALUE:
+            raise ValueError(f"metadata field {key!r} is longer than {MAX_METADATA_VALUE}")
         # numbers stay numbers (range filters compare them); booleans become text
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         clean[key] = value if number else text.lower() if isinstance(value, bool) else text

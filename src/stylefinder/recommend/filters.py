@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stylefinder.errors import BadFilterError, UnknownColumnError
-from stylefinder.types import Item, load_metadata
+from stylefinder.types import Item, load_metadata, metadata_columns
 
 MULTI_VALUE_COLUMNS = frozenset({"colours"})
 
@@ -334,8 +334,7 @@ class MetadataColumns:
         """
         with self._lock:
             if self._known is None:
-                load_metadata(self._items)
-                self._known = sorted(set().union(*(item.metadata for item in self._items)))
+                self._known = metadata_columns(self._items)
             return self._known
 
     def _column(self, column: str) -> _Column:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from stylefinder.errors import UnknownColumnError
-from stylefinder.types import Item
+from stylefinder.types import Item, metadata_columns
 
 PROJECTION_FILE = "projection.npz"
 TUNED_FOLDER = "tuned"  # the projected search space, see stylefinder.recommend.tuned_space
@@ -480,7 +480,7 @@ def labeled_rows(items: Sequence[Item], label_column: str) -> list[int]:
     """
     rows = [r for r, item in enumerate(items) if item.metadata.get(label_column) not in (None, "")]
     if not rows:
-        known = sorted({key for item in items for key in item.metadata})
+        known = metadata_columns(items)
         raise UnknownColumnError(
             f"no item has a {label_column!r} metadata value; the index's columns are: "
             f"{', '.join(known) or '(none)'}",

@@ -11,16 +11,19 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from stylefinder.recommend.engine import (  # one source for the limits of added items
+    MAX_ID_LENGTH,
+    MAX_METADATA_FIELDS,
+    MAX_METADATA_VALUE,
+    RESERVED_METADATA,
+)
+
 MAX_K = 100
 MAX_EVENTS_PER_REQUEST = 1000
 MAX_LIMIT = 500  # items per page of GET /v1/items
-MAX_ID_LENGTH = 256
-MAX_METADATA_FIELDS = 64
-MAX_METADATA_VALUE = 2000  # characters of one metadata value
 MAX_JSON_DEPTH = 8  # nesting levels of objects and arrays in any JSON a client sends
 MAX_JSON_FIELD_BYTES = 256_000  # a JSON text in a multipart field (`filters`, `metadata`)
 MAX_JSON_BODY_BYTES = 2_000_000  # a JSON body without an image (events)
-RESERVED_METADATA = frozenset({"id", "path"})
 #: A red 8 x 8 PNG, the example image of the schema.
 EXAMPLE_IMAGE = (
     "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGM8ISfHgA0wYRUdtBIA0MoBFD5jqJkA"
