@@ -38,11 +38,11 @@ from typing import Literal
 
 from stylefinder.recommend.filters import (
     MULTI_VALUE_COLUMNS,
-    _empty,
-    _hashable,
-    _names,
-    _number,
-    _text,
+    as_number,
+    hashable_value,
+    is_empty,
+    value_names,
+    value_text,
 )
 from stylefinder.types import Item, load_metadata, metadata_columns
 
@@ -119,8 +119,8 @@ def _counts(name: str, metadata: list[dict]) -> Counter:
     try:
         counts = Counter(map(get, metadata))
     except TypeError:  # a value JSON made unhashable (a list, an object): counted as its JSON
-        counts = Counter(_hashable(get(row)) for row in metadata)
-    for value in [value for value in counts if _empty(value)]:
+        counts = Counter(hashable_value(get(row)) for row in metadata)
+    for value in [value for value in counts if is_empty(value)]:
         del counts[value]
     return counts
 
@@ -129,7 +129,7 @@ def _summary(name: str, counts: Counter) -> ColumnSummary:
     """The summary of one column from its value counts."""
     filled = sum(counts.values())
     if name not in MULTI_VALUE_COLUMNS and filled and _all_numbers(counts):
-        numbers = {_number(value) for value in counts}
+        numbers = {as_number(value) for value in counts}
         return ColumnSummary(
             name,
             "number",
@@ -146,7 +146,7 @@ def _summary(name: str, counts: Counter) -> ColumnSummary:
 
 
 def _all_numbers(counts: Counter) -> bool:
-    return all(_number(value) is not None for value in counts)
+    return all(as_number(value) is not None for value in counts)
 
 
 def _texts(name: str, counts: Counter) -> Counter:
@@ -154,7 +154,7 @@ def _texts(name: str, counts: Counter) -> Counter:
     texts: Counter = Counter()
     multi = name in MULTI_VALUE_COLUMNS
     for value, count in counts.items():
-        for text in dict.fromkeys(_names(value)) if multi else [_text(value)]:
+        for text in dict.fromkeys(value_names(value)) if multi else [value_text(value)]:
             texts[text] += count
     return texts
 

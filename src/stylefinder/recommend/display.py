@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from stylefinder.errors import UnknownColumnError
 from stylefinder.recommend.columns import ColumnSummary, describe_columns, value_counts
-from stylefinder.recommend.filters import _empty, _text
+from stylefinder.recommend.filters import is_empty, value_text
 from stylefinder.types import Item, metadata_columns
 
 log = logging.getLogger(__name__)
@@ -216,16 +216,16 @@ def display_fields(metadata: Mapping[str, object], settings: DisplaySettings) ->
     shown_elsewhere = {getattr(settings, key) for key in FIELDS if fields[key]}
     never = INTERNAL_COLUMNS.union(settings.hidden, shown_elsewhere)
     fields["details"] = {
-        name: _text(value)
+        name: value_text(value)
         for name, value in metadata.items()
-        if name not in never and not _empty(value)
+        if name not in never and not is_empty(value)
     }
     return fields
 
 
 def _value(metadata: Mapping[str, object], column: str | None) -> str | None:
     value = metadata.get(column) if column else None
-    return None if _empty(value) else _text(value)
+    return None if is_empty(value) else value_text(value)
 
 
 def safe_link(value: str) -> str | None:

@@ -82,7 +82,7 @@ class Range:
     def __post_init__(self) -> None:
         for name in ("low", "high"):
             bound = getattr(self, name)
-            if bound is not None and (_number(bound) is None or isinstance(bound, str)):
+            if bound is not None and (as_number(bound) is None or isinstance(bound, str)):
                 raise BadFilterError(f"a range's {name} must be a number or None, got {bound!r}")
         if self.low is not None and self.high is not None and self.low > self.high:
             raise BadFilterError(
@@ -216,9 +216,9 @@ class _Column:
         """A multi-value column: each of its names (a text column, for ranges)."""
         self.rows_of = {}
         for code, value in enumerate(self.values):
-            for key in dict.fromkeys(_key(name) for name in _names(value)):
+            for key in dict.fromkeys(_key(name) for name in value_names(value)):
                 self.rows_of.setdefault(key, []).append(code)  # type: ignore[union-attr]
-            if self.not_number is None and _names(value):
+            if self.not_number is None and value_names(value):
                 self.not_number = value
 
     def passes(self, alternatives: list[Range | float | str]) -> np.ndarray:
@@ -243,7 +243,7 @@ class _Column:
         if self.not_number is not None:
             raise BadFilterError(
                 f"filter {self.name!r}: {wanted} is a range, but {self.name} is a text column "
-                f"(it holds {_text(self.not_number)!r}); ranges need a column of numbers: "
+                f"(it holds {value_text(self.not_number)!r}); ranges need a column of numbers: "
                 f"filter {self.name} on its values instead"
             )
         return wanted.contains(self.numbers)
@@ -360,7 +360,7 @@ class MetadataColumns:
             codes = self._codes(column, code_of, lambda value: value)
         except TypeError:  # a value JSON made unhashable (a list, an object): kept as its JSON
             code_of.clear()
-            codes = self._codes(column, code_of, _hashable)
+            codes = self._codes(column, code_of, hashable_value)
         unknown = not code_of and not any(column in item.metadata for item in self._items)
         return _Column(column, codes, list(code_of), unknown=unknown)
 
@@ -397,14 +397,16 @@ def column_values(items: Sequence[Item], *, max_values: int = 100) -> dict[str, 
         for column, value in item.metadata.items():
             values = seen.setdefault(column, set())
             if len(values) <= max_values and value is not None and value == value:
-                values.update(_names(value) if column in MULTI_VALUE_COLUMNS else [_text(value)])
+                values.update(
+                    value_names(value) if column in MULTI_VALUE_COLUMNS else [value_text(value)]
+                )
     return {c: sorted(v, key=_value_order) for c, v in sorted(seen.items()) if len(v) <= max_values}
 
 
 # -- values: shared with `columns.describe_columns` -----------------------------------------------
 
 
-def _number(value: object) -> float | None:
+def as_number(value: object) -> float | None:
     """The number a metadata value holds (an int, a float, or a text that reads as one)."""
     if isinstance(value, bool):
         return None
@@ -418,7 +420,7 @@ def _number(value: object) -> float | None:
     return None
 
 
-def _text(value: object) -> str:
+def value_text(value: object) -> str:
     """A metadata value as text: numbers without a needless ".0", booleans as true/false."""
     if isinstance(value, str):
         return value.strip()
@@ -435,16 +437,17 @@ def _key(value: object) -> float | str:
     """What a value is compared as: its number, else its text without regard to case."""
     if value.__class__ is str and (first := value[:1]) not in _NUMBER_START and not first.isspace():
         return value.strip().casefold()  # the common case, made fast: a text that is not a number
-    number = _number(value)
-    return _text(value).casefold() if number is None else number
+    number = as_number(value)
+    return value_text(value).casefold() if number is None else number
 
 
-def _names(value: object) -> list[str]:
+def value_names(value: object) -> list[str]:
     """The names a multi-value column's value holds ("red, navy" -> ["red", "navy"])."""
-    return [name for name in (part.strip() for part in _text(value).split(",")) if name]
+    return [name for name in (part.strip() for part in value_text(value).split(",")) if name]
 
 
-def _empty(value: object) -> bool:
+def is_empty(value: object) -> bool:
+    """True for a missing metadata value: None, NaN or blank text."""
     return value is None or value != value or (isinstance(value, str) and not value.strip())
 
 
@@ -454,19 +457,20 @@ def _plain(number: float) -> str:
 
 
 def _value_order(text: str) -> tuple[int, float, str]:
-    number = _number(text)
+    number = as_number(text)
     return (1, 0.0, text.casefold()) if number is None else (0, number, text)
 
 
-def _hashable(value: object) -> object:
-    return _text(value) if isinstance(value, list | dict) else value
+def hashable_value(value: object) -> object:
+    """The value, or its text where JSON made it unhashable (a list, an object)."""
+    return value_text(value) if isinstance(value, list | dict) else value
 
 
 def _bound(text: str, bound: str) -> float | None:
     """A range's bound (None for an empty one), or BadFilterError when it is not a number."""
     if not bound.strip():
         return None
-    number = _number(bound)
+    number = as_number(bound)
     if number is None or math.isnan(number):
         raise BadFilterError(
             f"the range {text!r} has a bound that is not a number: {bound.strip()!r}; "
