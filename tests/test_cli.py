@@ -115,6 +115,35 @@ def test_info_shows_tuning_columns_shoppers_and_size(capsys, demo_index, tmp_pat
     assert "columns:" in out and "category  category" in out
 
 
+def test_index_ann_builds_a_graph_that_info_shows_and_later_runs_keep(
+    capsys, demo_index, demo, tmp_path
+):
+    import shutil
+
+    source, _ = demo_index
+    shutil.copytree(source, tmp_path / "ix")
+    index = tmp_path / "ix"
+    meta = ["--meta", demo.csv_path, "--no-progress"]
+    code, out, err = _run(capsys, "index", demo.root, "--index", index, "--ann", "hnsw", *meta)
+    assert code == 0, err
+    code, out, _ = _run(capsys, "info", "--index", index, "--json")
+    search = json.loads(out)["search"]
+    assert search["kind"] == "hnsw" and search["nodes"] == 1000
+    assert search["recall_at_10"] >= 0.98 and search["search_width"] > 0
+    code, out, _ = _run(capsys, "info", "--index", index)
+    assert "hnsw graph (faiss" in out and "recall@10" in out
+    ask = ["recommend", "--item", "fmnist-test-00000", "--json", "--index"]
+    graph_ids = [r["id"] for r in json.loads(_run(capsys, *ask, index)[1])["results"]]
+    exact_ids = [r["id"] for r in json.loads(_run(capsys, *ask, source)[1])["results"]]
+    assert "fmnist-test-00000" not in graph_ids and len(set(graph_ids) & set(exact_ids)) >= 4
+    _run(capsys, "index", demo.root, "--index", index, *meta)  # no --ann: the graph stays
+    code, out, _ = _run(capsys, "info", "--index", index, "--json")
+    assert json.loads(out)["search"]["kind"] == "hnsw"
+    _run(capsys, "index", demo.root, "--index", index, "--ann", "exact", *meta)
+    code, out, _ = _run(capsys, "info", "--index", index)
+    assert "exact (every item scored" in out
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -122,6 +122,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="set the index's files aside (a damaged index) and build it anew from the folder",
     )
+    index.add_argument(
+        "--ann",
+        choices=("auto", "exact", "hnsw"),
+        default=None,
+        help="how searches find candidates: exact (every row scored), hnsw (a faiss graph, "
+        "for large catalogs), auto (hnsw from 20,000 items; the default, or what the index "
+        "was last built with)",
+    )
     index.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
     index.set_defaults(run=_index)
@@ -333,6 +341,7 @@ def _run_index(args: argparse.Namespace, *, allow_removals: bool) -> int:
         allow_removals=allow_removals,
         max_removal_share=args.max_removals,
         rebuild=args.rebuild,
+        ann=args.ann,
         metadata_csv=args.meta,
         backbone=args.backbone,
         pooling=args.pooling,
@@ -565,6 +574,7 @@ def _info(args: argparse.Namespace) -> int:
     )
     if facts["restorable_generation"] is None:
         facts["restorable_generation"] = "none yet"
+    facts["search"] = _describe_search(facts.pop("search"))
     width = max(len(key) for key in facts)
     for key, value in facts.items():
         print(f"{key.replace('_', ' '):<{width}}  {value}")
@@ -577,6 +587,24 @@ def _info(args: argparse.Namespace) -> int:
                 f"{c['filled']:>6,}"
             )
     return 0
+
+
+def _describe_search(params: dict) -> str:
+    """One line on how searches find candidates, from `IndexInfo.search`."""
+    if params.get("kind") != "hnsw":
+        return "exact (every item scored; `stylefinder index --ann hnsw` builds a graph)"
+    text = (
+        f"hnsw graph ({params.get('library', 'faiss')}, {params.get('codes', 'int8')} codes, "
+        f"degree {params.get('degree')}, search width {params.get('search_width')}"
+    )
+    if params.get("recall_at_10") is not None:
+        text += f": recall@10 {params['recall_at_10']} on {params.get('queries')} queries"
+    text += f"; {params.get('nodes', 0):,} nodes"
+    if params.get("tombstones"):
+        text += f", {params['tombstones']:,} removed"
+    if params.get("uncovered"):
+        text += f", {params['uncovered']:,} added rows scored exactly"
+    return text + ")"
 
 
 def _eval(args: argparse.Namespace) -> int:

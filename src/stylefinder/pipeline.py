@@ -29,6 +29,7 @@ from stylefinder.embed.backbones import DEFAULT_BACKBONE
 from stylefinder.embed.runner import Embedder
 from stylefinder.errors import IndexStateError, RemovalGuardError
 from stylefinder.index.store import HEADER_FILE, MANIFEST_FILE, IndexStore, Snapshot, utc_now
+from stylefinder.index.vector_index import AnnSettings
 from stylefinder.recognize.recognition import (
     CATEGORY_COLUMN,
     COLOURS_COLUMN,
@@ -92,6 +93,7 @@ def build_index(
     allow_removals: bool = False,
     max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE,
     rebuild: bool = False,
+    ann: str | None = None,
 ) -> IndexSummary:
     """Index the images under `catalog_dir` into `index_dir` (created or updated in place).
 
@@ -105,7 +107,9 @@ def build_index(
     empty folder) raises `RemovalGuardError` before writing anything, unless `allow_removals`.
     `dry_run` counts what would change and writes nothing. The generation before the run stays
     restorable (`restore_index`). `rebuild` sets a damaged index's files aside (in a
-    `replaced-<time>/` folder inside the index) and builds it anew.
+    `replaced-<time>/` folder inside the index) and builds it anew. `ann` ("auto", "exact",
+    "hnsw"; default: what the index was last built with) chooses how searches find candidates;
+    a graph is built, or grown, when the run commits (see `stylefinder.index.vector_index`).
 
     Example:
         >>> build_index("photos", "index", dry_run=True).removed_ids  # doctest: +SKIP
@@ -152,7 +156,9 @@ def build_index(
         )
     store = IndexStore.open_or_create(index_dir, embedder.space)
 
-    with store.writer(keep_restore_point=True, previous=base) as writer:  # reuses base's items
+    settings = AnnSettings(kind=ann) if ann else None
+    writer = store.writer(keep_restore_point=True, previous=base, ann=settings, progress=progress)
+    with writer:  # reuses base's items
         _check_removals(writer.base, wanted, root, allow_removals, max_removal_share)
         # items added through the API are not the folder's to remove
         current = _catalog_items(writer.base)

@@ -5,18 +5,15 @@ Layout of INDEX_DIR:
     header.json          backbone, pooling, dim, weights fingerprint, package version (immutable)
     manifest.sqlite      items (id, row, path, hash, metadata, timestamps) and state
     vectors-<gen>.npy    float32 (N, dim); row i belongs to the item whose `row` is i
-    coarse-<gen>.npy     optional, indexes of 20k+ rows: float32 (128, N) principal-component
-                         codes of the rows, the first stage of a two-stage search; or, where
-                         those cannot rank (a flat spectrum), int8 (N, dim) codes
-    coarse-basis-<gen>.npz   the mean and principal directions those codes use, or the int8
-                         scales (may be older than the codes: small commits reuse them)
+    ann-<gen>-graph.faiss  indexes of 20k+ rows: a faiss HNSW graph over int8 codes of the rows
+    ann-<gen>-labels.npy   int64: the row each graph node holds (-1: removed)
     .lock                writers hold an exclusive lock on it
 
 A commit writes the new matrix (and codes) to new files, then switches the manifest to them in
 one SQLite transaction. Killing a writer at any moment therefore leaves the last committed
 generation loadable, and readers never see a manifest and a matrix that disagree. The state key
-`coarse` (JSON) names the coarse files with the calibrated candidate pool and measured recall;
-indexes without it are searched exactly.
+`ann` (JSON) names the vector index files with the parameters chosen and the recall measured
+(see `stylefinder.index.vector_index`); indexes without it are searched exactly.
 
 Example:
     >>> store = IndexStore.open("my-index")  # doctest: +SKIP
@@ -29,14 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import json
 import logging
 import os
 import sqlite3
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -44,22 +39,18 @@ from pathlib import Path
 import numpy as np
 
 from stylefinder import __version__
-from stylefinder.errors import (
-    DamagedIndexError,
-    IndexStateError,
-    NoSpaceError,
-    UnknownItemError,
-)
-from stylefinder.index.coarse import (
-    DEFAULT_SETTINGS,
-    CoarseSettings,
-    carry_stage,
-    fit_first_stage,
-    stage_from_arrays,
-    stage_kinds,
-)
+from stylefinder.errors import DamagedIndexError, IndexStateError, UnknownItemError
 from stylefinder.index.diskspace import is_no_space, no_space, reserve
-from stylefinder.index.search import FirstStage
+from stylefinder.index.files import atomic_write, write_npy
+from stylefinder.index.vector_index import (
+    DEFAULT_ANN,
+    AnnSettings,
+    ExactIndex,
+    VectorIndex,
+    build_vector_index,
+    entry_files,
+    load_vector_index,
+)
 from stylefinder.types import EmbeddingSpace, Item
 
 log = logging.getLogger(__name__)
@@ -70,7 +61,6 @@ MANIFEST_FILE = "manifest.sqlite"
 LOCK_FILE = ".lock"
 _COPY_ROWS = 65_536  # rows copied per step when writing a new matrix
 _MIN_SPARE_ROWS = 1024  # a new matrix file has room for this many more rows (or a quarter more)
-_MAX_UNCOVERED_ROWS = 2048  # rows added after the first stage's codes, scored exactly per query
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -94,7 +84,10 @@ _RESTORE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS restore_items AS SELECT * FROM items WHERE 0;
 CREATE TABLE IF NOT EXISTS restore_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_CATALOG_STATE = ("vectors", "coarse", "catalog_root")  # what a restore brings back
+ANN_KIND_KEY = "ann_kind"  # state: the vector index kind asked for (`stylefinder index --ann`)
+_DATA_PREFIXES = ("vectors-", "ann-", "coarse-")  # coarse-: two-stage files of older versions
+_DATA_SUFFIXES = (".npy", ".npz", ".faiss")
+_CATALOG_STATE = ("vectors", "ann", "catalog_root")  # what a restore brings back
 _REBUILD_HINT = "rebuild it with `stylefinder index CATALOG_DIR --index {directory} --rebuild`"
 _ITEM_COLUMNS = "id, path, hash, size, mtime_ns, metadata, added_at, updated_at, source"
 _PLACEHOLDERS = ", ".join("?" * (1 + len(_ITEM_COLUMNS.split(","))))  # row + item columns
@@ -146,7 +139,7 @@ class Snapshot:
     items: list[Item]
     vectors: np.ndarray
     state: dict[str, str]
-    coarse: FirstStage | None = None  # first stage of a two-stage search (large indexes)
+    index: VectorIndex | None = field(default=None, repr=False)  # searches `vectors`
     rows: list[tuple] | None = field(default=None, repr=False)  # the items' manifest rows
 
     def __len__(self) -> int:
@@ -329,13 +322,13 @@ class IndexStore:
                 con.execute("COMMIT")
             try:
                 vectors = self._load_vectors(state.get("vectors", ""), len(rows))
-                coarse = self._load_coarse(state, len(rows))
+                index = self._load_index(state, vectors)
             except FileNotFoundError:  # a writer replaced that generation meanwhile: read again
                 time.sleep(0.01)
                 continue
             items = _items_of(rows, previous)
             generation = int(state.get("generation", 0))
-            return Snapshot(self.header, generation, items, vectors, state, coarse, rows)
+            return Snapshot(self.header, generation, items, vectors, state, index, rows)
         hint = _REBUILD_HINT.format(directory=self.directory)
         raise IndexStateError(
             f"{self.directory}: the vector file named by the manifest keeps disappearing while "
@@ -364,33 +357,26 @@ class IndexStore:
             )
         return vectors
 
-    def _load_coarse(self, state: dict[str, str], count: int) -> FirstStage | None:
-        """The coarse stage named by the state's `coarse` entry, memory-mapped; None when there
-        is none, its files are damaged or it was built for another matrix (a commit by an older
-        version): search is then exact, which is slower but right."""
-        info = _coarse_info(state.get("coarse", ""))
-        if not info.get("codes") or count == 0:
-            return None
-        codes_path = self.directory / info["codes"]
-        if info.get("matrix") != state.get("vectors"):
-            log.warning("%s was built for another matrix; searching exactly", codes_path)
-            return None
+    def _load_index(self, state: dict[str, str], vectors: np.ndarray) -> VectorIndex:
+        """The vector index named by the state's `ann` entry, memory-mapped; exact search when
+        there is none, its files are damaged or it was built for another matrix (slower, but
+        right; the next commit builds it again)."""
+        entry = ann_entry(state.get("ann", ""))
+        if not entry or entry.get("kind", "exact") == "exact" or not len(vectors):
+            return ExactIndex(vectors)
+        if entry.get("matrix") != state.get("vectors"):
+            log.warning(
+                "%s: the vector index was built for another matrix; searching exactly",
+                self.directory,
+            )
+            return ExactIndex(vectors)
         try:
-            codes = np.load(codes_path, mmap_mode="r", allow_pickle=False)
-            with np.load(self.directory / info["basis"], allow_pickle=False) as data:
-                arrays = {name: data[name].astype(np.float32) for name in data.files}
+            return load_vector_index(self.directory, entry, vectors)
         except FileNotFoundError:
             raise
-        except (OSError, ValueError) as exc:
-            log.warning("%s: coarse data unreadable (%s); searching exactly", codes_path, exc)
-            return None
-        pool, recall = int(info.get("pool", 0)), info.get("recall_at_10")
-        shape = (count, self.header.dim)
-        stage = stage_from_arrays(info.get("kind", "pca"), arrays, codes, pool, recall, shape)
-        if stage is not None:
-            return stage
-        log.warning("%s: coarse search data does not match; searching exactly", codes_path)
-        return None
+        except (OSError, ValueError, KeyError, IndexStateError) as exc:
+            log.warning("%s: vector index unreadable (%s); searching exactly", self.directory, exc)
+            return ExactIndex(vectors)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -398,13 +384,16 @@ class IndexStore:
         self,
         *,
         timeout: float = 60.0,
-        coarse: CoarseSettings = DEFAULT_SETTINGS,
+        ann: AnnSettings | None = None,
         previous: Snapshot | None = None,
         keep_restore_point: bool = False,
+        progress: bool = False,
     ) -> IndexWriter:
         """A writer holding the index's exclusive lock; use it as a context manager.
 
-        `coarse` says when commits build the first stage of the two-stage search. `previous`,
+        `ann` says which vector index commits build (default: the kind the index was last
+        built with, `stylefinder index --ann`, else "auto"); a progress bar shows while a graph
+        is built when `progress`. `previous`,
         a recent snapshot of this index, spares re-reading what did not change (see `snapshot`).
         With `keep_restore_point`, the writer's first commit saves the generation it started
         from as the restore point (see `IndexWriter.restore`).
@@ -412,9 +401,10 @@ class IndexStore:
         return IndexWriter(
             self,
             timeout=timeout,
-            coarse=coarse,
+            ann=ann,
             previous=previous,
             keep_restore_point=keep_restore_point,
+            progress=progress,
         )
 
     @contextlib.contextmanager
@@ -452,13 +442,17 @@ class IndexWriter:
         store: IndexStore,
         *,
         timeout: float,
-        coarse: CoarseSettings = DEFAULT_SETTINGS,
+        ann: AnnSettings | None = None,
         previous: Snapshot | None = None,
         keep_restore_point: bool = False,
+        progress: bool = False,
     ) -> None:
         self.store = store
         self.timeout = timeout
-        self.coarse = coarse
+        self._chosen_ann = ann
+        self.ann = ann or DEFAULT_ANN
+        self.progress = progress
+        self.rebuild_index = False  # set: the next commit builds the vector index afresh
         self._save_restore_point = keep_restore_point
         self._restore: RestorePoint | None = None
         self._lock_fd: int | None = None
@@ -472,6 +466,8 @@ class IndexWriter:
         try:
             self._base = self.store.snapshot(previous=self._base)
             self._restore = self.store.restore_point()
+            if self._chosen_ann is None:  # the kind this index was built with
+                self.ann = AnnSettings(kind=self._base.state.get(ANN_KIND_KEY, "auto"))
         except BaseException:
             self._unlock()
             raise
@@ -530,7 +526,11 @@ class IndexWriter:
         rows are written; removals and new vectors for existing items rewrite the row order.
         """
         base = self.base
-        if not self._puts and not self._removals and not self._state_updates:
+        reindex = self.rebuild_index or (
+            self._chosen_ann is not None
+            and self._chosen_ann.kind != base.state.get(ANN_KIND_KEY, "auto")
+        )
+        if not self._puts and not self._removals and not self._state_updates and not reindex:
             return base.generation
         row_of = base.row_of
         generation = base.generation + 1
@@ -555,10 +555,15 @@ class IndexWriter:
             if moved or not self._append_in_place(name, vectors):
                 name = f"vectors-{generation}.npy"
                 self._write_matrix(name, kept_rows, vectors)
-            coarse = self._write_coarse(generation, name, kept_rows, len(rows)) if rows else {}
+            ann = self._write_index(generation, name, kept_rows, len(rows)) if rows else {}
             state["vectors"] = name if rows else ""
-            state["coarse"] = json.dumps(coarse, sort_keys=True) if coarse else ""
+            state["ann"] = json.dumps(ann, sort_keys=True) if ann else ""
             state["matrix_generation"] = str(generation)
+        elif reindex and rows:  # same rows, another vector index asked for
+            ann = self._write_index(generation, base.state["vectors"], kept_rows, len(rows))
+            state["ann"] = json.dumps(ann, sort_keys=True) if ann else ""
+        if self._chosen_ann is not None:
+            state[ANN_KIND_KEY] = self._chosen_ann.kind
         state.update(self._state_updates)
         with self.store._transaction() as con:
             if self._save_restore_point:
@@ -640,10 +645,10 @@ class IndexWriter:
         can have changed: the writer holds the lock), reusing the base's unchanged items."""
         store = self.store
         vectors = store._load_vectors(state.get("vectors", ""), len(rows))
-        coarse = store._load_coarse(state, len(rows))
+        index = store._load_index(state, vectors)
         items = _items_of(rows, base)
         generation = int(state["generation"])
-        return Snapshot(store.header, generation, items, vectors, state, coarse, rows)
+        return Snapshot(store.header, generation, items, vectors, state, index, rows)
 
     def _write_matrix(self, name: str, kept_rows: list[int], added: list[np.ndarray]) -> None:
         """Write the matrix `name`: the base's `kept_rows`, then the `added` vectors."""
@@ -665,7 +670,7 @@ class IndexWriter:
 
         spare = max(_MIN_SPARE_ROWS, total // 4)  # unwritten: takes no disk space until used
         shape = (total + spare, self.store.header.dim)
-        _write_npy(self.store.directory / name, shape, fill, filled_rows=total)
+        write_npy(self.store.directory / name, shape, fill, filled_rows=total)
 
     def _append_in_place(self, name: str, vectors: list[np.ndarray]) -> bool:
         """Write `vectors` into the spare rows after the base's rows in its matrix file `name`;
@@ -692,65 +697,77 @@ class IndexWriter:
             os.fsync(f.fileno())
         return True
 
-    def _write_coarse(self, generation: int, name: str, kept_rows: list[int], total: int) -> dict:
-        """Write the coarse stage for the new matrix `name`; returns its state entry ({}: none).
+    def _write_index(self, generation: int, name: str, kept_rows: list[int], total: int) -> dict:
+        """Write the vector index for the new matrix `name`; returns its state entry ({}: exact
+        search, which needs no files).
 
-        While fewer than `max_drift` of the rows changed since the stage was fitted, its basis (or
-        scales), the codes of kept rows, the pool and the recall carry over; otherwise it is
-        fitted and calibrated again (a few seconds per 100k rows): principal components first,
-        int8 codes of the full rows where those miss the target recall. Additions alone keep
-        the codes file as it is until `_MAX_UNCOVERED_ROWS` rows lack codes: searches score
-        those rows exactly.
+        A graph carries over from the base: rows removed or replaced become tombstones (the
+        matrix compacts, the graph's labels follow), rows added are scored exactly until more
+        than `max_uncovered_rows` lack a node, then added to the graph. The graph is built
+        afresh when there is none, when tombstones pass `max_tombstone_share`, or on request.
         """
-        settings = self.coarse
-        vectors = np.load(self.store.directory / name, mmap_mode="r", allow_pickle=False)[:total]
-        dim = vectors.shape[1]
-        coarse_dim = min(settings.dim, dim)
-        kinds = stage_kinds(dim, settings)
-        if total < settings.min_rows or not kinds:
-            return {}
-        previous = _coarse_info(self.base.state.get("coarse", ""))
-        changed = sum(vector is not None for _, vector in self._puts.values())
-        changed += len(self._removals) + int(previous.get("changed_rows", 0))
-        old = self.base.coarse
-        if previous and changed <= settings.max_drift * total and previous.get("dim") == coarse_dim:
-            if not previous.get("codes"):  # exact search was chosen: keep it until data drifts
-                return {**previous, "changed_rows": changed}
-            appended = len(kept_rows) == len(self.base)  # rows kept their places: same codes
-            if old is not None and appended and total - len(old) <= _MAX_UNCOVERED_ROWS:
-                return {**previous, "matrix": name, "changed_rows": changed}
-            if old is not None:
-                codes_name = f"coarse-{generation}.npy"
-                self._carry_codes(old, codes_name, vectors, kept_rows)
-                return {**previous, "codes": codes_name, "matrix": name, "changed_rows": changed}
+        settings = self.ann
         directory = self.store.directory
-        basis_name, codes_name = f"coarse-basis-{generation}.npz", f"coarse-{generation}.npy"
-        allocate = codes_file(directory / codes_name)
-        kind, stage, result, arrays = fit_first_stage(vectors, settings, allocate=allocate)
-        fitted = {"matrix": name, "dim": coarse_dim, "changed_rows": 0, "fitted_at": utc_now()}
-        fitted.update(kind=kind, recall_at_10=result.recall, queries=result.queries)
-        if stage is None:  # no kind reached the target recall: search stays exact
-            (directory / codes_name).unlink(missing_ok=True)
-            return {**fitted, "codes": "", "basis": "", "pool": 0}
-        atomic_write(directory / basis_name, npz_bytes(**arrays))
-        return {**fitted, "codes": codes_name, "basis": basis_name, "pool": result.pool}
+        vectors = np.load(directory / name, mmap_mode="r", allow_pickle=False)[:total]
+        previous = ann_entry(self.base.state.get("ann", ""))
+        kind = settings.chosen_kind(total, current=previous.get("kind", ""))
+        if kind == "exact":
+            return {}
+        stem = f"ann-{generation}"
+        usable = previous.get("kind") == kind and previous.get("matrix") == self.base.state.get(
+            "vectors"
+        )
+        if usable and not self.rebuild_index:
+            index = self._carried_index(previous, vectors, kept_rows)
+            if index is not None:
+                entry = index.save(directory, stem, previous=previous)
+                return {**entry, "matrix": name}
+        index = build_vector_index(vectors, replace(settings, kind=kind), progress=self.progress)
+        self.rebuild_index = False
+        return {**index.save(directory, stem), "matrix": name, "built_at": utc_now()}
 
-    def _carry_codes(
-        self, old: FirstStage, codes_name: str, vectors: np.ndarray, kept_rows: list[int]
-    ) -> None:
-        """Write codes for the new matrix `vectors` with `old`'s basis or scales: the kept rows'
-        codes copied, the added rows' (at the end of the matrix) encoded."""
-        source = np.full(len(vectors), -1, np.int64)
-        source[: len(kept_rows)] = kept_rows
-        carry_stage(old, vectors, source, allocate=codes_file(self.store.directory / codes_name))
+    def _carried_index(self, previous: dict, vectors: np.ndarray, kept_rows: list[int]):
+        """The base's graph for the new matrix `vectors` (row i was the base's row
+        `kept_rows[i]`, rows after those are new), grown when many rows lack a node; None when
+        it should be built afresh (unreadable, or too many tombstones)."""
+        from stylefinder.index.hnsw import HnswIndex
+
+        settings, base = self.ann, self.base
+        renumbered = kept_rows != list(range(len(kept_rows))) or len(kept_rows) < len(base)
+        try:
+            index = HnswIndex.load(self.store.directory, previous, base.vectors)
+            if renumbered:
+                new_rows = np.full(len(base), -1, np.int64)
+                new_rows[np.asarray(kept_rows, np.int64)] = np.arange(len(kept_rows))
+                index.renumber(new_rows, vectors)
+            else:
+                index.bind(vectors)
+            if index.tombstone_share > settings.max_tombstone_share:
+                return None
+            if index.uncovered > settings.max_uncovered_rows:
+                writable = HnswIndex.load(
+                    self.store.directory, previous, base.vectors, writable=True
+                )
+                if renumbered:
+                    writable.renumber(new_rows, vectors)
+                else:
+                    writable.bind(vectors)
+                writable.grow(progress=self.progress)
+                index = writable
+        except (OSError, ValueError, KeyError, IndexStateError) as exc:
+            log.warning(
+                "%s: the vector index cannot be carried over (%s); building it again",
+                self.store.directory,
+                exc,
+            )
+            return None
+        return index
 
     def _clean(self, keep: set[str]) -> None:
         for path in self.store.directory.iterdir():
-            stale_data = path.name.startswith(("vectors-", "coarse-")) and path.suffix in (
-                ".npy",
-                ".npz",
-            )
-            stale_tmp = path.name.startswith((".vectors-", ".coarse-")) and path.suffix == ".tmp"
+            stale_data = path.name.startswith(_DATA_PREFIXES) and path.suffix in _DATA_SUFFIXES
+            stale_tmp = path.name.startswith(tuple(f".{p}" for p in _DATA_PREFIXES))
+            stale_tmp = stale_tmp and path.suffix == ".tmp"
             if (stale_data and path.name not in keep) or stale_tmp:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -837,8 +854,14 @@ def _item_from_row(row: tuple) -> Item:
     )
 
 
-def _coarse_info(text: str) -> dict:
-    """The state's `coarse` entry as a dict ({} when absent or unreadable)."""
+def ann_entry(text: str) -> dict:
+    """The state's `ann` entry (the vector index: kind, files, parameters) as a dict ({} when
+    absent or unreadable).
+
+    Example:
+        >>> ann_entry('{"kind": "hnsw", "search_width": 48}')["search_width"]
+        48
+    """
     if not text:
         return {}
     try:
@@ -850,98 +873,5 @@ def _coarse_info(text: str) -> dict:
 
 def _files_of(state: dict[str, str]) -> set[str]:
     """The data files a committed state refers to."""
-    coarse = _coarse_info(state.get("coarse", ""))
-    names = {state.get("vectors", ""), coarse.get("codes", ""), coarse.get("basis", "")}
+    names = {state.get("vectors", "")} | entry_files(ann_entry(state.get("ann", "")))
     return names - {""}
-
-
-def codes_file(path: Path):
-    """An `allocate(shape, dtype, fill)` for `fit_stage` and `carry_stage` that writes the codes
-    to the .npy file `path` atomically and returns them memory-mapped."""
-
-    def allocate(shape: tuple[int, int], dtype, fill) -> np.ndarray:
-        _write_npy(path, shape, fill, dtype=dtype)
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-
-    return allocate
-
-
-def _write_npy(
-    path: Path, shape: tuple[int, int], fill, *, dtype=np.float32, filled_rows: int | None = None
-) -> None:
-    """Write a .npy file of `shape` and `dtype` filled in place by `fill(array)`, atomically.
-
-    The disk blocks of the first `filled_rows` rows (default: all) are reserved before `fill`
-    writes them, so a full disk raises `NoSpaceError` (and the temporary file is removed)
-    instead of killing the process with SIGBUS; later rows stay sparse.
-    """
-    prefix = "." + path.name.split("-")[0] + "-"
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
-    except OSError as exc:
-        raise (no_space(path) if is_no_space(exc) else exc) from exc
-    os.close(fd)
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-        rows = shape[0] if filled_rows is None else min(filled_rows, shape[0])
-        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
-        reserve(Path(tmp), offset=0, nbytes=out.offset + rows * row_bytes)
-        fill(out)
-        out.flush()
-        del out
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, NoSpaceError) and is_no_space(exc):
-            raise no_space(path) from exc
-        raise
-
-
-def npz_bytes(**arrays) -> bytes:
-    """The bytes of an .npz file holding `arrays` (arrays only: loaded without pickle).
-
-    Example:
-        >>> atomic_write(Path("basis.npz"), npz_bytes(mean=mean, basis=basis))  # doctest: +SKIP
-    """
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old file or the new one, never a part.
-
-    Example:
-        >>> atomic_write(Path("header.json"), b"{}")  # doctest: +SKIP
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    except OSError as exc:
-        raise (no_space(path, len(data)) if is_no_space(exc) else exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and is_no_space(exc):
-            raise no_space(path, len(data)) from exc
-        raise
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

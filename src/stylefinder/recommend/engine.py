@@ -27,8 +27,9 @@ from stylefinder.catalog.scan import bytes_hash, file_hash
 from stylefinder.embed.runner import Embedder
 from stylefinder.errors import BadImageError, UnknownItemError
 from stylefinder.index.events import CsvSource, Event, EventStore, ImportSummary
-from stylefinder.index.search import FirstStage, top_k
-from stylefinder.index.store import IndexStore, Snapshot, atomic_write, utc_now
+from stylefinder.index.files import atomic_write
+from stylefinder.index.store import IndexStore, Snapshot, utc_now
+from stylefinder.index.vector_index import ExactIndex, VectorIndex
 from stylefinder.recognize.colours import dominant_colours
 from stylefinder.recognize.recognition import (
     CATEGORY_COLUMN,
@@ -87,6 +88,7 @@ class IndexInfo:
     shoppers: int = 0
     events: int = 0
     restorable_generation: int | None = None  # what `stylefinder restore` brings back
+    search: dict = field(default_factory=dict)  # the vector index: kind, parameters, recall
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -115,7 +117,7 @@ class Engine:
         self._lock = threading.Lock()
         self._snapshot = store.snapshot()
         self._by_hash: dict[str, list[int]] | None = None
-        self._projected: tuple[Snapshot, Projection | None, np.ndarray, FirstStage | None] | None
+        self._projected: tuple[Snapshot, Projection | None, np.ndarray, VectorIndex] | None
         self._projected = None
         self._space_lock = threading.RLock()  # concurrent first queries project only once
         self._columns: tuple[Snapshot, dict[str, list[str]]] | None = None
@@ -166,27 +168,28 @@ class Engine:
         """The projection and the matrix searched for `snapshot` (see `_space`)."""
         return self._space(snapshot)[:2]
 
-    def _first_stage(self, snapshot: Snapshot) -> FirstStage | None:
-        """The first stage of a two-stage search for `snapshot` (see `_space`)."""
+    def _vector_index(self, snapshot: Snapshot) -> VectorIndex:
+        """The vector index searched for `snapshot` (see `_space`)."""
         return self._space(snapshot)[2]
 
-    def _space(self, snapshot: Snapshot) -> tuple[Projection | None, np.ndarray, FirstStage | None]:
-        """The projection, searched matrix and first stage for `snapshot`: the committed matrix
-        and stage, or on a tuned index the projected ones, which the first engine to need them
-        writes to the index (`tuned_space`) and later ones memory-map. Cached per snapshot;
-        concurrent first queries build them once."""
+    def _space(self, snapshot: Snapshot) -> tuple[Projection | None, np.ndarray, VectorIndex]:
+        """The projection, searched matrix and vector index for `snapshot`: the committed
+        matrix and index, or on a tuned index the projected ones, which the first engine to
+        need them writes to the index (`tuned_space`) and later ones memory-map. Cached per
+        snapshot; concurrent first queries build them once."""
         with self._space_lock:
             cached = self._projected
             if cached is not None and cached[0] is snapshot:
                 return cached[1:]
             projection = Projection.load(self.store.directory)
             if projection is None:
-                matrix, stage = snapshot.vectors, snapshot.coarse
+                matrix = snapshot.vectors
+                index = snapshot.index if snapshot.index is not None else ExactIndex(matrix)
             else:
-                matrix, stage = tuned_space(self.store.directory, snapshot, projection)
+                matrix, index = tuned_space(self.store.directory, snapshot, projection)
             if snapshot is self._snapshot:
-                self._projected = (snapshot, projection, matrix, stage)
-            return projection, matrix, stage
+                self._projected = (snapshot, projection, matrix, index)
+            return projection, matrix, index
 
     @property
     def embedder(self) -> Embedder:
@@ -332,6 +335,7 @@ class Engine:
             shoppers=len(self.events.users()),
             events=sum(sum(kinds.values()) for kinds in counts.values()),
             restorable_generation=point.generation if point is not None else None,
+            search=self._vector_index(snapshot).params,
         )
 
     # -- queries ---------------------------------------------------------------------------------
@@ -439,18 +443,15 @@ class Engine:
             raise ValueError(
                 f"query vector has {vector.size} dimensions; the index has {snapshot.header.dim}"
             )
-        mask = None
-        if filters:
-            mask = ~self._allowed(snapshot, filters)
-        if exclude_rows:
-            mask = np.zeros(len(snapshot), bool) if mask is None else mask
-            mask[exclude_rows] = True
-        projection, matrix = self._search_space(snapshot)
+        allowed = self._allowed(snapshot, filters) if filters else None
+        excluded = np.asarray(exclude_rows, np.int64) if exclude_rows else None
+        projection, _ = self._search_space(snapshot)
         if projection is not None:
             vector = projection.apply(vector)
-        coarse = self._first_stage(snapshot)  # large indexes: two-stage, exact scores either way
-        rows, scores = top_k(matrix, vector, k, exclude=mask, coarse=coarse)
-        pairs = zip(rows, scores, strict=True)
+        index = self._vector_index(snapshot)  # exact scores, whatever finds the candidates
+        found, best = index.search(vector, k, allowed=allowed, excluded=excluded)
+        rows, scores = found[0], best[0]
+        pairs = zip(rows[rows >= 0], scores[rows >= 0], strict=True)
         return [self._result(snapshot.items[row], float(score)) for row, score in pairs]
 
     def recognize(self, image: ImageSource) -> Recognition:

@@ -158,7 +158,7 @@ class Projection:
 
     def save(self, directory: str | Path) -> Path:
         """Write projection.npz into `directory` atomically."""
-        from stylefinder.index.store import atomic_write, npz_bytes
+        from stylefinder.index.files import atomic_write, npz_bytes
 
         arrays = {
             "raw_weight": self.raw_weight,

@@ -1,73 +1,70 @@
-"""A tuned index's search space kept on disk: the projected matrix and its first stage.
+"""A tuned index's search space kept on disk: the projected matrix and its vector index.
 
 A tuned index is searched in the space of its projection (`stylefinder tune`). Projecting 70k
-items takes several seconds and fitting their first stage a few more. Without a copy on disk,
+items takes several seconds and building their search graph a few more. Without a copy on disk,
 every process paid that cost on its first query, and again after every commit. Now the first
 engine that needs a generation's space writes it under `<index>/tuned/`, and the others
 memory-map it:
 
-    matrix-<gen>-<key>-<token>.npy   float32: the projected rows, in the index's row order,
-                                     then unwritten spare rows (<gen>: the generation that
-                                     wrote the index's matrix; <token>: its writer's)
-    rows-<gen>-<key>-<token>.npy     uint64 (N,): a digest of each row's raw vector
-    codes-<gen>-<key>-<token>.npy    from 20k rows: the first stage's codes
-    stage-<gen>-<key>.npz            its kind, pool, recall and basis or scales, and which
-                                     of the files above (of this generation or an earlier
-                                     one) make up the space; written last, so it marks a
-                                     complete space
+    matrix-<gen>-<key>-<token>.npy        float32: the projected rows, in the index's row order,
+                                          then unwritten spare rows (<gen>: the generation
+                                          that wrote the index's matrix; <token>: its writer's)
+    rows-<gen>-<key>-<token>.npy          uint64 (N,): a digest of each row's raw vector
+    ann-<gen>-<key>-<token>-graph.faiss   from `AnnSettings.min_rows` rows: a faiss HNSW graph
+                                          over int8 codes of the projected rows
+    ann-<gen>-<key>-<token>-labels.npy    int64: the row each graph node holds (-1: removed)
+    stage-<gen>-<key>.npz                 which of the files above (of this generation or an
+                                          earlier one) make up the space, and the vector
+                                          index's entry (kind, files, search width, recall:
+                                          what `VectorIndex.save` returned); written last, so
+                                          it marks a complete space
 
 `key` is the digest of projection.npz, so a new `stylefinder tune` starts afresh. When the
 index only gained rows since the newest earlier space (commits of additions append to the
-index's matrix file), the new rows are projected into that space's spare rows, and its first
-stage stays while few rows lack codes (they are scored exactly), as commits do. Otherwise a new
-generation copies the rows whose raw vector the newest earlier space already projected and
-projects only the rest; while few rows changed since its fit, it keeps that space's first stage
-(basis or scales, pool). Committed rows of the index never change, so engines that extend the
-same space at once write the same rows. Files are written atomically, and the files no newer
-complete space uses are removed. Where the folder cannot be written, the space is built in
-memory.
+index's matrix file), the new rows are projected into that space's spare rows, and its graph
+stays: the rows it lacks are scored exactly until more than `max_uncovered_rows` do, then the
+graph grows into new files. Otherwise a new generation copies the rows whose raw vector the
+newest earlier space already projected and projects only the rest; its graph carries over as
+the index store's does (nodes renumbered, removed rows left as tombstones, new rows uncovered
+or grown into it) and is built afresh when tombstones pass `max_tombstone_share`. Committed
+rows of the index never change, so engines that extend the same space at once write the same
+rows. Files are written atomically, and the files no newer complete space uses are removed.
+Where the folder cannot be written, the space and its index are built in memory.
 
 Example:
-    >>> matrix, stage = tuned_space(store.directory, snapshot, projection)  # doctest: +SKIP
-    >>> matrix.shape, type(stage).__name__  # doctest: +SKIP
-    ((70000, 2432), 'CoarseIndex')
+    >>> matrix, index = tuned_space(store.directory, snapshot, projection)  # doctest: +SKIP
+    >>> matrix.shape, index.kind  # doctest: +SKIP
+    ((70000, 2432), 'hnsw')
+    >>> rows, scores = index.search(matrix[:1], 10)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from stylefinder.index.coarse import (
-    DEFAULT_SETTINGS,
-    CoarseSettings,
-    build_first_stage,
-    carry_stage,
-    fit_first_stage,
-    stage_arrays,
-    stage_from_arrays,
-    stage_kinds,
-)
+from stylefinder.errors import IndexStateError
 from stylefinder.index.diskspace import reserve
-from stylefinder.index.search import FirstStage
-from stylefinder.index.store import (
-    _MAX_UNCOVERED_ROWS,
-    _MIN_SPARE_ROWS,
-    Snapshot,
-    _write_npy,
-    atomic_write,
-    codes_file,
-    npz_bytes,
+from stylefinder.index.files import atomic_write, npy_bytes, npz_bytes, write_npy
+from stylefinder.index.store import _MIN_SPARE_ROWS, Snapshot
+from stylefinder.index.vector_index import (
+    DEFAULT_ANN,
+    AnnSettings,
+    ExactIndex,
+    VectorIndex,
+    build_vector_index,
+    entry_files,
+    load_vector_index,
 )
 from stylefinder.recommend.projection import TUNED_FOLDER, Projection
 
@@ -75,22 +72,29 @@ log = logging.getLogger(__name__)
 
 # data files carry a token of their writer: a space written again (by an engine of an older
 # generation, or after a damage) never replaces a file that a newer space grew into
-_FILE = re.compile(r"^(matrix|rows|codes|stage)-(\d+)-([0-9a-f]+)(-[0-9a-f]+)?\.np[yz]$")
+# (codes-: the first stage of older versions, removed like the others)
+_FILE = re.compile(
+    r"^(matrix|rows|ann|stage|codes)-(\d+)-([0-9a-f]+)(-[0-9a-f]+)?"
+    r"(-graph\.faiss|-labels\.npy|-removed\.npy|\.np[yz])$"
+)
 _BLOCK_ROWS = 16_384  # rows projected or copied per step
+_INDEX_ERRORS = (OSError, ValueError, KeyError, IndexStateError)  # an unreadable index file
 
 
 def tuned_space(
     directory: str | Path,
     snapshot: Snapshot,
     projection: Projection,
-    settings: CoarseSettings = DEFAULT_SETTINGS,
-) -> tuple[np.ndarray, FirstStage | None]:
-    """The projected matrix of `snapshot` and its first stage (None below `settings.min_rows`
-    or when no stage reaches the target recall). They are read from `<directory>/tuned/`, or
-    built and written there (see the module docstring).
+    settings: AnnSettings = DEFAULT_ANN,
+) -> tuple[np.ndarray, VectorIndex]:
+    """The projected matrix of `snapshot` and a vector index searching it: an `ExactIndex`
+    below `settings.min_rows` rows (or with kind "exact"), else an HNSW graph. They are read
+    from `<directory>/tuned/`, or built and written there (see the module docstring); a
+    space already written is used as it is, whatever `settings` say.
 
     Example:
-        >>> matrix, stage = tuned_space("shop", engine.snapshot, projection)  # doctest: +SKIP
+        >>> matrix, index = tuned_space("shop", engine.snapshot, projection)  # doctest: +SKIP
+        >>> rows, scores = index.search(projection.apply(query), 10)  # doctest: +SKIP
     """
     folder = Path(directory) / TUNED_FOLDER
     if not projection.digest or not len(snapshot):
@@ -99,18 +103,20 @@ def tuned_space(
     name = f"{generation}-{projection.digest}"
     stored = _load(folder, name, projection.dim, rows=len(snapshot))
     if stored is not None:
-        return stored.matrix, stored.stage
+        index = _open_index(folder, stored)
+        if index is not None:
+            return stored.matrix, index
     try:
         folder.mkdir(exist_ok=True)
-        previous = _previous(folder, generation, projection.digest, projection.dim)
+        previous = _previous(folder, generation, projection.digest, projection.dim, stored)
         space = _extend(folder, generation, snapshot, projection, previous, settings)
         if space is None:
             space = _build(folder, generation, snapshot, projection, settings, previous)
     except OSError as exc:
         log.warning("%s: cannot write the tuned search space (%s); built in memory", folder, exc)
         return _in_memory(snapshot, projection, settings)
-    _remove_stale(folder, generation, projection.digest, keep=set(space.files.values()))
-    return space.matrix, space.stage
+    _remove_stale(folder, generation, projection.digest, keep=space.file_names())
+    return space.matrix, space.index
 
 
 def row_digests(vectors: np.ndarray) -> np.ndarray:
@@ -142,50 +148,51 @@ def _matrix_generation(snapshot: Snapshot) -> int:
 @dataclass
 class _Space:
     matrix: np.ndarray  # the projected rows (a view of the first N rows of the matrix file)
-    stage: FirstStage | None
-    info: dict  # the stage entry: kind ("" for none), pool, recall, changed_rows
-    files: dict[str, str]  # "matrix", "rows", "codes" (when there is a stage): file names
-    arrays: dict[str, np.ndarray]  # the stage's basis or scales, as stored
+    info: dict  # the stage entry: rows, vectors (the index's matrix file), files, index
+    files: dict[str, str]  # "matrix", "rows": file names
+    index: VectorIndex | None = None
     digests: np.ndarray | None = None
+
+    @property
+    def entry(self) -> dict | None:
+        """The vector index's entry (None: none usable, as older versions wrote)."""
+        entry = self.info.get("index")
+        return entry if isinstance(entry, dict) else None
+
+    def file_names(self) -> set[str]:
+        """The files that make up the space."""
+        return set(self.files.values()) | entry_files(self.entry or {})
 
 
 def _in_memory(
-    snapshot: Snapshot, projection: Projection, settings: CoarseSettings
-) -> tuple[np.ndarray, FirstStage | None]:
+    snapshot: Snapshot, projection: Projection, settings: AnnSettings
+) -> tuple[np.ndarray, VectorIndex]:
     matrix = projection.apply(snapshot.vectors)
-    return matrix, build_first_stage(matrix, settings)
+    if not len(matrix):
+        return matrix, ExactIndex(matrix)
+    return matrix, build_vector_index(matrix, settings)
 
 
 def _load(folder: Path, name: str, width: int, rows: int | None = None) -> _Space | None:
     """The complete space `name` of projected rows `width` wide (and `rows` of them, when
-    given); None when it is missing, damaged or of another size."""
+    given), without its index; None when it is missing, damaged or of another size."""
     try:
         with np.load(folder / f"stage-{name}.npz", allow_pickle=False) as data:
             info = json.loads(str(data["info"]))
-            arrays = {key: data[key] for key in data.files if key != "info"}
         files = info.get("files") or {  # as the first version wrote them
             "matrix": f"matrix-{name}.npy",
             "rows": f"rows-{name}.npy",
-            "codes": f"codes-{name}.npy",
         }
+        files = {key: files[key] for key in ("matrix", "rows")}  # older: "codes" too
         stored = np.load(folder / files["matrix"], mmap_mode="r", allow_pickle=False)
         count = int(info.get("rows", len(stored)))
         if rows is not None and count != rows:
             raise ValueError(f"{count} rows, expected {rows}")
-        shape = (count, width)
         if stored.ndim != 2 or stored.shape[1] != width or stored.dtype != np.float32:
             raise ValueError(f"matrix {stored.shape} {stored.dtype}, expected {width} float32")
         if len(stored) < count:
             raise ValueError(f"matrix of {len(stored)} rows, expected {count}")
-        matrix = stored[:count]
-        if not info.get("kind"):
-            return _Space(matrix, None, info, files, arrays)
-        codes = np.load(folder / files["codes"], mmap_mode="r", allow_pickle=False)
-        pool, recall = int(info["pool"]), info.get("recall_at_10")
-        stage = stage_from_arrays(info["kind"], arrays, codes, pool, recall, shape)
-        if stage is None:
-            raise ValueError("first stage does not fit the matrix")
-        return _Space(matrix, stage, info, files, arrays)
+        return _Space(stored[:count], info, files)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError) as exc:
@@ -193,18 +200,32 @@ def _load(folder: Path, name: str, width: int, rows: int | None = None) -> _Spac
         return None
 
 
-def _previous(folder: Path, generation: int, key: str, width: int) -> _Space | None:
-    """The newest complete space of another generation for the projection `key`, with its row
-    digests; None when there is none."""
-    generations = []
-    for path in folder.glob(f"stage-*-{key}.npz"):
-        match = _FILE.match(path.name)
-        if match and int(match[2]) != generation:
-            generations.append(int(match[2]))
-    for other in sorted(generations, reverse=True):
-        space = _load(folder, f"{other}-{key}", width)
-        if space is None:
-            continue
+def _open_index(folder: Path, space: _Space) -> VectorIndex | None:
+    """The vector index of `space` as saved (graph files memory-mapped); None when there is
+    none (an older version's space) or it is unreadable, whose entry is then dropped so that
+    it is not carried over."""
+    entry = space.entry
+    if entry is None:
+        log.info("%s: tuned space of an older version; building its vector index", folder)
+        return None
+    try:
+        space.index = load_vector_index(folder, entry, space.matrix)
+    except _INDEX_ERRORS as exc:
+        log.warning(
+            "%s: tuned space's vector index unreadable (%s); building it again", folder, exc
+        )
+        del space.info["index"]
+        return None
+    return space.index
+
+
+def _previous(
+    folder: Path, generation: int, key: str, width: int, current: _Space | None
+) -> _Space | None:
+    """The space whose projected rows to reuse, with its row digests: `current` (this
+    generation's, whose index was unusable), else the newest complete space of another
+    generation for the projection `key`; None when there is none."""
+    for space in _candidates(folder, generation, key, width, current):
         try:
             digests = np.load(folder / space.files["rows"], allow_pickle=False)
         except (OSError, ValueError):
@@ -215,14 +236,20 @@ def _previous(folder: Path, generation: int, key: str, width: int) -> _Space | N
     return None
 
 
-def _sources(digests: np.ndarray, previous: _Space | None) -> np.ndarray:
-    """For each row, the row of `previous` with the same raw vector, or -1."""
-    if previous is None or previous.digests is None or not len(previous.digests):
-        return np.full(len(digests), -1, np.int64)
-    order = np.argsort(previous.digests, kind="stable")
-    ranked = previous.digests[order]
-    at = np.minimum(np.searchsorted(ranked, digests), len(ranked) - 1)
-    return np.where(ranked[at] == digests, order[at], -1).astype(np.int64)
+def _candidates(
+    folder: Path, generation: int, key: str, width: int, current: _Space | None
+) -> Iterator[_Space]:
+    if current is not None:
+        yield current
+    generations = []
+    for path in folder.glob(f"stage-*-{key}.npz"):
+        match = _FILE.match(path.name)
+        if match and int(match[2]) != generation:
+            generations.append(int(match[2]))
+    for other in sorted(generations, reverse=True):
+        space = _load(folder, f"{other}-{key}", width)
+        if space is not None:
+            yield space
 
 
 def _extend(
@@ -231,24 +258,19 @@ def _extend(
     snapshot: Snapshot,
     projection: Projection,
     previous: _Space | None,
-    settings: CoarseSettings,
+    settings: AnnSettings,
 ) -> _Space | None:
     """The space of `snapshot` as `previous` with the rows the index gained since projected into
-    its spare rows; None when the index changed otherwise, there is no room, or the first stage
-    should change: too many rows lack its codes, the rows drifted, or the index has grown big
-    enough to need one."""
+    its spare rows, and its index kept (grown when too many rows lack a node); None when the
+    index changed otherwise, there is no room, or the kind of index should change."""
     if previous is None or "vectors" not in previous.info:
         return None
     start, total = len(previous.matrix), len(snapshot)
     if previous.info["vectors"] != snapshot.state.get("vectors") or start >= total:
         return None  # not only rows appended to the same matrix file
-    stage = previous.stage
-    changed = int(previous.info.get("changed_rows", 0)) + total - start
-    if (
-        changed > settings.max_drift * total
-        or (stage is None and start < settings.min_rows <= total)
-        or (stage is not None and total - len(stage) > _MAX_UNCOVERED_ROWS)
-    ):
+    entry = previous.entry
+    kind = settings.chosen_kind(total)
+    if entry is None or entry.get("kind") != kind:
         return None
     path = folder / previous.files["matrix"]
     stored = np.load(path, mmap_mode="r+", allow_pickle=False)
@@ -262,15 +284,23 @@ def _extend(
     del stored
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
-    name = f"{generation}-{projection.digest}"
-    digests = np.concatenate([previous.digests, row_digests(added)])
-    files = {**previous.files, "rows": f"rows-{name}-{secrets.token_hex(4)}.npy"}
-    atomic_write(folder / files["rows"], _npy_bytes(digests))
-    info = {**previous.info, "rows": total, "changed_rows": changed, "files": files}
-    atomic_write(folder / f"stage-{name}.npz", npz_bytes(info=json.dumps(info), **previous.arrays))
     matrix = np.load(path, mmap_mode="r", allow_pickle=False)[:total]
+    if kind == "exact":
+        index: VectorIndex | None = ExactIndex(matrix)
+    else:
+        index = _carried(folder, entry, previous.matrix, matrix, None, settings)
+    if index is None:
+        return None  # unreadable: built afresh (the rows written stay unused spare rows)
+    name = f"{generation}-{projection.digest}"
+    token = secrets.token_hex(4)
+    saved = _save_index(index, folder, f"ann-{name}-{token}", previous=entry)
+    digests = np.concatenate([previous.digests, row_digests(added)])
+    files = {**previous.files, "rows": f"rows-{name}-{token}.npy"}
+    atomic_write(folder / files["rows"], npy_bytes(digests))
+    info = {**previous.info, "rows": total, "files": files, "index": saved}
+    atomic_write(folder / f"stage-{name}.npz", npz_bytes(info=json.dumps(info)))
     log.info("tuned search space %s: %d rows projected into %s", name, total - start, path.name)
-    return _Space(matrix, stage, info, files, previous.arrays, digests)
+    return _Space(matrix, info, files, index, digests)
 
 
 def _build(
@@ -278,7 +308,7 @@ def _build(
     generation: int,
     snapshot: Snapshot,
     projection: Projection,
-    settings: CoarseSettings,
+    settings: AnnSettings,
     previous: _Space | None,
 ) -> _Space:
     name = f"{generation}-{projection.digest}"
@@ -297,52 +327,104 @@ def _build(
 
     total = len(vectors)
     token = secrets.token_hex(4)
-    files = {key: f"{key}-{name}-{token}.npy" for key in ("matrix", "rows", "codes")}
+    files = {key: f"{key}-{name}-{token}.npy" for key in ("matrix", "rows")}
     spare = max(_MIN_SPARE_ROWS, total // 4)  # for rows added later; unwritten, they take no disk
     shape = (total + spare, projection.dim)
-    _write_npy(folder / files["matrix"], shape, fill, filled_rows=total)
+    write_npy(folder / files["matrix"], shape, fill, filled_rows=total)
     matrix = np.load(folder / files["matrix"], mmap_mode="r", allow_pickle=False)[:total]
-    atomic_write(folder / files["rows"], _npy_bytes(digests))
-    stage, info, arrays = _first_stage(folder / files["codes"], matrix, source, previous, settings)
-    if stage is None:
-        del files["codes"]
-    info = {**info, "rows": total, "vectors": snapshot.state.get("vectors", ""), "files": files}
-    atomic_write(folder / f"stage-{name}.npz", npz_bytes(info=json.dumps(info), **arrays))
+    atomic_write(folder / files["rows"], npy_bytes(digests))
+    index, carried = _index_for(folder, matrix, source, previous, settings)
+    saved = _save_index(index, folder, f"ann-{name}-{token}", previous=carried)
+    info = {"rows": total, "vectors": snapshot.state.get("vectors", ""), "files": files}
+    info["index"] = saved
+    atomic_write(folder / f"stage-{name}.npz", npz_bytes(info=json.dumps(info)))
     kept = int(np.count_nonzero(source >= 0))
-    log.info("tuned search space %s: %d rows projected, %d copied", name, len(source) - kept, kept)
-    return _Space(matrix, stage, info, files, arrays, digests)
+    how = "carried over" if carried is not None else "built"
+    log.info(
+        "tuned search space %s: %d rows projected, %d copied; %s index %s",
+        name,
+        len(source) - kept,
+        kept,
+        index.kind,
+        how,
+    )
+    return _Space(matrix, info, files, index, digests)
 
 
-def _first_stage(
-    codes_path: Path,
+def _sources(digests: np.ndarray, previous: _Space | None) -> np.ndarray:
+    """For each row, the row of `previous` with the same raw vector, or -1."""
+    if previous is None or previous.digests is None or not len(previous.digests):
+        return np.full(len(digests), -1, np.int64)
+    order = np.argsort(previous.digests, kind="stable")
+    ranked = previous.digests[order]
+    at = np.minimum(np.searchsorted(ranked, digests), len(ranked) - 1)
+    return np.where(ranked[at] == digests, order[at], -1).astype(np.int64)
+
+
+def _index_for(
+    folder: Path,
     matrix: np.ndarray,
     source: np.ndarray,
     previous: _Space | None,
-    settings: CoarseSettings,
-) -> tuple[FirstStage | None, dict, dict[str, np.ndarray]]:
-    """The first stage for `matrix`: `previous`'s carried over while few rows changed since it
-    was fitted (as commits do), else fitted and calibrated; its entry and arrays."""
-    total = len(matrix)
-    kinds = stage_kinds(matrix.shape[1], settings)
-    if total < settings.min_rows or not kinds:
-        return None, {"kind": "", "changed_rows": 0}, {}
-    kept = int(np.count_nonzero(source >= 0))
-    changed = total - kept
-    if previous is not None:
-        removed = len(previous.matrix) - len(np.unique(source[source >= 0]))
-        changed += removed + int(previous.info.get("changed_rows", 0))
-        if changed <= settings.max_drift * total and len(previous.matrix) >= settings.min_rows:
-            info = {**previous.info, "changed_rows": changed}
-            if previous.stage is None:  # exact search was chosen: keep it until data drifts
-                return None, info, {}
-            stage = carry_stage(previous.stage, matrix, source, allocate=codes_file(codes_path))
-            return stage, info, stage_arrays(stage)
-    kind, stage, result, arrays = fit_first_stage(matrix, settings, allocate=codes_file(codes_path))
-    if stage is None:
-        codes_path.unlink(missing_ok=True)
-        return None, {"kind": "", "changed_rows": 0}, {}
-    info = {"kind": kind, "pool": result.pool, "recall_at_10": result.recall}
-    return stage, {**info, "changed_rows": 0}, arrays
+    settings: AnnSettings,
+) -> tuple[VectorIndex, dict | None]:
+    """The vector index of `matrix` (row i was `previous`'s row `source[i]`, -1: new), and the
+    entry it was carried over from: `previous`'s graph, its nodes renumbered, while it is
+    readable and tombstones stay within `max_tombstone_share`; else built (entry None)."""
+    entry = previous.entry if previous is not None else None
+    if settings.chosen_kind(len(matrix)) == "hnsw" and entry and entry.get("kind") == "hnsw":
+        new_rows = np.full(len(previous.matrix), -1, np.int64)
+        kept = np.flatnonzero(source >= 0)
+        new_rows[source[kept]] = kept  # duplicates: one row keeps the node, the others uncovered
+        index = _carried(folder, entry, previous.matrix, matrix, new_rows, settings)
+        if index is not None:
+            return index, entry
+    return build_vector_index(matrix, settings), None
+
+
+def _carried(
+    folder: Path,
+    entry: dict,
+    vectors: np.ndarray,
+    matrix: np.ndarray,
+    new_rows: np.ndarray | None,
+    settings: AnnSettings,
+) -> VectorIndex | None:
+    """The graph of `entry` (over `vectors`) for `matrix`: row r of `vectors` is row
+    `new_rows[r]` of `matrix` (-1: removed; None: the same rows, more appended), grown when
+    more than `max_uncovered_rows` lack a node; None when it should be built afresh
+    (unreadable, or too many tombstones)."""
+    from stylefinder.index.hnsw import HnswIndex
+
+    def opened(writable: bool) -> HnswIndex:
+        index = HnswIndex.load(folder, entry, vectors, writable=writable)
+        if new_rows is None:
+            index.bind(matrix)
+        else:
+            index.renumber(new_rows, matrix)
+        return index
+
+    try:
+        index = opened(writable=False)
+        if index.tombstone_share > settings.max_tombstone_share:
+            share = 100 * index.tombstone_share
+            log.info("%s: %.0f%% of the graph's nodes removed; building it again", folder, share)
+            return None
+        if index.uncovered > settings.max_uncovered_rows:
+            index = opened(writable=True)  # read into memory, to add to
+            index.grow()
+    except _INDEX_ERRORS as exc:
+        log.warning("%s: tuned space's graph not carried over (%s); building it again", folder, exc)
+        return None
+    return index
+
+
+def _save_index(index: VectorIndex, folder: Path, stem: str, *, previous: dict | None) -> dict:
+    """Write `index`'s files named `stem`-*, keeping those unchanged since `previous` (the
+    entry it was carried over from); returns its entry."""
+    if index.kind == "hnsw":
+        return index.save(folder, stem, previous=previous)
+    return index.save(folder, stem)
 
 
 def _remove_stale(folder: Path, generation: int, key: str, keep: set[str]) -> None:
@@ -354,9 +436,3 @@ def _remove_stale(folder: Path, generation: int, key: str, keep: set[str]) -> No
         if stale and path.name not in keep:
             with contextlib.suppress(OSError):  # in use elsewhere (Windows) or already gone
                 path.unlink()
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
