@@ -1,28 +1,35 @@
-"""Query latency: exact and two-stage search on 10k, 100k (and 1M) item indexes, their recall,
-index open time and resident memory, and `Engine.recommend` from an image file at 10k items,
-alone and after `Engine.recognize` on the same upload (as the web app does).
+"""Query latency: exact search and the index's own vector index on 10k and 100k item indexes,
+the vector index's recall, index open time and resident memory, and `Engine.recommend` from an
+image file at 10k items, alone and after `Engine.recognize` on the same upload (as the web app
+does). `benchmarks/ann_latency.py` measures the graph in depth, at 100k and 1M items.
 
 Three kinds of vectors, all 1280-d unit vectors like efficientnet-lite0 embeddings:
 
-- isotropic: random directions. Pathological: every neighbour is about as far as any other, so
-  128 principal components cannot rank them; the commit-time guard is expected to fall back to
-  int8 codes of the full rows (4x smaller than the matrix) as the first stage.
+- isotropic: random directions. Pathological for any approximate search: every neighbour is
+  about as far as any other, so the graph needs a wide search to reach the target recall (the
+  search width chosen at commit time shows how wide).
 - clustered: synthetic vectors around cluster centres (~100 items a cluster), with a power-law
   spectrum (variance of the i-th principal component ~ i**-1.1, mean vector of norm 0.71)
   calibrated on real efficientnet-lite0 embeddings of Fashion-MNIST.
 - real: those embeddings themselves (70k: train + test), when `--real` names the .npz file
   (arrays `tx` and `sx`); one size only.
 
+Each index is committed as the engine's indexes are: a faiss HNSW graph from
+`AnnSettings.min_rows` (20,000) items, exact search below (`--ann-min-rows 0` commits a graph at
+every size). The vector index columns show what the commit chose (kind, search width, the
+recall@10 it measured) and that index's `search` as the engine calls it; for an exact index
+they time `ExactIndex.search`, which differs from the plain `top_k` only by its masks.
+
 Queries are rows of the index, each excluding itself (as `Engine.similar` does). Recall@k of the
-two-stage search counts results whose exact score reaches the k-th exact score (ties between
-duplicates are not misses). Indexes are committed with the coarse stage allowed at every size,
-so that the guard's choice is shown; the engine uses it from 20,000 items (`served`). Where the
-guard chose exact search, the two-stage columns show a forced coarse stage with the largest pool.
+vector index counts results whose exact score reaches the k-th exact score (ties between
+duplicates are not misses). With `--tuned-epochs`, the real index is also tuned on its labels
+and `Engine.search_vector` is timed in the projected space (`tuned_space`: the projected matrix
+and its own vector index, written under the index folder by the first search).
 
 Usage: python benchmarks/query_latency.py [--sizes 10000,100000] [--queries 200]
-    [--datasets isotropic,clustered,real] [--real /tmp/fmnist-lite0.npz]
-Writes benchmarks/results/query_latency.json and prints a table. A 1M index needs ~6 GB of disk
-in the temp folder and ~12 GB of memory while it is built.
+    [--datasets isotropic,clustered,real] [--real /tmp/fmnist-lite0.npz] [--ann-min-rows N]
+    [--tuned-epochs N] [--out FILE]
+Writes benchmarks/results/query_latency.json and prints a table.
 """
 
 from __future__ import annotations
@@ -42,12 +49,11 @@ from index_throughput import write_jpeg_set
 
 from stylefinder.catalog.demo import CLASS_NAMES, write_demo_catalog
 from stylefinder.embed.runner import Embedder
-from stylefinder.index.coarse import DEFAULT_SETTINGS, CoarseSettings, encode, fit_basis
-from stylefinder.index.search import CoarseIndex, FirstStage, top_k
-from stylefinder.index.store import IndexStore
+from stylefinder.index.search import top_k
+from stylefinder.index.store import IndexStore, Snapshot, ann_entry
+from stylefinder.index.vector_index import DEFAULT_ANN, AnnSettings, VectorIndex, entry_files
 from stylefinder.recommend.engine import Engine
-from stylefinder.recommend.projection import fit_mlp_projection
-from stylefinder.recommend.tuned_space import TUNED_FOLDER
+from stylefinder.recommend.projection import TUNED_FOLDER, fit_mlp_projection
 from stylefinder.types import Item
 
 DIM = 1280
@@ -106,13 +112,12 @@ def top_variance_share(vectors: np.ndarray, dim: int = 128) -> float:
     return round(float(values[-dim:].sum() / values.sum()), 3)
 
 
-def build_index(directory: Path, embedder: Embedder, vectors: np.ndarray) -> float:
-    """Commit `vectors` as a new index (coarse stage allowed at any size); returns seconds."""
+def build_index(directory: Path, embedder: Embedder, vectors: np.ndarray, ann: AnnSettings):
+    """Commit `vectors` as a new index, its vector index chosen by `ann`; returns seconds."""
     store = IndexStore.create(directory, embedder.space)
     categories = ["Dress", "Coat", "Shirt", "Bag", "Sneaker"]
-    settings = CoarseSettings(min_rows=0)
     started = time.perf_counter()
-    with store.writer(coarse=settings) as writer:  # one commit: each rewrites the whole matrix
+    with store.writer(ann=ann) as writer:  # one commit: each rewrites the whole matrix
         for n, vector in enumerate(vectors):
             item = Item(
                 f"item-{n:07d}",
@@ -135,47 +140,64 @@ def recall_at(found: np.ndarray, exact: np.ndarray, k: int) -> float:
     return float(np.sum(found[:k] >= exact[k - 1] - 1e-6) / k)
 
 
-def measure(vectors: np.ndarray, coarse: FirstStage, queries: int) -> dict:
-    """Exact and two-stage latency (k=10, query row excluded) and recall@5/@10 of two-stage.
+def measure(vectors: np.ndarray, index: VectorIndex, queries: int) -> dict:
+    """Exact (`top_k`) and vector index latency (k=10, query row excluded, as the engine asks)
+    and recall@5/@10 of the vector index.
 
     Each kind of search runs its queries in its own loop: interleaved, the BLAS threads that
-    exact search leaves spinning for a moment take cores from the next two-stage scan."""
+    exact search leaves spinning for a moment take cores from the next graph search."""
     rows = np.random.default_rng(1).choice(len(vectors), queries, replace=False)
 
-    def timed(first_stage: FirstStage | None) -> tuple[list[float], list[np.ndarray]]:
+    def exact(query: np.ndarray, row: int) -> np.ndarray:
+        mask = np.zeros(len(vectors), bool)
+        mask[row] = True
+        return top_k(vectors, query, K, exclude=mask)[1]
+
+    def indexed(query: np.ndarray, row: int) -> np.ndarray:
+        return index.search(query, K, excluded=np.array([row]))[1][0]
+
+    def timed(search) -> tuple[list[float], list[np.ndarray]]:
         for row in rows[:3]:  # warm the page cache
-            top_k(vectors, vectors[row], K, coarse=first_stage)
+            search(np.array(vectors[row]), int(row))
         seconds, found = [], []
         for row in rows:
             query = np.array(vectors[row])
-            mask = np.zeros(len(vectors), bool)
-            mask[row] = True
             t = time.perf_counter()
-            scores = top_k(vectors, query, K, exclude=mask, coarse=first_stage)[1]
+            scores = search(query, int(row))
             seconds.append(time.perf_counter() - t)
             found.append(scores)
         return seconds, found
 
-    exact_s, exact = timed(None)
-    two_stage_s, found = timed(coarse)
-    pairs = list(zip(found, exact, strict=True))
+    exact_s, best = timed(exact)
+    index_s, found = timed(indexed)
+    pairs = list(zip(found, best, strict=True))
     return {
         "exact": percentiles(exact_s),
-        "two_stage": percentiles(two_stage_s),
+        "vector_index_search": percentiles(index_s),
         "recall_at_5": round(float(np.mean([recall_at(f, e, 5) for f, e in pairs])), 4),
         "recall_at_10": round(float(np.mean([recall_at(f, e, 10) for f, e in pairs])), 4),
     }
 
 
-def forced_coarse(vectors: np.ndarray, pool: int) -> CoarseIndex:
-    """A coarse stage built in memory with the default settings and a fixed pool."""
-    mean, basis = fit_basis(vectors, DEFAULT_SETTINGS.dim, sample_rows=DEFAULT_SETTINGS.sample_rows)
-    return CoarseIndex(mean, basis, encode(vectors, mean, basis), pool)
+def index_summary(directory: Path, snapshot: Snapshot) -> dict:
+    """What the commit chose for the vector index and measured, and its files' size."""
+    params = snapshot.index.params
+    files = entry_files(ann_entry(snapshot.state.get("ann", "")))
+    disk = sum((directory / name).stat().st_size for name in files)
+    return {
+        "kind": params["kind"],
+        "search_width": params.get("search_width"),
+        "recall_at_10": params.get("recall_at_10"),
+        "calibration_queries": params.get("queries"),
+        "degree": params.get("degree"),
+        "build_s": params.get("build_seconds"),
+        "files_mb": round(disk / 1e6, 1),
+    }
 
 
 def run_one(name: str, vectors: np.ndarray, directory: Path, embedder: Embedder, args) -> dict:
     size = len(vectors)
-    commit_s = build_index(directory, embedder, vectors)
+    commit_s = build_index(directory, embedder, vectors, AnnSettings(min_rows=args.ann_min_rows))
     del vectors
     before = rss_mb()
     started = time.perf_counter()
@@ -183,34 +205,16 @@ def run_one(name: str, vectors: np.ndarray, directory: Path, embedder: Embedder,
     open_s = time.perf_counter() - started
     rss_after_open = rss_mb() - before
     snapshot = engine.snapshot
-    guard = json.loads(snapshot.state.get("coarse") or "{}")
-    coarse = snapshot.coarse
-    forced = coarse is None
-    if forced:  # the guard kept exact search: show what two-stage would have given
-        pools = [p for p in DEFAULT_SETTINGS.pools if p <= size // 8] or [DEFAULT_SETTINGS.pools[0]]
-        coarse = forced_coarse(snapshot.vectors, max(pools))
-    served = (
-        "two-stage"
-        if snapshot.coarse is not None and size >= DEFAULT_SETTINGS.min_rows
-        else ("exact")
-    )
     row = {
         "dataset": name,
         "items": size,
         "matrix_mb": round(snapshot.vectors.nbytes / 1e6, 1),
-        "coarse_mb": round(coarse.codes.nbytes / 1e6, 1),
         "top128_variance": top_variance_share(snapshot.vectors),
         "commit_s": round(commit_s, 1),
         "open_s": round(open_s, 3),
         "rss_growth_on_open_mb": round(rss_after_open, 1),
-        "guard": {
-            "pool": guard.get("pool"),
-            "recall_at_10": guard.get("recall_at_10"),
-            "decision": guard.get("kind", "pca") if guard.get("codes") else "exact",
-        },
-        "served": served,
-        "two_stage_forced_pool": coarse.pool if forced else None,
-        **measure(snapshot.vectors, coarse, args.queries),
+        "vector_index": index_summary(directory, snapshot),
+        **measure(snapshot.vectors, snapshot.index, args.queries),
     }
     if size == 10_000 and name == "isotropic":
         photos = sorted(
@@ -286,7 +290,7 @@ def add_one_then_first_search(directory: Path, embedder: Embedder, snapshot) -> 
 
 def run_tuned(directory: Path, labels: np.ndarray, embedder: Embedder, args) -> dict:
     """Tune the index on its labels, then time `Engine.search_vector` in the projected space
-    (two-stage over a first stage built in memory) against exact search of that space."""
+    (searched with the tuned space's own vector index) against exact search of that space."""
     store = IndexStore.open(directory)
     snapshot = store.snapshot()
     names = np.array(CLASS_NAMES)[labels]
@@ -297,7 +301,7 @@ def run_tuned(directory: Path, labels: np.ndarray, embedder: Embedder, args) -> 
     engine = Engine(store, embedder=embedder)
     queries = np.random.default_rng(1).choice(len(snapshot), args.queries, replace=False)
     started = time.perf_counter()
-    engine.search_vector(snapshot.vectors[queries[0]], K)  # projects the matrix, builds a stage
+    engine.search_vector(snapshot.vectors[queries[0]], K)  # projects the matrix, builds its index
     first_s = time.perf_counter() - started
     reopened_s = first_search_of_a_new_engine(directory, embedder, snapshot.vectors[queries[1]])
     commit_s, after_commit_s = small_commit_then_first_search(directory, embedder, snapshot)
@@ -310,7 +314,7 @@ def run_tuned(directory: Path, labels: np.ndarray, embedder: Embedder, args) -> 
     engine.search_vector(snapshot.vectors[queries[0]], K)
     space_mb = sum(f.stat().st_blocks * 512 for f in (directory / TUNED_FOLDER).iterdir()) / 2**20
     _, matrix = engine._search_space(engine.snapshot)
-    stage = engine._first_stage(engine.snapshot)
+    index = engine._vector_index(engine.snapshot)
     exact_s, exact, served_s, served = [], [], [], []
     for row in queries:
         projected = projection.apply(snapshot.vectors[row])
@@ -336,8 +340,11 @@ def run_tuned(directory: Path, labels: np.ndarray, embedder: Embedder, args) -> 
         "first_search_after_small_commit_s": round(after_commit_s, 2),
         "first_search_after_adding_one_item_s": round(after_adding_s, 2),
         "tuned_space_on_disk_mb": round(space_mb, 1),
-        "first_stage": type(stage).__name__ if stage else None,
-        "first_stage_pool": stage.pool if stage else None,
+        "vector_index": {
+            "kind": index.params["kind"],
+            "search_width": index.params.get("search_width"),
+            "recall_at_10": index.params.get("recall_at_10"),
+        },
         "exact_in_projected_space": percentiles(exact_s),
         "engine_search_vector": percentiles(served_s),
         "recall_at_10": round(float(np.mean([recall_at(f, e, 10) for f, e in pairs])), 4),
@@ -350,6 +357,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--datasets", default="isotropic,clustered,real")
     parser.add_argument("--real", default="/tmp/fmnist-lite0.npz")
+    parser.add_argument(
+        "--ann-min-rows",
+        type=int,
+        default=DEFAULT_ANN.min_rows,
+        help="commit an HNSW graph from this many items (0: at every size); exact below",
+    )
     parser.add_argument(
         "--tuned-epochs",
         type=int,
@@ -382,14 +395,15 @@ def main() -> None:
                 rows.append(run_tuned(Path(tmp) / "ix", labels, embedder, args))
                 print(json.dumps(rows[-1]), flush=True)
     result = {
-        **environment("numpy", "onnxruntime"),
+        **environment("numpy", "onnxruntime", "faiss-cpu"),
         "load_average_before_after": [load_before, round(os.getloadavg()[0], 2)],
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "settings": {
-            "coarse_dim": DEFAULT_SETTINGS.dim,
-            "min_rows_served": DEFAULT_SETTINGS.min_rows,
-            "target_recall_at_10": DEFAULT_SETTINGS.target_recall,
+            "ann_min_rows": args.ann_min_rows,
+            "target_recall_at_10": DEFAULT_ANN.target_recall,
+            "degree": DEFAULT_ANN.degree,
+            "build_width": DEFAULT_ANN.build_width,
             "k": K,
             "queries": args.queries,
         },
@@ -402,31 +416,30 @@ def main() -> None:
 def print_table(rows: list[dict]) -> None:
     print(
         f"\n{'dataset':>9} {'items':>8} {'open s':>6} {'RSS+MB':>6} {'exact p50':>9} {'p99':>6} "
-        f"{'2-stage p50':>11} {'p99':>6} {'R@5':>6} {'R@10':>6} {'guard':>16} {'served':>9}"
+        f"{'index':>6} {'width':>5} {'built R@10':>10} {'index p50':>9} {'p99':>6} "
+        f"{'R@5':>6} {'R@10':>6}"
     )
     for r in rows:
-        if "guard" not in r:  # the tuned row, printed below
+        if "exact" not in r:  # the tuned row, printed below
             continue
-        guard = r["guard"]
-        chosen = "exact" if guard["decision"] == "exact" else f"{guard['decision']} {guard['pool']}"
-        note = f"{chosen} ({guard['recall_at_10']})"
-        forced = "*" if r["two_stage_forced_pool"] else ""
+        index = r["vector_index"]
         print(
             f"{r['dataset']:>9} {r['items']:>8,} {r['open_s']:>6} {r['rss_growth_on_open_mb']:>6} "
             f"{r['exact']['p50_ms']:>9} {r['exact']['p99_ms']:>6} "
-            f"{r['two_stage']['p50_ms']:>10}{forced:1} {r['two_stage']['p99_ms']:>6} "
-            f"{r['recall_at_5']:>6} {r['recall_at_10']:>6} {note:>16} {r['served']:>9}"
+            f"{index['kind']:>6} {index['search_width'] or '-':>5} "
+            f"{index['recall_at_10'] or '-':>10} "
+            f"{r['vector_index_search']['p50_ms']:>9} {r['vector_index_search']['p99_ms']:>6} "
+            f"{r['recall_at_5']:>6} {r['recall_at_10']:>6}"
         )
-    if any(r.get("two_stage_forced_pool") for r in rows):
-        print("* the guard kept exact search; two-stage shown with a forced pool (see JSON)")
     for r in rows:
         if "engine_search_vector" in r:
             print(
                 f"tuned real index ({r['items']:,} items, {r['projected_dim']}-d): engine search "
-                f"p50 {r['engine_search_vector']['p50_ms']} ms (first stage {r['first_stage']}, "
+                f"p50 {r['engine_search_vector']['p50_ms']} ms ({r['vector_index']['kind']} index, "
+                f"search width {r['vector_index']['search_width']}, "
                 f"recall@10 {r['recall_at_10']}), exact in the projected space p50 "
                 f"{r['exact_in_projected_space']['p50_ms']} ms; first search "
-                f"{r['first_search_s']} s (projects and writes the space, "
+                f"{r['first_search_s']} s (projects the matrix, builds its index and writes both, "
                 f"{r['tuned_space_on_disk_mb']} MB); another engine's first search "
                 f"{r['first_search_of_another_engine_s']} s; after a commit of "
                 f"{r['small_commit']['added']} new and {r['small_commit']['removed']} removed "

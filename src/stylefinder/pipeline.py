@@ -228,8 +228,28 @@ def build_index(
         recognized = annotate_index(index_dir, imagenet=imagenet_categories, progress=progress)
         summary.recognized += recognized.colours
         summary.recognition_failed = recognized.failed
+    if summary.total:
+        update_tuned_space(index_dir)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def update_tuned_space(index_dir: str | Path) -> bool:
+    """On a tuned index, write the search space of its committed generation (the projected
+    matrix and its vector index), so that queries only read it; False when not tuned.
+
+    Example:
+        >>> update_tuned_space("shop-index")  # doctest: +SKIP
+        True
+    """
+    from stylefinder.recommend.projection import Projection
+    from stylefinder.recommend.tuned_space import tuned_space
+
+    projection = Projection.load(index_dir)
+    if projection is None:
+        return False
+    tuned_space(index_dir, IndexStore.open(index_dir).snapshot(), projection)
+    return True
 
 
 def _catalog_items(snapshot: Snapshot | None) -> dict[str, Item]:

@@ -410,3 +410,23 @@ def test_a_space_of_an_older_version_lends_its_rows_and_loses_its_first_stage(tu
     assert_searches_like_exact(matrix, index, projection, np.asarray(snapshot.vectors))
     assert not (folder / codes).exists()
     assert all(name.split("-")[1] == str(snapshot.generation) for name in files(store))
+
+
+def test_the_indexing_run_writes_the_space_so_that_queries_only_read_it(tuned, monkeypatch):
+    from stylefinder.pipeline import update_tuned_space
+
+    store, _, _ = tuned
+    assert update_tuned_space(store.directory)
+    written = files(store)
+    assert any(name.startswith("stage-") for name in written)
+
+    def no_writes(*args, **kwargs):
+        raise AssertionError("a query wrote the tuned space")
+
+    monkeypatch.setattr(tuned_space_module, "_build", no_writes)
+    monkeypatch.setattr(tuned_space_module, "_extend", no_writes)
+    engine = Engine(store)
+    assert [r.id for r in engine.similar("i0", 3)]
+    assert files(store) == written
+    (store.directory / "projection.npz").unlink()
+    assert not update_tuned_space(store.directory)

@@ -43,6 +43,7 @@ _TRAIN_ROWS = 65_536  # rows the int8 ranges are fitted on
 _BLOCK_ROWS = 65_536  # rows scored per step while measuring recall
 _FULL_DISK_BYTES = 64 << 20  # a failed write with less free space left: a full disk
 _MAX_WIDTH = 4096  # the widest graph search; filters it cannot serve are scored exactly
+_POOLS = (10, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, 192, 256)  # candidates rescored
 _K = 10  # the search width is calibrated for k = 10; larger k widen it
 
 
@@ -111,8 +112,10 @@ class HnswIndex(VectorIndex):
         index = cls(vectors, graph, np.arange(n, dtype=np.int64), params, writable=True)
         index._graph_changed = index._labels_changed = True
         if n > _K:
-            width, recall, queries = calibrate(index, vectors, settings)
-            index._params.update(search_width=width, recall_at_10=recall, queries=queries)
+            width, pool, recall, queries = calibrate(index, vectors, settings)
+            index._params.update(
+                search_width=width, rescore=pool, recall_at_10=recall, queries=queries
+            )
         index._params["build_seconds"] = round(time.perf_counter() - started, 1)
         return index
 
@@ -219,6 +222,8 @@ class HnswIndex(VectorIndex):
             return None  # few rows pass: score them exactly
         base = int(self._params["search_width"])
         width = max(base, math.ceil(base * k / _K))
+        pool = int(self._params.get("rescore", base))
+        count = max(pool, math.ceil(pool * k / _K), k)  # candidates rescored exactly
         if allowed is not None:
             share = passing / max(1, live)
             width = min(max(width, math.ceil(width / share)), _MAX_WIDTH)
@@ -227,20 +232,22 @@ class HnswIndex(VectorIndex):
         if allowed is not None and len(uncovered):
             uncovered = uncovered[allowed[uncovered]]
         while True:
-            rows = self._graph_rows(query, width, bitmap)
+            rows = self._graph_rows(query, width, bitmap, min(count, width))
             if len(rows) + len(uncovered) >= min(k, passing) or allowed is None:
                 return np.concatenate([rows, uncovered])
             if width >= _MAX_WIDTH:  # the graph cannot reach k of the rows that pass
                 return None
             width = min(width * 4, _MAX_WIDTH)
 
-    def _graph_rows(self, query: np.ndarray, width: int, bitmap: np.ndarray | None) -> np.ndarray:
-        """The rows of the best `width` nodes the graph search finds (only nodes in `bitmap`
-        when given)."""
+    def _graph_rows(
+        self, query: np.ndarray, width: int, bitmap: np.ndarray | None, count: int
+    ) -> np.ndarray:
+        """The rows of the best `count` nodes (by int8 score) that a graph search of `width`
+        finds (only nodes in `bitmap` when given), best first."""
         params = faiss.SearchParametersHNSW(efSearch=width)
         if bitmap is not None:  # the selector points into `bitmap`: kept alive while searching
             params.sel = faiss.IDSelectorBitmap(len(self._labels), faiss.swig_ptr(bitmap))
-        count = min(width, max(1, len(self._labels)))
+        count = min(max(1, count), max(1, len(self._labels)))
         _, found = self._graph.search(np.ascontiguousarray(query[None]), count, params=params)
         rows = self._labels[found[0][found[0] >= 0]]
         return rows[rows >= 0]
@@ -335,34 +342,43 @@ class HnswIndex(VectorIndex):
 
 def calibrate(
     index: HnswIndex, vectors: np.ndarray, settings: AnnSettings
-) -> tuple[int, float, int]:
-    """The smallest of `settings.search_widths` whose mean recall@10 against exact search
-    reaches the target, its recall, and the number of queries: rows sampled from `vectors`,
-    each excluding itself. A result counts as found when its exact score reaches the 10th best
-    exact score, so ties between duplicates are not misses. When no width reaches the target,
-    the widest is kept (and its recall recorded: `stylefinder info` shows it).
+) -> tuple[int, int, float, int]:
+    """The search width and the number of its candidates to rescore for a recall@10 target:
+    the smallest of `settings.search_widths` whose mean recall@10 against exact search reaches
+    the target when all its candidates are rescored, and the fewest of those candidates (best
+    first by int8 score) that still reach it. Returns (width, rescored, recall, queries):
+    queries are rows sampled from `vectors`, each excluding itself. A result counts as found
+    when its exact score reaches the 10th best exact score, so ties between duplicates are not
+    misses. When no width reaches the target, the widest is kept (its recall recorded:
+    `stylefinder info` shows it).
 
     Example:
         >>> calibrate(index, matrix, AnnSettings())  # doctest: +SKIP
-        (48, 0.986, 200)
+        (48, 24, 0.986, 200)
     """
     n = len(vectors)
     rng = np.random.default_rng(settings.seed + 1)
     rows = np.sort(rng.choice(n, size=min(n, settings.queries), replace=False))
     asked = np.asarray(vectors[rows], np.float32)
     kth = _exact_kth_scores(vectors, asked, rows, _K)
-    recall = 0.0
+    target = settings.target_recall
+    recall: dict[int, float] = {}
     for width in settings.search_widths:
-        index._params["search_width"] = width
-        found = 0
+        pools = sorted({p for p in (*_POOLS, width) if _K <= p <= width})
+        found = dict.fromkeys(pools, 0)
         for query, row, floor in zip(asked, rows, kth, strict=True):
-            result, scores = index.search(query, _K + 1)  # the query row itself, and 10 more
-            scores = scores[0][result[0] != row][:_K]
-            found += int(np.count_nonzero(scores >= floor - 1e-6))
-        recall = round(found / (_K * len(rows)), 4)
-        if recall >= settings.target_recall:
-            return width, recall, len(rows)
-    return settings.search_widths[-1], recall, len(rows)
+            candidates = index._graph_rows(query, width, None, width + 1)
+            candidates = candidates[candidates != row]
+            exact = np.asarray(index._rows(candidates) @ query, np.float32)
+            for pool in pools:
+                best = np.sort(exact[:pool])[::-1][:_K]
+                found[pool] += int(np.count_nonzero(best >= floor - 1e-6))
+        recall = {pool: round(count / (_K * len(rows)), 4) for pool, count in found.items()}
+        if recall[pools[-1]] >= target:
+            pool = next(p for p in pools if recall[p] >= target)
+            return width, pool, recall[pool], len(rows)
+    widest = settings.search_widths[-1]
+    return widest, widest, recall.get(widest, 0.0), len(rows)
 
 
 def _exact_kth_scores(vectors: np.ndarray, asked: np.ndarray, rows: np.ndarray, k: int):

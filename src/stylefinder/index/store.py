@@ -543,11 +543,18 @@ class IndexWriter:
         added = [(item, v) for item_id, (item, v) in self._puts.items() if item_id not in updated]
         moved = self._removals | {item.id for item, _ in added if item.id in row_of}
         base_rows = base.rows or [_item_to_row(item) for item in base.items]
-        kept_rows = [row for row, item in enumerate(base.items) if item.id not in moved]
-        rows = [base_rows[row] for row in kept_rows]
-        for at, row in enumerate(kept_rows):
-            if base.items[row].id in updated:
-                rows[at] = _item_to_row(updated[base.items[row].id])
+        kept_rows: list[int] | range
+        if moved:  # rows renumbered
+            kept_rows = [row for row, item in enumerate(base.items) if item.id not in moved]
+            rows = [base_rows[row] for row in kept_rows]
+            for at, row in enumerate(kept_rows):
+                if base.items[row].id in updated:
+                    rows[at] = _item_to_row(updated[base.items[row].id])
+        else:  # every row keeps its place (no pass over the items: large indexes)
+            kept_rows = range(len(base_rows))
+            rows = list(base_rows)
+            for item_id, item in updated.items():
+                rows[row_of[item_id]] = _item_to_row(item)
         rows += [_item_to_row(item) for item, _ in added]
         if added or moved:
             vectors = [vector for _, vector in added]
@@ -573,11 +580,8 @@ class IndexWriter:
                 written = list(enumerate(rows))
             else:  # every row kept its place: only the updated and added ones are written
                 con.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in updated])
-                written = [
-                    (at, row)
-                    for at, row in enumerate(rows)
-                    if at >= len(base_rows) or row[0] in updated
-                ]
+                written = [(row_of[i], rows[row_of[i]]) for i in updated]
+                written += [(at, rows[at]) for at in range(len(base_rows), len(rows))]
             con.executemany(
                 f"INSERT INTO items (row, {_ITEM_COLUMNS}) VALUES ({_PLACEHOLDERS})",
                 [(at, *row) for at, row in written],
@@ -585,7 +589,7 @@ class IndexWriter:
             con.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
         self._discard_staged()
         self._save_restore_point = False  # one restore point per writer: where it started
-        self._base = self._committed(base, rows, {**base.state, **state})
+        self._base = self._committed(base, rows, {**base.state, **state}, in_place=not moved)
         self._clean(keep=_files_of(self._base.state) | _files_of(base.state) | self._kept())
         return generation
 
@@ -640,17 +644,34 @@ class IndexWriter:
         point = self._restore
         return point.items if point is not None and point.state.get("vectors") == name else 0
 
-    def _committed(self, base: Snapshot, rows: list[tuple], state: dict[str, str]) -> Snapshot:
+    def _committed(
+        self, base: Snapshot, rows: list[tuple], state: dict[str, str], *, in_place: bool = False
+    ) -> Snapshot:
         """The snapshot of what this commit wrote, as a reader would now read it (nothing else
-        can have changed: the writer holds the lock), reusing the base's unchanged items."""
+        can have changed: the writer holds the lock), reusing the base's unchanged items
+        (`in_place`: the base's rows kept their places, so only changed rows are compared)."""
         store = self.store
         vectors = store._load_vectors(state.get("vectors", ""), len(rows))
         index = store._load_index(state, vectors)
-        items = _items_of(rows, base)
+        if in_place and base.rows is not None:
+            items = list(base.items)
+            for at, (old, new) in enumerate(zip(base.rows, rows, strict=False)):
+                if old is not new:
+                    items[at] = _item_from_row(new)
+            items += [_item_from_row(row) for row in rows[len(base.rows) :]]
+        else:
+            items = _items_of(rows, base)
         generation = int(state["generation"])
-        return Snapshot(store.header, generation, items, vectors, state, index, rows)
+        snapshot = Snapshot(store.header, generation, items, vectors, state, index, rows)
+        if in_place and "row_of" in base.__dict__:  # carried, not rebuilt from a million items
+            row_of = dict(base.row_of)
+            row_of.update((row[0], at) for at, row in enumerate(rows[len(base) :], len(base)))
+            snapshot.__dict__["row_of"] = row_of
+        return snapshot
 
-    def _write_matrix(self, name: str, kept_rows: list[int], added: list[np.ndarray]) -> None:
+    def _write_matrix(
+        self, name: str, kept_rows: list[int] | range, added: list[np.ndarray]
+    ) -> None:
         """Write the matrix `name`: the base's `kept_rows`, then the `added` vectors."""
         total = len(kept_rows) + len(added)
         if total == 0:
@@ -697,7 +718,9 @@ class IndexWriter:
             os.fsync(f.fileno())
         return True
 
-    def _write_index(self, generation: int, name: str, kept_rows: list[int], total: int) -> dict:
+    def _write_index(
+        self, generation: int, name: str, kept_rows: list[int] | range, total: int
+    ) -> dict:
         """Write the vector index for the new matrix `name`; returns its state entry ({}: exact
         search, which needs no files).
 
@@ -726,14 +749,16 @@ class IndexWriter:
         self.rebuild_index = False
         return {**index.save(directory, stem), "matrix": name, "built_at": utc_now()}
 
-    def _carried_index(self, previous: dict, vectors: np.ndarray, kept_rows: list[int]):
+    def _carried_index(self, previous: dict, vectors: np.ndarray, kept_rows: list[int] | range):
         """The base's graph for the new matrix `vectors` (row i was the base's row
         `kept_rows[i]`, rows after those are new), grown when many rows lack a node; None when
         it should be built afresh (unreadable, or too many tombstones)."""
         from stylefinder.index.hnsw import HnswIndex
 
         settings, base = self.ann, self.base
-        renumbered = kept_rows != list(range(len(kept_rows))) or len(kept_rows) < len(base)
+        renumbered = len(kept_rows) < len(base) or (
+            not isinstance(kept_rows, range) and kept_rows != list(range(len(kept_rows)))
+        )
         try:
             index = HnswIndex.load(self.store.directory, previous, base.vectors)
             if renumbered:

@@ -56,8 +56,8 @@ class AnnSettings:
     build_width: int = 64  # candidates considered while inserting a node (efConstruction)
     search_widths: tuple[int, ...] = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
     queries: int = 200  # rows used as queries to measure recall
-    exact_filter_rows: int = 20_000  # filters passing at most this many rows: scored exactly
-    exact_filter_share: float = 0.02  # ... or at most this share of the rows
+    exact_filter_rows: int = 10_000  # filters passing at most this many rows: scored exactly
+    exact_filter_share: float = 0.01  # ... or at most this share of the rows
     max_uncovered_rows: int = 4096  # rows added after the graph, scored exactly, before growing
     max_tombstone_share: float = 0.2  # removed rows in the graph, as a share, before rebuilding
     seed: int = 0

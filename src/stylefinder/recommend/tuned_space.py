@@ -2,9 +2,10 @@
 
 A tuned index is searched in the space of its projection (`stylefinder tune`). Projecting 70k
 items takes several seconds and building their search graph a few more. Without a copy on disk,
-every process paid that cost on its first query, and again after every commit. Now the first
-engine that needs a generation's space writes it under `<index>/tuned/`, and the others
-memory-map it:
+every process paid that cost on its first query, and again after every commit. Now `tune` and
+`index` runs write each generation's space under `<index>/tuned/` (`pipeline.update_tuned_space`)
+and engines memory-map it; an engine that finds none for its generation (after a commit by
+another writer, such as the API's) writes it:
 
     matrix-<gen>-<key>-<token>.npy        float32: the projected rows, in the index's row order,
                                           then unwritten spare rows (<gen>: the generation
