@@ -44,6 +44,7 @@ _BLOCK_ROWS = 65_536  # rows scored per step while measuring recall
 _FULL_DISK_BYTES = 64 << 20  # a failed write with less free space left: a full disk
 _MAX_WIDTH = 4096  # the widest graph search; filters it cannot serve are scored exactly
 _POOLS = (10, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, 192, 256)  # candidates rescored
+_FILTER_EXPONENTS = (0.25, 0.5, 0.75, 1.0)  # filtered width: search_width / share ** e
 _K = 10  # the search width is calibrated for k = 10; larger k widen it
 
 
@@ -116,6 +117,9 @@ class HnswIndex(VectorIndex):
             index._params.update(
                 search_width=width, rescore=pool, recall_at_10=recall, queries=queries
             )
+            filtered = calibrate_filter(index, vectors, settings)
+            if filtered is not None:
+                index._params.update(filter_exponent=filtered[0], filtered_recall_at_10=filtered[1])
         index._params["build_seconds"] = round(time.perf_counter() - started, 1)
         return index
 
@@ -134,7 +138,7 @@ class HnswIndex(VectorIndex):
     @property
     def tombstone_share(self) -> float:
         """Removed rows still in the graph, as a share of its nodes."""
-        return float(np.count_nonzero(self._labels < 0)) / max(1, len(self._labels))
+        return self._tombstones / max(1, len(self._labels))
 
     @property
     def uncovered(self) -> int:
@@ -142,7 +146,7 @@ class HnswIndex(VectorIndex):
         return len(self._uncovered)
 
     def __len__(self) -> int:
-        return int(np.count_nonzero(self._labels >= 0)) + len(self._uncovered)
+        return len(self._labels) - self._tombstones + len(self._uncovered)
 
     def live_rows(self) -> np.ndarray:
         return np.sort(np.concatenate([self._labels[self._labels >= 0], self._uncovered]))
@@ -225,8 +229,7 @@ class HnswIndex(VectorIndex):
         pool = int(self._params.get("rescore", base))
         count = max(pool, math.ceil(pool * k / _K), k)  # candidates rescored exactly
         if allowed is not None:
-            share = passing / max(1, live)
-            width = min(max(width, math.ceil(width / share)), _MAX_WIDTH)
+            width = self._filtered_width(width, passing / max(1, live))
         bitmap = self._node_bitmap(allowed)
         uncovered = self._uncovered
         if allowed is not None and len(uncovered):
@@ -252,11 +255,18 @@ class HnswIndex(VectorIndex):
         rows = self._labels[found[0][found[0] >= 0]]
         return rows[rows >= 0]
 
+    def _filtered_width(self, width: int, share: float) -> int:
+        """The search width for a filter passing `share` of the rows: `width` / share ** e, the
+        exponent e calibrated at build time (1 without calibration: a graph search then finds
+        as many allowed nodes as an unfiltered search finds nodes)."""
+        exponent = float(self._params.get("filter_exponent", 1.0))
+        return min(max(width, math.ceil(width / share**exponent)), _MAX_WIDTH)
+
     def _node_bitmap(self, allowed: np.ndarray | None) -> np.ndarray | None:
         """faiss's bitmap of the nodes to return: live ones holding an allowed row (None:
         every node, no tombstones and no filter)."""
         if allowed is None:
-            if self._tombstone_bitmap is None and (self._labels < 0).any():
+            if self._tombstone_bitmap is None and self._tombstones:
                 self._tombstone_bitmap = np.packbits(self._labels >= 0, bitorder="little")
             return self._tombstone_bitmap
         if self._identity:  # node i holds row i
@@ -269,6 +279,7 @@ class HnswIndex(VectorIndex):
     def _changed(self) -> None:
         super()._changed()
         self._tombstone_bitmap = None
+        self._tombstones = int(np.count_nonzero(self._labels < 0))
         n = len(self._labels)
         self._identity = bool(n and self._labels[0] == 0 and self._labels[-1] == n - 1) and bool(
             np.array_equal(self._labels, np.arange(n))
@@ -381,13 +392,62 @@ def calibrate(
     return widest, widest, recall.get(widest, 0.0), len(rows)
 
 
-def _exact_kth_scores(vectors: np.ndarray, asked: np.ndarray, rows: np.ndarray, k: int):
-    """The k-th best exact score of each query row among the other rows."""
+def calibrate_filter(
+    index: HnswIndex, vectors: np.ndarray, settings: AnnSettings
+) -> tuple[float, float] | None:
+    """How much wider a filtered graph search must be: the smallest exponent e of
+    `_FILTER_EXPONENTS` for which searches of width `search_width / share ** e` reach
+    `target_recall - 0.03` recall@10 under a random filter passing `share` of the rows (the
+    hardest kind: real filters, such as a category, pass rows near the query more often).
+    Returns (e, recall), or None when filters that narrow are scored exactly anyway.
+
+    Example:
+        >>> calibrate_filter(index, matrix, AnnSettings())  # doctest: +SKIP
+        (0.5, 0.961)
+    """
+    n = len(vectors)
+    share = max(0.1, 2 * index._exact_filter_limit(n) / max(1, n))
+    if share > 0.5 or n <= 10 * _K:
+        return None
+    rng = np.random.default_rng(settings.seed + 2)
+    allowed = rng.random(n) < share
+    rows = np.sort(rng.choice(np.flatnonzero(allowed), size=min(100, settings.queries)))
+    asked = np.asarray(vectors[rows], np.float32)
+    passing = np.flatnonzero(allowed)
+    kth = _exact_kth_scores(vectors, asked, rows, _K, among=passing)
+    target, recall = settings.target_recall - 0.03, 0.0
+    for exponent in _FILTER_EXPONENTS:
+        index._params["filter_exponent"] = exponent
+        found = 0
+        for query, row, floor in zip(asked, rows, kth, strict=True):
+            _, scores = index.search(query, _K, allowed=allowed, excluded=np.array([row]))
+            found += int(np.count_nonzero(scores[0] >= floor - 1e-6))
+        recall = round(found / (_K * len(rows)), 4)
+        if recall >= target:
+            return exponent, recall
+    return _FILTER_EXPONENTS[-1], recall
+
+
+def _exact_kth_scores(
+    vectors: np.ndarray,
+    asked: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    *,
+    among: np.ndarray | None = None,
+):
+    """The k-th best exact score of each query row among the other rows (of `among`, rows
+    ascending, when given)."""
     best = np.full((len(rows), 0), -np.inf, np.float32)
     for start in range(0, len(vectors), _BLOCK_ROWS):
         scores = asked @ np.asarray(vectors[start : start + _BLOCK_ROWS], np.float32).T
         inside = np.flatnonzero((rows >= start) & (rows < start + scores.shape[1]))
         scores[inside, rows[inside] - start] = -np.inf
+        if among is not None:
+            keep = np.zeros(scores.shape[1], bool)
+            part = among[(among >= start) & (among < start + scores.shape[1])]
+            keep[part - start] = True
+            scores[:, ~keep] = -np.inf
         merged = np.concatenate([best, scores], axis=1)
         if merged.shape[1] > k:
             merged = -np.partition(-merged, k - 1, axis=1)[:, :k]
