@@ -595,7 +595,8 @@ def _describe_search(params: dict) -> str:
         return "exact (every item scored; `stylefinder index --ann hnsw` builds a graph)"
     text = (
         f"hnsw graph ({params.get('library', 'faiss')}, {params.get('codes', 'int8')} codes, "
-        f"degree {params.get('degree')}, search width {params.get('search_width')}"
+        f"degree {params.get('degree')}, search width {params.get('search_width')}, "
+        f"{params.get('rescore', params.get('search_width'))} candidates rescored"
     )
     if params.get("recall_at_10") is not None:
         text += f": recall@10 {params['recall_at_10']} on {params.get('queries')} queries"

@@ -397,8 +397,9 @@ def calibrate_filter(
 ) -> tuple[float, float] | None:
     """How much wider a filtered graph search must be: the smallest exponent e of
     `_FILTER_EXPONENTS` for which searches of width `search_width / share ** e` reach
-    `target_recall - 0.03` recall@10 under a random filter passing `share` of the rows (the
-    hardest kind: real filters, such as a category, pass rows near the query more often).
+    `target_recall - 0.03` recall@10 under a random filter passing `share` of the rows: 10%,
+    or just more than filters scored exactly pass (a random filter is the hardest kind: real
+    ones, such as a category, pass rows near the query more often).
     Returns (e, recall), or None when filters that narrow are scored exactly anyway.
 
     Example:
@@ -406,7 +407,7 @@ def calibrate_filter(
         (0.5, 0.961)
     """
     n = len(vectors)
-    share = max(0.1, 2 * index._exact_filter_limit(n) / max(1, n))
+    share = max(0.1, 1.1 * index._exact_filter_limit(n) / max(1, n))  # the graph's narrowest
     if share > 0.5 or n <= 10 * _K:
         return None
     rng = np.random.default_rng(settings.seed + 2)
