@@ -314,3 +314,26 @@ def test_a_writers_committed_snapshot_is_what_readers_read(tmp_path: Path):
         "colour": "red"
     }
     assert store.snapshot(previous=after_removal) is after_removal  # nothing new: kept as is
+
+
+def test_commits_of_additions_carry_row_of_without_changing_the_base(tmp_path: Path):
+    from stylefinder.index.store import RowsOf
+
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with store.writer() as writer:
+        writer.put(_item("a"), _vec(1, 0, 0, 0))
+    first = store.snapshot()
+    assert first.row_of == {"a": 0}
+    with store.writer(previous=first) as writer:
+        writer.put(_item("b"), _vec(0, 1, 0, 0))
+        writer.put(_item("a", category="Top"), None)  # changed in place
+    second = writer.base
+    assert isinstance(second.row_of, RowsOf) and dict(second.row_of) == {"a": 0, "b": 1}
+    assert first.row_of == {"a": 0}  # the base's mapping is left as it was
+    assert second.items[0].metadata == {"category": "Top"} and second.items[1].id == "b"
+    with store.writer(previous=second) as writer:
+        writer.put(_item("c"), _vec(0, 0, 1, 0))
+    third = writer.base
+    assert dict(third.row_of) == {"a": 0, "b": 1, "c": 2} and "c" not in second.row_of
+    assert dict(third.row_of) == store.snapshot().row_of  # what a reader builds from SQLite
+    assert RowsOf.extend({"x": 0}, {f"i{n}": n for n in range(70_000)}).__class__ is dict

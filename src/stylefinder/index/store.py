@@ -31,6 +31,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cached_property
@@ -146,12 +147,51 @@ class Snapshot:
         return len(self.items)
 
     @cached_property
-    def row_of(self) -> dict[str, int]:
+    def row_of(self) -> Mapping[str, int]:
         return {item.id: row for row, item in enumerate(self.items)}
 
     @property
     def catalog_root(self) -> str | None:
         return self.state.get("catalog_root")
+
+
+class RowsOf(Mapping):
+    """Item id -> row: a generation's rows as its base generation's plus the ids added since,
+    so that a commit of a few additions to a large index does not copy a million entries.
+
+    Example:
+        >>> rows = RowsOf.extend({"a": 0, "b": 1}, {"c": 2})
+        >>> rows["c"], rows.get("a"), len(rows)
+        (2, 0, 3)
+    """
+
+    _MAX_ADDED = 65_536  # ids kept beside the base before the two are merged into one dict
+
+    def __init__(self, base: Mapping[str, int], added: dict[str, int]) -> None:
+        self._base, self._added = base, added
+
+    @classmethod
+    def extend(cls, rows: Mapping[str, int], added: dict[str, int]) -> Mapping[str, int]:
+        """`rows` with the ids of `added` (new ids only; `rows` is left as it is)."""
+        base, earlier = (rows._base, rows._added) if isinstance(rows, RowsOf) else (rows, {})
+        merged = {**earlier, **added}
+        if len(merged) > cls._MAX_ADDED:
+            return {**base, **merged}
+        return cls(base, merged)
+
+    def __getitem__(self, item_id: str) -> int:
+        found = self._added.get(item_id)
+        return self._base[item_id] if found is None else found
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._added or item_id in self._base
+
+    def __iter__(self):
+        yield from self._base
+        yield from self._added
+
+    def __len__(self) -> int:
+        return len(self._base) + len(self._added)
 
 
 @dataclass(frozen=True)
@@ -453,6 +493,7 @@ class IndexWriter:
         self.ann = ann or DEFAULT_ANN
         self.progress = progress
         self.rebuild_index = False  # set: the next commit builds the vector index afresh
+        self._fresh_index: tuple[str, VectorIndex] | None = None  # (state entry, its index)
         self._save_restore_point = keep_restore_point
         self._restore: RestorePoint | None = None
         self._lock_fd: int | None = None
@@ -589,7 +630,10 @@ class IndexWriter:
             con.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
         self._discard_staged()
         self._save_restore_point = False  # one restore point per writer: where it started
-        self._base = self._committed(base, rows, {**base.state, **state}, in_place=not moved)
+        changed = tuple(row_of[i] for i in updated)
+        self._base = self._committed(
+            base, rows, {**base.state, **state}, in_place=not moved, changed=changed
+        )
         self._clean(keep=_files_of(self._base.state) | _files_of(base.state) | self._kept())
         return generation
 
@@ -645,28 +689,37 @@ class IndexWriter:
         return point.items if point is not None and point.state.get("vectors") == name else 0
 
     def _committed(
-        self, base: Snapshot, rows: list[tuple], state: dict[str, str], *, in_place: bool = False
+        self,
+        base: Snapshot,
+        rows: list[tuple],
+        state: dict[str, str],
+        *,
+        in_place: bool = False,
+        changed: tuple[int, ...] = (),
     ) -> Snapshot:
         """The snapshot of what this commit wrote, as a reader would now read it (nothing else
         can have changed: the writer holds the lock), reusing the base's unchanged items
-        (`in_place`: the base's rows kept their places, so only changed rows are compared)."""
+        (`in_place`: the base's rows kept their places and only rows `changed` changed)."""
         store = self.store
         vectors = store._load_vectors(state.get("vectors", ""), len(rows))
-        index = store._load_index(state, vectors)
+        fresh, self._fresh_index = self._fresh_index, None
+        if fresh is not None and fresh[0] == state.get("ann") and len(vectors) == fresh[1].size:
+            index = fresh[1]  # the index this commit saved, as a reader would load it
+            index.bind(vectors)
+        else:
+            index = store._load_index(state, vectors)
         if in_place and base.rows is not None:
             items = list(base.items)
-            for at, (old, new) in enumerate(zip(base.rows, rows, strict=False)):
-                if old is not new:
-                    items[at] = _item_from_row(new)
+            for at in changed:
+                items[at] = _item_from_row(rows[at])
             items += [_item_from_row(row) for row in rows[len(base.rows) :]]
         else:
             items = _items_of(rows, base)
         generation = int(state["generation"])
         snapshot = Snapshot(store.header, generation, items, vectors, state, index, rows)
         if in_place and "row_of" in base.__dict__:  # carried, not rebuilt from a million items
-            row_of = dict(base.row_of)
-            row_of.update((row[0], at) for at, row in enumerate(rows[len(base) :], len(base)))
-            snapshot.__dict__["row_of"] = row_of
+            added = {row[0]: at for at, row in enumerate(rows[len(base) :], len(base))}
+            snapshot.__dict__["row_of"] = RowsOf.extend(base.row_of, added)
         return snapshot
 
     def _write_matrix(
@@ -743,8 +796,10 @@ class IndexWriter:
         if usable and not self.rebuild_index:
             index = self._carried_index(previous, vectors, kept_rows)
             if index is not None:
-                entry = index.save(directory, stem, previous=previous)
-                return {**entry, "matrix": name}
+                entry = {**index.save(directory, stem, previous=previous), "matrix": name}
+                if not getattr(index, "_writable", True):  # memory-mapped: readers' own view
+                    self._fresh_index = (json.dumps(entry, sort_keys=True), index)
+                return entry
         index = build_vector_index(vectors, replace(settings, kind=kind), progress=self.progress)
         self.rebuild_index = False
         return {**index.save(directory, stem), "matrix": name, "built_at": utc_now()}
