@@ -6,7 +6,7 @@ memory, and the cost of adding or removing one item.
 Datasets (1280-d unit vectors, like efficientnet-lite0 embeddings):
 
 - clustered: the synthetic generator of `query_latency.py` (~100 items a cluster, a power-law
-  spectrum calibrated on real embeddings), copied here so both benchmarks draw the same vectors.
+  spectrum calibrated on real embeddings), imported from there: both draw the same vectors.
 - fmnist: efficientnet-lite0 embeddings of Fashion-MNIST (`--fmnist`, an .npz with `tx`, `sx`
   and labels `ty`, `sy`; 70,000 rows); skipped with a note when the file is missing. Smaller
   sizes take a random subset. Larger sizes add jittered copies: copy = normalize(real[i] +
@@ -61,6 +61,7 @@ from pathlib import Path
 import numpy as np
 from baseline_two_stage import fit_basis, fit_two_stage, top_k
 from common import environment, save
+from query_latency import clustered
 
 from stylefinder.index.store import IndexStore
 from stylefinder.index.vector_index import AnnSettings, ExactIndex
@@ -70,8 +71,6 @@ from stylefinder.types import EmbeddingSpace, Item
 DIM = 1280
 K = 10
 SPACE = EmbeddingSpace("synthetic", "gem", "none", DIM)
-SPECTRUM_DECAY = 1.1  # as in query_latency.py: top 128 components hold 80% of the variance
-MEAN_NORM = 0.71  # norm of the mean of real embeddings
 JITTER_COMPONENTS = 64  # principal components of the real rows the copies' noise lies in
 BLOCK_ROWS = 65_536  # rows scored per step by the exact ground truth
 BUCKETS = {"11%": ("p11", 0.11), "1%": ("p01", 0.01)}  # filter name: (bucket value, share)
@@ -99,32 +98,6 @@ def median_max(seconds: list[float]) -> dict:
         "max_ms": round(max(seconds) * 1000, 1),
         "repeats": len(seconds),
     }
-
-
-def clustered(size: int, seed: int = 0, per_cluster: int = 100, between: float = 0.5):
-    """Unit vectors around `size / per_cluster` centres with a CNN-like decaying spectrum
-    (the generator of `query_latency.py`, same seed, same vectors).
-
-    Example:
-        >>> clustered(1000).shape
-        (1000, 1280)
-    """
-    rng = np.random.default_rng(seed)
-    spectrum = np.arange(1, DIM + 1, dtype=np.float64) ** -SPECTRUM_DECAY
-    spectrum *= (1 - MEAN_NORM**2) / spectrum.sum()  # unit vectors: total variance 1 - |mean|^2
-    mean = np.abs(rng.standard_normal(DIM))
-    mean *= MEAN_NORM / np.linalg.norm(mean)
-    clusters = max(10, size // per_cluster)
-    centres = rng.standard_normal((clusters, DIM)) * np.sqrt(between * spectrum)
-    spread = np.sqrt((1 - between) * spectrum).astype(np.float32)
-    labels = rng.integers(0, clusters, size)
-    vectors = np.empty((size, DIM), np.float32)
-    for start in range(0, size, 50_000):
-        part = labels[start : start + 50_000]
-        block = rng.standard_normal((len(part), DIM), dtype=np.float32) * spread
-        block += (centres[part] + mean).astype(np.float32)
-        vectors[start : start + len(part)] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return vectors
 
 
 def fmnist(size: int, path: Path, jitter: float, seed: int = 0) -> tuple[np.ndarray, dict]:
