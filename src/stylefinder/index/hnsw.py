@@ -127,13 +127,17 @@ class HnswIndex(VectorIndex):
 
     @property
     def params(self) -> dict[str, Any]:
-        tombstones = int(np.count_nonzero(self._labels < 0))
         return {
             **self._params,
             "nodes": len(self._labels),
-            "tombstones": tombstones,
+            "tombstones": self._tombstones,
             "uncovered": len(self._uncovered),
         }
+
+    @property
+    def writable(self) -> bool:
+        """Whether the graph was read into memory (a writer's, to grow) rather than mapped."""
+        return self._writable
 
     @property
     def tombstone_share(self) -> float:
@@ -349,6 +353,43 @@ class HnswIndex(VectorIndex):
             raise IndexStateError(
                 "this graph was opened read-only (memory-mapped); open it with writable=True"
             )
+
+
+def carry_graph(
+    directory: Path,
+    entry: dict[str, Any],
+    vectors: np.ndarray,
+    matrix: np.ndarray,
+    new_rows: np.ndarray | None,
+    settings: AnnSettings,
+    *,
+    progress: bool = False,
+) -> HnswIndex | None:
+    """The saved graph `entry` (over `vectors`) carried over to a new `matrix`: row r of
+    `vectors` is row `new_rows[r]` of `matrix` (-1: removed; None: the same rows, more
+    appended). It is memory-mapped, or read into memory and grown when more than
+    `max_uncovered_rows` rows lack a node. None when tombstones pass `max_tombstone_share`
+    (build it afresh); unreadable files raise as `HnswIndex.load` does.
+
+    Example:
+        >>> carry_graph(folder, entry, old, new, None, AnnSettings())  # doctest: +SKIP
+    """
+
+    def opened(writable: bool) -> HnswIndex:
+        index = HnswIndex.load(directory, entry, vectors, writable=writable)
+        if new_rows is None:
+            index.bind(matrix)
+        else:
+            index.renumber(new_rows, matrix)
+        return index
+
+    index = opened(writable=False)
+    if index.tombstone_share > settings.max_tombstone_share:
+        return None
+    if index.uncovered > settings.max_uncovered_rows:
+        index = opened(writable=True)  # read into memory, to add to
+        index.grow(progress=progress)
+    return index
 
 
 def calibrate(

@@ -59,11 +59,18 @@ def top_k(
     scores = cosine_scores(vectors, query)
     if exclude is not None:
         scores[exclude] = -np.inf
-    return _best(np.arange(len(scores)), scores, k)
+    return best_rows(np.arange(len(scores)), scores, k)
 
 
-def _best(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The `k` best (rows, scores), by score then row; `rows` ascending, `k` <= eligible rows."""
+def best_rows(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` best (rows, scores), by score then row; `rows` ascending.
+
+    Example:
+        >>> import numpy as np
+        >>> best_rows(np.array([3, 5, 9]), np.array([0.2, 0.9, 0.9], np.float32), 2)[0].tolist()
+        [5, 9]
+    """
+    k = min(k, len(scores))
     if k < len(scores):
         picked = np.argpartition(-scores, k - 1)[:k]
     else:

@@ -797,7 +797,7 @@ class IndexWriter:
             index = self._carried_index(previous, vectors, kept_rows)
             if index is not None:
                 entry = {**index.save(directory, stem, previous=previous), "matrix": name}
-                if not getattr(index, "_writable", True):  # memory-mapped: readers' own view
+                if not index.writable:  # memory-mapped: the view a reader would load
                     self._fresh_index = (json.dumps(entry, sort_keys=True), index)
                 return entry
         index = build_vector_index(vectors, replace(settings, kind=kind), progress=self.progress)
@@ -808,32 +808,26 @@ class IndexWriter:
         """The base's graph for the new matrix `vectors` (row i was the base's row
         `kept_rows[i]`, rows after those are new), grown when many rows lack a node; None when
         it should be built afresh (unreadable, or too many tombstones)."""
-        from stylefinder.index.hnsw import HnswIndex
+        from stylefinder.index.hnsw import carry_graph
 
-        settings, base = self.ann, self.base
+        base = self.base
         renumbered = len(kept_rows) < len(base) or (
             not isinstance(kept_rows, range) and kept_rows != list(range(len(kept_rows)))
         )
+        new_rows = None
+        if renumbered:
+            new_rows = np.full(len(base), -1, np.int64)
+            new_rows[np.asarray(kept_rows, np.int64)] = np.arange(len(kept_rows))
         try:
-            index = HnswIndex.load(self.store.directory, previous, base.vectors)
-            if renumbered:
-                new_rows = np.full(len(base), -1, np.int64)
-                new_rows[np.asarray(kept_rows, np.int64)] = np.arange(len(kept_rows))
-                index.renumber(new_rows, vectors)
-            else:
-                index.bind(vectors)
-            if index.tombstone_share > settings.max_tombstone_share:
-                return None
-            if index.uncovered > settings.max_uncovered_rows:
-                writable = HnswIndex.load(
-                    self.store.directory, previous, base.vectors, writable=True
-                )
-                if renumbered:
-                    writable.renumber(new_rows, vectors)
-                else:
-                    writable.bind(vectors)
-                writable.grow(progress=self.progress)
-                index = writable
+            return carry_graph(
+                self.store.directory,
+                previous,
+                base.vectors,
+                vectors,
+                new_rows,
+                self.ann,
+                progress=self.progress,
+            )
         except (OSError, ValueError, KeyError, IndexStateError) as exc:
             log.warning(
                 "%s: the vector index cannot be carried over (%s); building it again",
@@ -841,7 +835,6 @@ class IndexWriter:
                 exc,
             )
             return None
-        return index
 
     def _clean(self, keep: set[str]) -> None:
         for path in self.store.directory.iterdir():

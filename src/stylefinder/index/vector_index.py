@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from stylefinder.index.files import atomic_write, npy_bytes
-from stylefinder.index.search import cosine_scores, top_k
+from stylefinder.index.search import best_rows, cosine_scores, top_k
 
 KINDS = ("auto", "exact", "hnsw")
 _MAX_DROPPED = 256  # excluded rows asked for as extra candidates; more go into the mask
@@ -236,13 +236,15 @@ class VectorIndex(ABC):
             scores = cosine_scores(self._vectors, query)[rows]
         else:
             scores = np.asarray(self._rows(rows) @ query, np.float32)
-        picked, best = top_k(scores[:, None], np.ones(1, np.float32), k)
-        return rows[picked], best
+        return best_rows(rows, scores, k)
 
     @abstractmethod
-    def save(self, directory: Path, stem: str) -> dict[str, Any]:
-        """Write what the index needs besides the full rows to files named `stem`-*; returns
-        the entry that `load` takes (the files and the params)."""
+    def save(
+        self, directory: Path, stem: str, *, previous: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Write what the index needs besides the full rows to files named `stem`-*, keeping
+        the files of `previous` (the entry it was loaded from) that did not change; returns the
+        entry that `load` takes (the files and the params)."""
 
     @classmethod
     @abstractmethod
@@ -320,12 +322,14 @@ class ExactIndex(VectorIndex):
             return rows, scores
         return super().search(queries, k, allowed=allowed, excluded=excluded)
 
-    def save(self, directory: Path, stem: str) -> dict[str, Any]:
+    def save(
+        self, directory: Path, stem: str, *, previous: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         removed = np.flatnonzero(~self._live)
         entry: dict[str, Any] = {"kind": self.kind, "rows": len(self._live)}
         if len(removed):
             name = f"{stem}-removed.npy"
-            _save_npy(directory / name, removed.astype(np.int64))
+            atomic_write(directory / name, npy_bytes(removed.astype(np.int64)))
             entry["removed"] = name
         return entry
 
@@ -412,7 +416,3 @@ def _checked_rows(rows: np.ndarray, vectors: np.ndarray, dim: int):
     if len(rows) and rows.min() < 0:
         raise ValueError("rows must be non-negative")
     return rows, vectors
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    atomic_write(path, npy_bytes(array))

@@ -445,10 +445,9 @@ class Engine:
             )
         allowed = self._allowed(snapshot, filters) if filters else None
         excluded = np.asarray(exclude_rows, np.int64) if exclude_rows else None
-        projection, _ = self._search_space(snapshot)
+        projection, _, index = self._space(snapshot)  # exact scores, whatever finds candidates
         if projection is not None:
             vector = projection.apply(vector)
-        index = self._vector_index(snapshot)  # exact scores, whatever finds the candidates
         found, best = index.search(vector, k, allowed=allowed, excluded=excluded)
         rows, scores = found[0], best[0]
         pairs = zip(rows[rows >= 0], scores[rows >= 0], strict=True)

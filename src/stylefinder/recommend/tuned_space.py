@@ -294,7 +294,7 @@ def _extend(
         return None  # unreadable: built afresh (the rows written stay unused spare rows)
     name = f"{generation}-{projection.digest}"
     token = secrets.token_hex(4)
-    saved = _save_index(index, folder, f"ann-{name}-{token}", previous=entry)
+    saved = index.save(folder, f"ann-{name}-{token}", previous=entry)
     digests = np.concatenate([previous.digests, row_digests(added)])
     files = {**previous.files, "rows": f"rows-{name}-{token}.npy"}
     atomic_write(folder / files["rows"], npy_bytes(digests))
@@ -335,7 +335,7 @@ def _build(
     matrix = np.load(folder / files["matrix"], mmap_mode="r", allow_pickle=False)[:total]
     atomic_write(folder / files["rows"], npy_bytes(digests))
     index, carried = _index_for(folder, matrix, source, previous, settings)
-    saved = _save_index(index, folder, f"ann-{name}-{token}", previous=carried)
+    saved = index.save(folder, f"ann-{name}-{token}", previous=carried)
     info = {"rows": total, "vectors": snapshot.state.get("vectors", ""), "files": files}
     info["index"] = saved
     atomic_write(folder / f"stage-{name}.npz", npz_bytes(info=json.dumps(info)))
@@ -391,41 +391,18 @@ def _carried(
     new_rows: np.ndarray | None,
     settings: AnnSettings,
 ) -> VectorIndex | None:
-    """The graph of `entry` (over `vectors`) for `matrix`: row r of `vectors` is row
-    `new_rows[r]` of `matrix` (-1: removed; None: the same rows, more appended), grown when
-    more than `max_uncovered_rows` lack a node; None when it should be built afresh
-    (unreadable, or too many tombstones)."""
-    from stylefinder.index.hnsw import HnswIndex
-
-    def opened(writable: bool) -> HnswIndex:
-        index = HnswIndex.load(folder, entry, vectors, writable=writable)
-        if new_rows is None:
-            index.bind(matrix)
-        else:
-            index.renumber(new_rows, matrix)
-        return index
+    """`carry_graph` for the tuned space: None (build it afresh) when too many nodes were
+    removed or its files cannot be read."""
+    from stylefinder.index.hnsw import carry_graph
 
     try:
-        index = opened(writable=False)
-        if index.tombstone_share > settings.max_tombstone_share:
-            share = 100 * index.tombstone_share
-            log.info("%s: %.0f%% of the graph's nodes removed; building it again", folder, share)
-            return None
-        if index.uncovered > settings.max_uncovered_rows:
-            index = opened(writable=True)  # read into memory, to add to
-            index.grow()
+        index = carry_graph(folder, entry, vectors, matrix, new_rows, settings)
     except _INDEX_ERRORS as exc:
         log.warning("%s: tuned space's graph not carried over (%s); building it again", folder, exc)
         return None
+    if index is None:
+        log.info("%s: many of the graph's nodes removed; building it again", folder)
     return index
-
-
-def _save_index(index: VectorIndex, folder: Path, stem: str, *, previous: dict | None) -> dict:
-    """Write `index`'s files named `stem`-*, keeping those unchanged since `previous` (the
-    entry it was carried over from); returns its entry."""
-    if index.kind == "hnsw":
-        return index.save(folder, stem, previous=previous)
-    return index.save(folder, stem)
 
 
 def _remove_stale(folder: Path, generation: int, key: str, keep: set[str]) -> None:
