@@ -30,6 +30,11 @@ class IndexStateError(StylefinderError, RuntimeError):
     """The index directory is missing, damaged, locked, or built with another backbone."""
 
 
+class StaleSnapshotError(IndexStateError):
+    """A snapshot's rows were renumbered by a later commit (a compaction or a restore): take a
+    new snapshot (`Engine.reload`) and ask again."""
+
+
 class UnknownItemError(StylefinderError, KeyError):
     """An item id is not in the index."""
 

@@ -223,7 +223,7 @@ def test_additions_fill_the_spare_rows_and_earlier_snapshots_keep_theirs(tmp_pat
     np.testing.assert_array_equal(second.vectors, vectors / 1)  # rows in place, none moved
     assert [item.id for item in second.items] == [f"i{n}" for n in range(1300)]
     assert second.items[3].metadata == {"colour": "red"}
-    assert second.items[4] is first.items[4]  # unchanged rows: the same item objects
+    assert second.items[4] == first.items[4] and len(first) == 1000  # the old view's rows
     np.testing.assert_array_equal(first.vectors, vectors[:1000])  # the old view is intact
     with store.writer() as writer:  # beyond the spare rows: a new, larger file
         for n in range(1300, 2100):
@@ -231,12 +231,16 @@ def test_additions_fill_the_spare_rows_and_earlier_snapshots_keep_theirs(tmp_pat
     third = store.snapshot()
     assert third.state["vectors"] != name and len(third) == 2100
     np.testing.assert_array_equal(third.vectors[:1300], vectors)
-    with store.writer() as writer:  # a removal renumbers the rows
+    with store.writer() as writer:  # a removal empties its row: nothing renumbered
         writer.remove("i0")
     fourth = store.snapshot()
-    assert fourth.items[0].id == "i1" and len(fourth) == 2099
-    np.testing.assert_array_equal(fourth.vectors[:1299], vectors[1:])
-    assert IndexStore.open(tmp_path / "ix").snapshot().items[1298].id == "i1299"
+    assert fourth.state["vectors"] == third.state["vectors"] and fourth.size == 2100
+    assert len(fourth) == 2099 and fourth.items.many([0, 1])[0] is None
+    assert fourth.items[1].id == "i1" and fourth.row_of.get("i0") is None
+    assert fourth.state["matrix_generation"] == third.state["matrix_generation"]
+    found, _ = fourth.index.search(vectors[0] / np.linalg.norm(vectors[0]), 5)
+    assert 0 not in found[0].tolist() and len(found[0][found[0] >= 0]) == 5
+    assert IndexStore.open(tmp_path / "ix").snapshot().items[1299].id == "i1299"
 
 
 def test_readers_see_whole_generations_while_additions_are_written(tmp_path: Path):
@@ -300,40 +304,63 @@ def test_a_writers_committed_snapshot_is_what_readers_read(tmp_path: Path):
         writer.set_state("note", "kept")
         writer.commit()
         mine = writer.base
-        writer.remove("i0")  # rows renumbered
+        assert [item.id for item in mine.items] == ["i0", "i1", "i2", "i3", "i4", "i9"]
+        assert mine.items[2].metadata == {"colour": "blue"}
+        assert mine.items[1].metadata == {"colour": "red"}
+        writer.remove("i0")  # its row emptied
         writer.commit()
         after_removal = writer.base
     for committed, generation in ((mine, 2), (after_removal, 3)):
         assert committed.generation == generation
     read = IndexStore.open(tmp_path / "ix").snapshot()
-    assert read.state == after_removal.state and read.rows == after_removal.rows
-    assert read.items == after_removal.items and read.state["note"] == "kept"
+    assert read.state == after_removal.state and read.state["note"] == "kept"
+    assert list(read.items) == list(after_removal.items) and read.size == 6
     np.testing.assert_array_equal(read.vectors, after_removal.vectors)
-    assert [item.id for item in mine.items] == ["i0", "i1", "i2", "i3", "i4", "i9"]
-    assert mine.items[2].metadata == {"colour": "blue"} and mine.items[1].metadata == {
-        "colour": "red"
-    }
+    assert [item.id for item in read.items] == ["i1", "i2", "i3", "i4", "i9"]
     assert store.snapshot(previous=after_removal) is after_removal  # nothing new: kept as is
 
 
-def test_commits_of_additions_carry_row_of_without_changing_the_base(tmp_path: Path):
-    from stylefinder.index.store import RowsOf
+def test_an_earlier_snapshot_reads_its_rows_after_later_commits(tmp_path: Path):
+    """Rows keep their meaning until a compaction: an earlier snapshot still finds its rows
+    (an item removed since is gone, a new item past its rows is not seen); after a
+    compaction renumbered the rows it says to read again."""
+    from stylefinder.errors import StaleSnapshotError
 
+    store = IndexStore.create(tmp_path / "ix", SPACE)
+    with store.writer() as writer:
+        for n in range(10):
+            writer.put(_item(f"i{n}"), _vec(n + 1, 1, 0, 0))
+    first = store.snapshot()
+    with store.writer() as writer:
+        writer.put(_item("new"), _vec(0, 0, 1, 0))
+        writer.remove("i3")
+    assert first.size == 10 and first.items[4].id == "i4" and "new" not in first.row_of
+    assert first.items.many([3, 9, 10]) == [None, first.items[9], None]
+    assert first.items.rows().tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    with store.writer() as writer:  # 3 of 11 rows empty: past the share, compacted
+        writer.remove("i0")
+        writer.remove("i1")
+    latest = store.snapshot()
+    assert latest.size == 8 and latest.items[0].id == "i2" and latest.row_of["new"] == 7
+    with pytest.raises(StaleSnapshotError, match="read a new snapshot"):
+        first.items[4]
+
+
+def test_row_of_reads_ids_of_its_own_rows(tmp_path: Path):
     store = IndexStore.create(tmp_path / "ix", SPACE)
     with store.writer() as writer:
         writer.put(_item("a"), _vec(1, 0, 0, 0))
     first = store.snapshot()
-    assert first.row_of == {"a": 0}
+    assert dict(first.row_of) == {"a": 0}
     with store.writer(previous=first) as writer:
         writer.put(_item("b"), _vec(0, 1, 0, 0))
         writer.put(_item("a", category="Top"), None)  # changed in place
     second = writer.base
-    assert isinstance(second.row_of, RowsOf) and dict(second.row_of) == {"a": 0, "b": 1}
-    assert first.row_of == {"a": 0}  # the base's mapping is left as it was
+    assert dict(second.row_of) == {"a": 0, "b": 1} and dict(first.row_of) == {"a": 0}
     assert second.items[0].metadata == {"category": "Top"} and second.items[1].id == "b"
     with store.writer(previous=second) as writer:
         writer.put(_item("c"), _vec(0, 0, 1, 0))
     third = writer.base
     assert dict(third.row_of) == {"a": 0, "b": 1, "c": 2} and "c" not in second.row_of
-    assert dict(third.row_of) == store.snapshot().row_of  # what a reader builds from SQLite
-    assert RowsOf.extend({"x": 0}, {f"i{n}": n for n in range(70_000)}).__class__ is dict
+    assert third.row_of.get("c") == 2 and third.row_of.get("zz") is None
+    assert dict(third.row_of) == dict(store.snapshot().row_of)  # what a reader reads

@@ -72,19 +72,23 @@ def count_projected_rows(monkeypatch) -> list[int]:
     return projected
 
 
-def assert_searches_like_exact(matrix, index, projection: Projection, vectors, recall=0.95):
-    """`matrix` is the projection of `vectors`, and `index` searches every row of it with exact
-    scores and a recall@10 against exact search of at least `recall` over 50 queries."""
+def assert_searches_like_exact(
+    matrix, index, projection: Projection, vectors, recall=0.95, empty=()
+):
+    """`matrix` is the projection of `vectors`, and `index` searches every row of it but the
+    `empty` ones with exact scores and a recall@10 against exact search of at least `recall`
+    over 50 queries."""
     exact = projection.apply(vectors)
     np.testing.assert_allclose(matrix, exact, atol=1e-6)
-    assert len(index) == len(exact)
+    live = np.setdiff1d(np.arange(len(exact)), np.asarray(empty, np.int64))
+    assert len(index) == len(live)
     queries = projection.apply(clustered(50, seed=9))
     rows, scores = index.search(queries, 10)
-    assert rows.shape == (50, 10) and (rows >= 0).all()
+    assert rows.shape == (50, 10) and (rows >= 0).all() and np.isin(rows, live).all()
     found = 0
     for query, got, got_scores in zip(queries, rows, scores, strict=True):
         np.testing.assert_allclose(got_scores, exact[got] @ query, atol=1e-5)  # exact scores
-        kth = top_k(exact, query, 10)[1][-1]
+        kth = top_k(exact[live], query, 10)[1][-1]
         found += int(np.count_nonzero(got_scores >= kth - 1e-6))
     assert found / rows.size >= recall
 
@@ -138,6 +142,8 @@ def test_below_min_rows_the_space_is_searched_exactly(tuned):
 
 
 def test_a_commit_projects_only_new_rows_and_carries_the_graph(tuned, monkeypatch):
+    """Removals leave their rows empty (the store compacts only past a share of them): the
+    space extends its matrix with the new rows and its graph skips the empty ones."""
     store, projection, _vectors = tuned
     tuned_space(store.directory, store.snapshot(), projection, SETTINGS)
     first = stage_entry(store, 1, projection)
@@ -150,17 +156,18 @@ def test_a_commit_projects_only_new_rows_and_carries_the_graph(tuned, monkeypatc
     snapshot = store.snapshot()
     projected = count_projected_rows(monkeypatch)
     matrix, index = tuned_space(store.directory, snapshot, projection, SETTINGS)
-    assert sum(projected) == 30  # the 1,980 kept rows were copied
+    assert sum(projected) == 30 and snapshot.size == 2030  # the 2,000 rows kept in place
     assert isinstance(index, HnswIndex) and index.params["tombstones"] == 20
     assert index.uncovered == 30  # the new rows, scored exactly
     assert stage_entry(store, 2, projection)["graph"] == first["graph"]  # carried over
-    assert_searches_like_exact(matrix, index, projection, np.asarray(snapshot.vectors))
-    assert_finds_rows(index, matrix, np.arange(1980, 2010))
+    vectors = np.asarray(snapshot.vectors)
+    assert_searches_like_exact(matrix, index, projection, vectors, empty=range(20))
+    assert_finds_rows(index, matrix, np.arange(2000, 2030))
     key = projection.digest
-    assert files(store) == [  # the first space's graph; everything else of generation 2
+    assert files(store) == [  # the first space's graph and matrix (extended in place)
         f"ann-1-{key}-graph.faiss",
-        f"ann-2-{key}-labels.npy",
-        f"matrix-2-{key}.npy",
+        f"ann-1-{key}-labels.npy",
+        f"matrix-1-{key}.npy",
         f"rows-2-{key}.npy",
         f"stage-2-{key}.npz",
     ]
@@ -299,19 +306,18 @@ def test_additions_are_projected_into_the_spare_rows_of_the_same_space(tuned, mo
     assert_searches_like_exact(again, index_again, projection, np.asarray(snapshot.vectors))
     assert_finds_rows(index_again, again, np.arange(2000, 2050))
 
-    with store.writer() as writer:  # a removal: the space is copied to new files
+    before = files(store)
+    with store.writer() as writer:  # a removal empties a row: the same space, the row skipped
         writer.remove("a3")
     snapshot = store.snapshot()
+    assert snapshot.state["matrix_generation"] == str(generation) and snapshot.size == 2050
     projected.clear()
     matrix, index = tuned_space(store.directory, snapshot, projection, SETTINGS)
     assert sum(projected) == 0 and len(index) == 2049 and index.uncovered == 49
-    assert stage_entry(store, snapshot.generation, projection)["graph"] == first["graph"]
-    assert_searches_like_exact(matrix, index, projection, np.asarray(snapshot.vectors))
-    assert all(
-        name.split("-")[1] == str(snapshot.generation)
-        for name in files(store)
-        if not name.endswith("-graph.faiss")
-    )
+    empty = [snapshot.size - 50 + 3]  # a3: the fourth of the rows added
+    assert snapshot.row_of.get("a3") is None and snapshot.items.many(empty) == [None]
+    assert_searches_like_exact(matrix, index, projection, np.asarray(snapshot.vectors), empty=empty)
+    assert files(store) == before  # nothing written
 
 
 def test_too_many_rows_without_a_node_grow_the_graph(tuned):

@@ -208,8 +208,8 @@ def _on_item_id() -> None:
 
 def _on_random_item(engine: Engine) -> None:
     items = engine.snapshot.items
-    if items:
-        _set_item_query(random.choice(items).id)
+    if items:  # a random row that holds an item
+        _set_item_query(items[int(random.choice(items.rows()))].id)
 
 
 def _on_same_category() -> None:

@@ -232,12 +232,13 @@ def evaluate_personalization(
     )
     settings = settings or ProfileSettings()
     snapshot = engine.snapshot
-    values = (item.metadata.get(label_column) for item in snapshot.items)
+    by_row = snapshot.items.by_row()  # None: an empty row (a removed item), never labeled
+    values = (None if item is None else item.metadata.get(label_column) for item in by_row)
     labels = [None if value in (None, "") else str(value) for value in values]  # 0 is a label
     labeled = sum(label is not None for label in labels)
     if labeled < 2:
         raise ValueError(f"fewer than two items have a {label_column!r} metadata value")
-    item_ids = [item.id for item in snapshot.items]
+    item_ids = ["" if item is None else item.id for item in by_row]
     raw = np.asarray(snapshot.vectors, np.float32)
     projection, matrix = engine._search_space(snapshot)
     shoppers = simulate_shoppers(
@@ -257,7 +258,7 @@ def evaluate_personalization(
         for event in shopper.events:
             kinds = counts.setdefault(event.item_id, {})
             kinds[event.kind] = kinds.get(event.kind, 0) + 1
-    popularity = popularity_vector(counts, snapshot.row_of, len(snapshot), settings=settings)
+    popularity = popularity_vector(counts, snapshot.row_of, snapshot.size, settings=settings)
     profiles = [
         build_profile(s.events, snapshot.row_of, settings=settings, now=NOW) for s in shoppers
     ]

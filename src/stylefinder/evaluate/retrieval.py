@@ -107,14 +107,15 @@ def evaluate_index(
     from stylefinder.recommend.projection import Projection, labeled_rows
 
     snapshot = IndexStore.open(index_dir).snapshot()
-    rows = labeled_rows(snapshot.items, label_column)
-    labels = [str(snapshot.items[r].metadata[label_column]) for r in rows]
+    by_row = snapshot.items.by_row()
+    rows = labeled_rows(by_row, label_column)
+    labels = [str(by_row[r].metadata[label_column]) for r in rows]
     vectors = np.asarray(snapshot.vectors[rows])
     projection = None if raw else Projection.load(index_dir)
     if projection is not None:
         vectors = projection.apply(vectors)
     result = retrieval_metrics(vectors, labels, ks)
-    result.item_ids = [snapshot.items[r].id for r in rows]
+    result.item_ids = [by_row[r].id for r in rows]
     result.dim, result.tuned = int(vectors.shape[1]), projection is not None
     if projection is not None and _learned_from(projection.info, index_dir, label_column):
         result.warnings.append(

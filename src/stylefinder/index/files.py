@@ -1,5 +1,6 @@
 """Writing index files so that a reader sees the old file or the new one, never a part, and a
-full disk raises `NoSpaceError` instead of leaving a torn file.
+full disk raises `NoSpaceError` instead of leaving a torn file; reading them from several
+threads at once (`load_npy`, `load_npz`).
 
 Example:
     >>> atomic_write(Path("header.json"), b"{}")  # doctest: +SKIP
@@ -12,12 +13,41 @@ import contextlib
 import io
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from stylefinder.errors import NoSpaceError
 from stylefinder.index.diskspace import is_no_space, no_space, reserve
+
+# numpy parses a .npy header with `ast.literal_eval`. On CPython 3.11 two threads building
+# ASTs at once can fail with "SystemError: AST constructor recursion depth mismatch" (the depth
+# counter is shared; a garbage collection inside one conversion lets the other thread run), so
+# this package's threads read headers one at a time.
+_HEADER_LOCK = threading.Lock()
+
+
+def load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+    """`np.load` of a .npy file without pickles, memory-mapped with `mmap_mode`; safe to call
+    from several threads at once (see `_HEADER_LOCK`).
+
+    Example:
+        >>> matrix = load_npy(Path("vectors-3.npy"), mmap_mode="r")  # doctest: +SKIP
+    """
+    with _HEADER_LOCK:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+
+
+def load_npz(path: Path | io.BytesIO) -> dict[str, np.ndarray]:
+    """Every array of a small .npz file (a path, or its bytes in a BytesIO), read at once and
+    without pickles (as `load_npy`, thread-safe).
+
+    Example:
+        >>> load_npz(Path("stage-3-ab12.npz"))["info"]  # doctest: +SKIP
+    """
+    with _HEADER_LOCK, np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
 
 
 def write_npy(

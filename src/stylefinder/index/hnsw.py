@@ -35,7 +35,7 @@ import numpy as np
 
 from stylefinder.errors import IndexStateError
 from stylefinder.index.diskspace import is_no_space, no_space
-from stylefinder.index.files import atomic_write, fsync_dir, npy_bytes
+from stylefinder.index.files import atomic_write, fsync_dir, load_npy, npy_bytes
 from stylefinder.index.vector_index import DEFAULT_ANN, AnnSettings, VectorIndex
 
 _ADD_ROWS = 16_384  # rows added to the graph per step (one progress update)
@@ -72,7 +72,22 @@ class HnswIndex(VectorIndex):
         # rows removed that no node holds any more: never scored as rows the graph lacks
         self._removed = np.zeros(0, np.int64) if removed is None else np.unique(removed)
         self._uncovered = self._find_uncovered(len(vectors))
+        self.source: str | None = None  # the graph file this index was loaded from or saved to
         self._changed()
+
+    def reader_copy(self) -> HnswIndex:
+        """A copy sharing this index's read-only graph, with labels of its own to change (a
+        writer's next generation, made without reading the graph file again)."""
+        copy = HnswIndex(
+            self._vectors,
+            self._graph,
+            self._labels.copy(),
+            self._params,
+            writable=False,
+            removed=self._removed,
+        )
+        copy.source = self.source
+        return copy
 
     # -- building --------------------------------------------------------------------------------
 
@@ -312,6 +327,7 @@ class HnswIndex(VectorIndex):
             labels = f"{stem}-labels.npy"
             atomic_write(directory / labels, npy_bytes(self._labels))
         self._graph_changed = self._labels_changed = False
+        self.source = graph
         entry = {**self._params, "graph": graph, "labels": labels, "nodes": len(self._labels)}
         if len(self._removed):
             entry["removed"] = previous.get("removed") if labels == previous.get("labels") else None
@@ -335,7 +351,7 @@ class HnswIndex(VectorIndex):
             if not path.is_file():
                 raise FileNotFoundError(path) from exc
             raise IndexStateError(f"{path} is damaged ({str(exc).splitlines()[0]})") from exc
-        labels = np.load(directory / entry["labels"], allow_pickle=False)
+        labels = load_npy(directory / entry["labels"])
         if labels.ndim != 1 or len(labels) != graph.ntotal or graph.d != vectors.shape[1]:
             raise IndexStateError(
                 f"{path} does not fit its labels or the matrix ({graph.ntotal} nodes of "
@@ -343,10 +359,12 @@ class HnswIndex(VectorIndex):
             )
         removed = None
         if entry.get("removed"):
-            removed = np.load(directory / entry["removed"], allow_pickle=False)
+            removed = load_npy(directory / entry["removed"])
         files = ("graph", "labels", "removed")
         params = {key: value for key, value in entry.items() if key not in files}
-        return cls(vectors, graph, labels, params, writable=writable, removed=removed)
+        index = cls(vectors, graph, labels, params, writable=writable, removed=removed)
+        index.source = entry["graph"]
+        return index
 
     def _make_writable(self) -> None:
         if not self._writable:
@@ -364,19 +382,25 @@ def carry_graph(
     settings: AnnSettings,
     *,
     progress: bool = False,
+    loaded: VectorIndex | None = None,
 ) -> HnswIndex | None:
     """The saved graph `entry` (over `vectors`) carried over to a new `matrix`: row r of
     `vectors` is row `new_rows[r]` of `matrix` (-1: removed; None: the same rows, more
-    appended). It is memory-mapped, or read into memory and grown when more than
-    `max_uncovered_rows` rows lack a node. None when tombstones pass `max_tombstone_share`
-    (build it afresh); unreadable files raise as `HnswIndex.load` does.
+    appended). It is memory-mapped (or shares `loaded`'s graph: the index a reader opened
+    from `entry`), or read into memory and grown when more than `max_uncovered_rows` rows
+    lack a node. None when tombstones pass `max_tombstone_share` (build it afresh); unreadable
+    files raise as `HnswIndex.load` does.
 
     Example:
         >>> carry_graph(folder, entry, old, new, None, AnnSettings())  # doctest: +SKIP
     """
 
     def opened(writable: bool) -> HnswIndex:
-        index = HnswIndex.load(directory, entry, vectors, writable=writable)
+        shared = isinstance(loaded, HnswIndex) and not loaded.writable
+        if not writable and shared and loaded.source == entry.get("graph"):
+            index = loaded.reader_copy()
+        else:
+            index = HnswIndex.load(directory, entry, vectors, writable=writable)
         if new_rows is None:
             index.bind(matrix)
         else:

@@ -4,7 +4,8 @@ Layout of INDEX_DIR:
 
     header.json          backbone, pooling, dim, weights fingerprint, package version (immutable)
     manifest.sqlite      items (id, row, path, hash, metadata, timestamps) and state
-    vectors-<gen>.npy    float32 (N, dim); row i belongs to the item whose `row` is i
+    vectors-<gen>.npy    float32 (N, dim); row i belongs to the item whose `row` is i (a removed
+                         item's row stays, empty, until a commit compacts the matrix)
     ann-<gen>-graph.faiss  indexes of 20k+ rows: a faiss HNSW graph over int8 codes of the rows
     ann-<gen>-labels.npy   int64: the row each graph node holds (-1: removed)
     .lock                writers hold an exclusive lock on it
@@ -13,7 +14,9 @@ A commit writes the new matrix (and codes) to new files, then switches the manif
 one SQLite transaction. Killing a writer at any moment therefore leaves the last committed
 generation loadable, and readers never see a manifest and a matrix that disagree. The state key
 `ann` (JSON) names the vector index files with the parameters chosen and the recall measured
-(see `stylefinder.index.vector_index`); indexes without it are searched exactly.
+(see `stylefinder.index.vector_index`); indexes without it are searched exactly. The state
+also counts the matrix rows and the items (`matrix_rows`, `item_count`), so that opening reads
+no item row: snapshots read items when asked (`stylefinder.index.items`).
 
 Example:
     >>> store = IndexStore.open("my-index")  # doctest: +SKIP
@@ -30,11 +33,10 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +44,8 @@ import numpy as np
 from stylefinder import __version__
 from stylefinder.errors import DamagedIndexError, IndexStateError, UnknownItemError
 from stylefinder.index.diskspace import is_no_space, no_space, reserve
-from stylefinder.index.files import atomic_write, write_npy
+from stylefinder.index.files import atomic_write, load_npy, write_npy
+from stylefinder.index.items import ITEM_COLUMNS, LAYOUT_KEY, ItemTable, RowLookup, item_to_row
 from stylefinder.index.vector_index import (
     DEFAULT_ANN,
     AnnSettings,
@@ -88,10 +91,11 @@ CREATE TABLE IF NOT EXISTS restore_state (key TEXT PRIMARY KEY, value TEXT NOT N
 ANN_KIND_KEY = "ann_kind"  # state: the vector index kind asked for (`stylefinder index --ann`)
 _DATA_PREFIXES = ("vectors-", "ann-", "coarse-")  # coarse-: two-stage files of older versions
 _DATA_SUFFIXES = (".npy", ".npz", ".faiss")
-_CATALOG_STATE = ("vectors", "ann", "catalog_root")  # what a restore brings back
+ROWS_KEY, COUNT_KEY = "matrix_rows", "item_count"  # state: matrix rows (holes too) and items
+MAX_HOLE_SHARE = 0.2  # removed items' empty rows kept in the matrix until they pass this share
+_CATALOG_STATE = ("vectors", "ann", "catalog_root", ROWS_KEY, COUNT_KEY)  # what restore brings
 _REBUILD_HINT = "rebuild it with `stylefinder index CATALOG_DIR --index {directory} --rebuild`"
-_ITEM_COLUMNS = "id, path, hash, size, mtime_ns, metadata, added_at, updated_at, source"
-_PLACEHOLDERS = ", ".join("?" * (1 + len(_ITEM_COLUMNS.split(","))))  # row + item columns
+_PLACEHOLDERS = ", ".join("?" * (1 + len(ITEM_COLUMNS.split(","))))  # row + item columns
 
 
 def utc_now() -> str:
@@ -133,65 +137,36 @@ class IndexHeader:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A consistent view of one committed generation: items in row order and their vectors."""
+    """A consistent view of one committed generation: its items by matrix row (read on demand,
+    see `stylefinder.index.items`), its vectors and its vector index.
+
+    `size` counts the matrix rows, `len` the items: a removed item leaves an empty row (a hole,
+    excluded by the vector index) until a commit compacts the matrix.
+    """
 
     header: IndexHeader
     generation: int
-    items: list[Item]
+    items: ItemTable
     vectors: np.ndarray
     state: dict[str, str]
     index: VectorIndex | None = field(default=None, repr=False)  # searches `vectors`
-    rows: list[tuple] | None = field(default=None, repr=False)  # the items' manifest rows
 
     def __len__(self) -> int:
         return len(self.items)
 
-    @cached_property
-    def row_of(self) -> Mapping[str, int]:
-        return {item.id: row for row, item in enumerate(self.items)}
+    @property
+    def size(self) -> int:
+        """The number of matrix rows (items plus holes)."""
+        return self.items.size
+
+    @property
+    def row_of(self) -> RowLookup:
+        """Item id -> matrix row."""
+        return self.items.row_of
 
     @property
     def catalog_root(self) -> str | None:
         return self.state.get("catalog_root")
-
-
-class RowsOf(Mapping):
-    """Item id -> row: a generation's rows as its base generation's plus the ids added since,
-    so that a commit of a few additions to a large index does not copy a million entries.
-
-    Example:
-        >>> rows = RowsOf.extend({"a": 0, "b": 1}, {"c": 2})
-        >>> rows["c"], rows.get("a"), len(rows)
-        (2, 0, 3)
-    """
-
-    _MAX_ADDED = 65_536  # ids kept beside the base before the two are merged into one dict
-
-    def __init__(self, base: Mapping[str, int], added: dict[str, int]) -> None:
-        self._base, self._added = base, added
-
-    @classmethod
-    def extend(cls, rows: Mapping[str, int], added: dict[str, int]) -> Mapping[str, int]:
-        """`rows` with the ids of `added` (new ids only; `rows` is left as it is)."""
-        base, earlier = (rows._base, rows._added) if isinstance(rows, RowsOf) else (rows, {})
-        merged = {**earlier, **added}
-        if len(merged) > cls._MAX_ADDED:
-            return {**base, **merged}
-        return cls(base, merged)
-
-    def __getitem__(self, item_id: str) -> int:
-        found = self._added.get(item_id)
-        return self._base[item_id] if found is None else found
-
-    def __contains__(self, item_id: object) -> bool:
-        return item_id in self._added or item_id in self._base
-
-    def __iter__(self):
-        yield from self._base
-        yield from self._added
-
-    def __len__(self) -> int:
-        return len(self._base) + len(self._added)
 
 
 @dataclass(frozen=True)
@@ -203,6 +178,7 @@ class RestorePoint:
     saved_at: str
     updated_at: str
     state: dict[str, str] = field(repr=False, default_factory=dict)
+    rows: int = 0  # its matrix rows (items plus empty rows)
 
 
 class IndexStore:
@@ -211,6 +187,8 @@ class IndexStore:
     def __init__(self, directory: str | Path, header: IndexHeader) -> None:
         self.directory = Path(directory)
         self.header = header
+        self._reader: sqlite3.Connection | None = None  # shared by this store's snapshots
+        self._reader_lock = threading.Lock()
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -337,38 +315,60 @@ class IndexStore:
             state = dict(con.execute("SELECT key, value FROM restore_state"))
         if "generation" not in state:
             return None
+        items = int(state.get(COUNT_KEY, 0))
         return RestorePoint(
             generation=int(state["generation"]),
-            items=int(state.get("item_count", 0)),
+            items=items,
             saved_at=state.get("saved_at", ""),
             updated_at=state.get("updated_at", ""),
             state=state,
+            rows=int(state.get(ROWS_KEY, items)),
         )
 
     def snapshot(self, previous: Snapshot | None = None) -> Snapshot:
-        """Read the committed generation: items and a read-only memory map of the vectors.
+        """Read the committed generation: its state, a read-only memory map of the vectors and
+        the vector index; items are read when asked for (`Snapshot.items`).
 
         With `previous` (an earlier snapshot of this index), an unchanged generation returns it
-        as it is, and items whose manifest rows did not change are reused, not built again.
+        as it is.
         """
+        return self._read_snapshot(previous)
+
+    def _read_snapshot(
+        self, previous: Snapshot | None = None, fresh: tuple[str, VectorIndex] | None = None
+    ) -> Snapshot:
+        """`snapshot`; `fresh` (the state's `ann` entry and the index a writer just saved for
+        it) spares loading that index again."""
+
+        def read_state(con: sqlite3.Connection) -> tuple[dict[str, str], tuple[int, int]]:
+            state = dict(con.execute("SELECT key, value FROM state"))
+            if previous is not None and previous.state == state:
+                return state, (0, 0)
+            return state, _counts(con, state)
+
         for _attempt in range(10):
-            with self.reading(), contextlib.closing(self._connect()) as con:
-                con.execute("BEGIN")
-                state = dict(con.execute("SELECT key, value FROM state"))
-                if previous is not None and previous.state == state:
-                    con.execute("COMMIT")
-                    return previous
-                rows = con.execute(f"SELECT {_ITEM_COLUMNS} FROM items ORDER BY row").fetchall()
-                con.execute("COMMIT")
+            state, (size, count) = self.read(read_state)
+            if previous is not None and previous.state == state:
+                return previous
             try:
-                vectors = self._load_vectors(state.get("vectors", ""), len(rows))
-                index = self._load_index(state, vectors)
+                vectors = self._load_vectors(state.get("vectors", ""), size)
+                table = ItemTable(
+                    self.read,
+                    size=size,
+                    count=count,
+                    generation=state.get("generation", "0"),
+                    layout=state.get(LAYOUT_KEY, ""),
+                )
+                if fresh is not None and fresh[0] == state.get("ann") and fresh[1].size == size:
+                    index = fresh[1]
+                    index.bind(vectors)
+                else:
+                    index = self._load_index(state, vectors, table)
             except FileNotFoundError:  # a writer replaced that generation meanwhile: read again
                 time.sleep(0.01)
                 continue
-            items = _items_of(rows, previous)
             generation = int(state.get("generation", 0))
-            return Snapshot(self.header, generation, items, vectors, state, index, rows)
+            return Snapshot(self.header, generation, table, vectors, state, index)
         hint = _REBUILD_HINT.format(directory=self.directory)
         raise IndexStateError(
             f"{self.directory}: the vector file named by the manifest keeps disappearing while "
@@ -377,13 +377,32 @@ class IndexStore:
             f"process writes, the index is damaged: {hint}"
         )
 
+    def read(self, query):
+        """`query(connection)` run in one read transaction of the manifest, on a connection
+        this store's snapshots share (one query at a time); returns what `query` returns.
+
+        Example:
+            >>> store.read(lambda con: con.execute("SELECT COUNT(*) FROM items").fetchone())
+            ... # doctest: +SKIP
+            (1000,)
+        """
+        with self.reading(), self._reader_lock:
+            if self._reader is None:
+                self._reader = self._connect(shared=True)
+            con = self._reader
+            con.execute("BEGIN")
+            try:
+                return query(con)
+            finally:
+                con.execute("COMMIT")
+
     def _load_vectors(self, name: str, count: int) -> np.ndarray:
         if count == 0:
             return np.zeros((0, self.header.dim), np.float32)
         if not name:
             raise IndexStateError(f"{self.directory} is damaged: items without a vector file")
         try:
-            vectors = np.load(self.directory / name, mmap_mode="r", allow_pickle=False)
+            vectors = load_npy(self.directory / name, mmap_mode="r")
         except FileNotFoundError:
             raise
         except (OSError, ValueError) as exc:
@@ -397,26 +416,29 @@ class IndexStore:
             )
         return vectors
 
-    def _load_index(self, state: dict[str, str], vectors: np.ndarray) -> VectorIndex:
+    def _load_index(
+        self, state: dict[str, str], vectors: np.ndarray, table: ItemTable
+    ) -> VectorIndex:
         """The vector index named by the state's `ann` entry, memory-mapped; exact search when
-        there is none, its files are damaged or it was built for another matrix (slower, but
-        right; the next commit builds it again)."""
+        there is none, or when its files are damaged or it was built for another matrix
+        (slower, but right: the empty rows are read from the manifest; the next commit builds
+        the index again)."""
         entry = ann_entry(state.get("ann", ""))
-        if not entry or entry.get("kind", "exact") == "exact" or not len(vectors):
+        if not entry or not len(vectors):
             return ExactIndex(vectors)
         if entry.get("matrix") != state.get("vectors"):
             log.warning(
                 "%s: the vector index was built for another matrix; searching exactly",
                 self.directory,
             )
-            return ExactIndex(vectors)
+            return _exact_over(vectors, table)
         try:
             return load_vector_index(self.directory, entry, vectors)
         except FileNotFoundError:
             raise
         except (OSError, ValueError, KeyError, IndexStateError) as exc:
             log.warning("%s: vector index unreadable (%s); searching exactly", self.directory, exc)
-            return ExactIndex(vectors)
+            return _exact_over(vectors, table)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -460,8 +482,14 @@ class IndexStore:
                 con.execute("ROLLBACK")
                 raise
 
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.directory / MANIFEST_FILE, timeout=30, isolation_level=None)
+    def _connect(self, *, shared: bool = False) -> sqlite3.Connection:
+        """A connection to the manifest (`shared`: usable from any thread, one at a time)."""
+        con = sqlite3.connect(
+            self.directory / MANIFEST_FILE,
+            timeout=30,
+            isolation_level=None,
+            check_same_thread=not shared,
+        )
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
         return con
@@ -563,8 +591,11 @@ class IndexWriter:
     def commit(self) -> int:
         """Write staged changes as a new generation; returns the generation number.
 
-        Metadata changes and additions keep every other item's row, so only their manifest
-        rows are written; removals and new vectors for existing items rewrite the row order.
+        Every kept item keeps its row: metadata changes rewrite only their manifest rows, new
+        vectors go after the last row (into the matrix file's spare rows when it has room), and
+        a removed or re-embedded item leaves its row empty, excluded by the vector index. When
+        empty rows pass `MAX_HOLE_SHARE` of the matrix, the commit compacts it and renumbers
+        the rows.
         """
         base = self.base
         reindex = self.rebuild_index or (
@@ -582,58 +613,64 @@ class IndexWriter:
             if vector is None and item_id in row_of
         }
         added = [(item, v) for item_id, (item, v) in self._puts.items() if item_id not in updated]
-        moved = self._removals | {item.id for item, _ in added if item.id in row_of}
-        base_rows = base.rows or [_item_to_row(item) for item in base.items]
-        kept_rows: list[int] | range
-        if moved:  # rows renumbered
-            kept_rows = [row for row, item in enumerate(base.items) if item.id not in moved]
-            rows = [base_rows[row] for row in kept_rows]
-            for at, row in enumerate(kept_rows):
-                if base.items[row].id in updated:
-                    rows[at] = _item_to_row(updated[base.items[row].id])
-        else:  # every row keeps its place (no pass over the items: large indexes)
-            kept_rows = range(len(base_rows))
-            rows = list(base_rows)
-            for item_id, item in updated.items():
-                rows[row_of[item_id]] = _item_to_row(item)
-        rows += [_item_to_row(item) for item, _ in added]
-        if added or moved:
+        emptied = {i: row_of.get(i) for i in self._removals | {item.id for item, _ in added}}
+        emptied = {i: row for i, row in emptied.items() if row is not None}  # rows left empty
+        size = base.size + len(added)
+        count = len(base) - len(emptied) + len(added)
+        compact = size - count > MAX_HOLE_SHARE * size
+        kept_rows: list[int] | range = range(base.size)
+        now = state["updated_at"]
+        new_rows = [item_to_row(item, now) for item, _ in added]
+        changed = {row_of[i]: item_to_row(item, now) for i, item in updated.items()}
+        if compact:  # the items kept, renumbered from 0, then the new ones
+            gone = set(emptied.values())
+            manifest = [row for row in base.items.manifest_rows() if row[0] not in gone]
+            kept_rows = [row[0] for row in manifest]
+            written = [(at, *changed.get(row[0], row[1:])) for at, row in enumerate(manifest)]
+            written += [(len(manifest) + n, *row) for n, row in enumerate(new_rows)]
+            size = count
+        else:  # rows stay; the updated ones and the new ones are written
+            written = [(row, *values) for row, values in changed.items()]
+            written += [(base.size + n, *row) for n, row in enumerate(new_rows)]
+        if added or emptied or compact:
             vectors = [vector for _, vector in added]
             name = base.state.get("vectors", "")
-            if moved or not self._append_in_place(name, vectors):
+            if compact or not self._append_in_place(name, vectors):
                 name = f"vectors-{generation}.npy"
                 self._write_matrix(name, kept_rows, vectors)
-            ann = self._write_index(generation, name, kept_rows, len(rows)) if rows else {}
-            state["vectors"] = name if rows else ""
+            emptied_rows = [] if compact else sorted(emptied.values())
+            ann = {}
+            if size:
+                ann = self._write_index(generation, name, kept_rows, size, count, emptied_rows)
+            state["vectors"] = name if size else ""
             state["ann"] = json.dumps(ann, sort_keys=True) if ann else ""
-            state["matrix_generation"] = str(generation)
-        elif reindex and rows:  # same rows, another vector index asked for
-            ann = self._write_index(generation, base.state["vectors"], kept_rows, len(rows))
+            if added or compact:  # the matrix's rows changed (not only which hold an item)
+                state["matrix_generation"] = str(generation)
+        elif reindex and size:  # same rows, another vector index asked for
+            ann = self._write_index(generation, base.state["vectors"], kept_rows, size, count, [])
             state["ann"] = json.dumps(ann, sort_keys=True) if ann else ""
+        state[ROWS_KEY], state[COUNT_KEY] = str(size), str(count)
+        if compact:
+            state[LAYOUT_KEY] = str(generation)  # readers of earlier rows must read again
         if self._chosen_ann is not None:
             state[ANN_KIND_KEY] = self._chosen_ann.kind
         state.update(self._state_updates)
         with self.store._transaction() as con:
             if self._save_restore_point:
                 self._restore = _save_restore_point(con, base)
-            if moved:  # rows renumbered: the manifest is written again
+            if compact:  # rows renumbered: the manifest is written again
                 con.execute("DELETE FROM items")
-                written = list(enumerate(rows))
-            else:  # every row kept its place: only the updated and added ones are written
-                con.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in updated])
-                written = [(row_of[i], rows[row_of[i]]) for i in updated]
-                written += [(at, rows[at]) for at in range(len(base_rows), len(rows))]
+            else:
+                gone = [*emptied, *updated]
+                con.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in gone])
             con.executemany(
-                f"INSERT INTO items (row, {_ITEM_COLUMNS}) VALUES ({_PLACEHOLDERS})",
-                [(at, *row) for at, row in written],
+                f"INSERT INTO items (row, {ITEM_COLUMNS}) VALUES ({_PLACEHOLDERS})", written
             )
             con.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", state.items())
         self._discard_staged()
         self._save_restore_point = False  # one restore point per writer: where it started
-        changed = tuple(row_of[i] for i in updated)
-        self._base = self._committed(
-            base, rows, {**base.state, **state}, in_place=not moved, changed=changed
-        )
+        fresh, self._fresh_index = self._fresh_index, None
+        self._base = self.store._read_snapshot(fresh=fresh)
         self._clean(keep=_files_of(self._base.state) | _files_of(base.state) | self._kept())
         return generation
 
@@ -653,13 +690,13 @@ class IndexWriter:
                 "from the second `stylefinder index` run on)"
             )
         saved = point.state
-        if point.items:
-            self.store._load_vectors(saved.get("vectors", ""), point.items)  # still on disk?
+        if point.rows:
+            self.store._load_vectors(saved.get("vectors", ""), point.rows)  # still on disk?
         generation = base.generation + 1
         state = {key: saved[key] for key in _CATALOG_STATE if key in saved}
         state.update(generation=str(generation), matrix_generation=str(generation))
-        state["updated_at"] = utc_now()
-        columns = f"row, {_ITEM_COLUMNS}"
+        state.update(updated_at=utc_now(), **{LAYOUT_KEY: str(generation)})
+        columns = f"row, {ITEM_COLUMNS}"
         with self.store._transaction() as con:
             con.execute(f"CREATE TEMP TABLE undone AS SELECT {columns} FROM items")
             con.execute("DELETE FROM items")
@@ -686,41 +723,7 @@ class IndexWriter:
     def _restore_rows(self, name: str) -> int:
         """How many rows of matrix file `name` the restore point reads (0: none)."""
         point = self._restore
-        return point.items if point is not None and point.state.get("vectors") == name else 0
-
-    def _committed(
-        self,
-        base: Snapshot,
-        rows: list[tuple],
-        state: dict[str, str],
-        *,
-        in_place: bool = False,
-        changed: tuple[int, ...] = (),
-    ) -> Snapshot:
-        """The snapshot of what this commit wrote, as a reader would now read it (nothing else
-        can have changed: the writer holds the lock), reusing the base's unchanged items
-        (`in_place`: the base's rows kept their places and only rows `changed` changed)."""
-        store = self.store
-        vectors = store._load_vectors(state.get("vectors", ""), len(rows))
-        fresh, self._fresh_index = self._fresh_index, None
-        if fresh is not None and fresh[0] == state.get("ann") and len(vectors) == fresh[1].size:
-            index = fresh[1]  # the index this commit saved, as a reader would load it
-            index.bind(vectors)
-        else:
-            index = store._load_index(state, vectors)
-        if in_place and base.rows is not None:
-            items = list(base.items)
-            for at in changed:
-                items[at] = _item_from_row(rows[at])
-            items += [_item_from_row(row) for row in rows[len(base.rows) :]]
-        else:
-            items = _items_of(rows, base)
-        generation = int(state["generation"])
-        snapshot = Snapshot(store.header, generation, items, vectors, state, index, rows)
-        if in_place and "row_of" in base.__dict__:  # carried, not rebuilt from a million items
-            added = {row[0]: at for at, row in enumerate(rows[len(base) :], len(base))}
-            snapshot.__dict__["row_of"] = RowsOf.extend(base.row_of, added)
-        return snapshot
+        return point.rows if point is not None and point.state.get("vectors") == name else 0
 
     def _write_matrix(
         self, name: str, kept_rows: list[int] | range, added: list[np.ndarray]
@@ -750,12 +753,14 @@ class IndexWriter:
         """Write `vectors` into the spare rows after the base's rows in its matrix file `name`;
         False when there is no such file or too little room. Readers of earlier generations
         read only the rows before, and until the commit the new rows are not part of any."""
-        count = len(self.base)
+        count = self.base.size
         if not name or not count:
             return False
+        if not vectors:  # only rows emptied: the matrix stays as it is
+            return True
         path = self.store.directory / name
         try:
-            matrix = np.load(path, mmap_mode="r+", allow_pickle=False)
+            matrix = load_npy(path, mmap_mode="r+")
         except (OSError, ValueError):
             return False
         if matrix.ndim != 2 or matrix.shape[0] < count + len(vectors):
@@ -772,37 +777,62 @@ class IndexWriter:
         return True
 
     def _write_index(
-        self, generation: int, name: str, kept_rows: list[int] | range, total: int
+        self,
+        generation: int,
+        name: str,
+        kept_rows: list[int] | range,
+        size: int,
+        count: int,
+        emptied: list[int],
     ) -> dict:
-        """Write the vector index for the new matrix `name`; returns its state entry ({}: exact
-        search, which needs no files).
+        """Write the vector index for the new matrix `name` (`size` rows, `count` items): row i
+        was the base's row `kept_rows[i]`, rows after those are new, and rows `emptied` lost
+        their item. Returns its state entry ({}: exact search without empty rows, which needs
+        no files).
 
-        A graph carries over from the base: rows removed or replaced become tombstones (the
-        matrix compacts, the graph's labels follow), rows added are scored exactly until more
-        than `max_uncovered_rows` lack a node, then added to the graph. The graph is built
-        afresh when there is none, when tombstones pass `max_tombstone_share`, or on request.
+        A graph carries over from the base: emptied rows become tombstones (when the matrix
+        compacts, the graph's labels follow), rows added are scored exactly until more than
+        `max_uncovered_rows` lack a node, then added to the graph. The graph is built afresh
+        when there is none, when tombstones pass `max_tombstone_share`, or on request.
         """
         settings = self.ann
         directory = self.store.directory
-        vectors = np.load(directory / name, mmap_mode="r", allow_pickle=False)[:total]
+        vectors = load_npy(directory / name, mmap_mode="r")[:size]
         previous = ann_entry(self.base.state.get("ann", ""))
-        kind = settings.chosen_kind(total, current=previous.get("kind", ""))
-        if kind == "exact":
-            return {}
+        kind = settings.chosen_kind(count, current=previous.get("kind", ""))
         stem = f"ann-{generation}"
         usable = previous.get("kind") == kind and previous.get("matrix") == self.base.state.get(
             "vectors"
         )
-        if usable and not self.rebuild_index:
+        if kind != "exact" and usable and not self.rebuild_index:
             index = self._carried_index(previous, vectors, kept_rows)
             if index is not None:
+                index.remove(np.asarray(emptied, np.int64))
                 entry = {**index.save(directory, stem, previous=previous), "matrix": name}
                 if not index.writable:  # memory-mapped: the view a reader would load
                     self._fresh_index = (json.dumps(entry, sort_keys=True), index)
                 return entry
+        empty = self._empty_rows(kept_rows, size, emptied)
+        if kind == "exact":
+            if not len(empty):
+                return {}
+            index = ExactIndex(vectors, removed=empty)
+            return {**index.save(directory, stem), "matrix": name}
         index = build_vector_index(vectors, replace(settings, kind=kind), progress=self.progress)
+        index.remove(empty)
         self.rebuild_index = False
         return {**index.save(directory, stem), "matrix": name, "built_at": utc_now()}
+
+    def _empty_rows(self, kept_rows: list[int] | range, size: int, emptied: list[int]):
+        """The rows of the new matrix without an item: the base's empty rows among
+        `kept_rows` (renumbered) and `emptied`."""
+        base = self.base
+        live = np.ones(size, bool)
+        if base.size:
+            was_live = base.index.live_mask() if base.index is not None else np.ones(base.size)
+            live[: len(kept_rows)] = np.asarray(was_live, bool)[np.asarray(kept_rows, np.int64)]
+        live[np.asarray(emptied, np.int64)] = False
+        return np.flatnonzero(~live)
 
     def _carried_index(self, previous: dict, vectors: np.ndarray, kept_rows: list[int] | range):
         """The base's graph for the new matrix `vectors` (row i was the base's row
@@ -811,12 +841,12 @@ class IndexWriter:
         from stylefinder.index.hnsw import carry_graph
 
         base = self.base
-        renumbered = len(kept_rows) < len(base) or (
+        renumbered = len(kept_rows) < base.size or (
             not isinstance(kept_rows, range) and kept_rows != list(range(len(kept_rows)))
         )
         new_rows = None
         if renumbered:
-            new_rows = np.full(len(base), -1, np.int64)
+            new_rows = np.full(base.size, -1, np.int64)
             new_rows[np.asarray(kept_rows, np.int64)] = np.arange(len(kept_rows))
         try:
             return carry_graph(
@@ -827,6 +857,7 @@ class IndexWriter:
                 new_rows,
                 self.ann,
                 progress=self.progress,
+                loaded=base.index,
             )
         except (OSError, ValueError, KeyError, IndexStateError) as exc:
             log.warning(
@@ -875,56 +906,36 @@ def _save_restore_point(
 ) -> RestorePoint:
     """Within `con`'s open transaction, save `base` (the committed generation whose rows are
     in `items_table`) as the restore point; returns it."""
-    columns = f"row, {_ITEM_COLUMNS}"
+    columns = f"row, {ITEM_COLUMNS}"
     con.execute("DELETE FROM restore_items")
     con.execute(f"INSERT INTO restore_items ({columns}) SELECT {columns} FROM {items_table}")
-    state = {**base.state, "item_count": str(len(base)), "saved_at": utc_now()}
+    state = {**base.state, COUNT_KEY: str(len(base)), ROWS_KEY: str(base.size)}
+    state["saved_at"] = utc_now()
     state.setdefault("generation", str(base.generation))
     con.execute("DELETE FROM restore_state")
     con.executemany("INSERT INTO restore_state VALUES (?, ?)", state.items())
-    return RestorePoint(
-        int(state["generation"]), len(base), state["saved_at"], state.get("updated_at", ""), state
+    generation, saved_at, updated_at = (
+        int(state["generation"]),
+        state["saved_at"],
+        state.get("updated_at", ""),
     )
+    return RestorePoint(generation, len(base), saved_at, updated_at, state, base.size)
 
 
-def _item_to_row(item: Item) -> tuple:
-    metadata = json.dumps(item.metadata, ensure_ascii=False, sort_keys=True)
-    added = item.added_at or utc_now()
-    return (
-        item.id,
-        item.path,
-        item.hash,
-        item.size,
-        item.mtime_ns,
-        metadata,
-        added,
-        item.updated_at or added,
-        item.source,
-    )
+def _counts(con: sqlite3.Connection, state: dict[str, str]) -> tuple[int, int]:
+    """(matrix rows, items) of the generation `state` describes; counted for indexes made
+    before the state recorded them (they have no empty rows)."""
+    if ROWS_KEY in state and COUNT_KEY in state:
+        return int(state[ROWS_KEY]), int(state[COUNT_KEY])
+    count, last = con.execute("SELECT COUNT(*), MAX(row) FROM items").fetchone()
+    return (0 if last is None else last + 1), count
 
 
-def _items_of(rows: list[tuple], previous: Snapshot | None) -> list[Item]:
-    """Items for manifest `rows`, reusing `previous`'s items whose rows are the same."""
-    if previous is None or previous.rows is None:
-        return [_item_from_row(row) for row in rows]
-    known = dict(zip(previous.rows, previous.items, strict=True))
-    return [known.get(row) or _item_from_row(row) for row in rows]
-
-
-def _item_from_row(row: tuple) -> Item:
-    item_id, path, digest, size, mtime_ns, metadata, added_at, updated_at, source = row
-    return Item(
-        item_id,
-        path,
-        digest,
-        size,
-        mtime_ns,
-        None,
-        added_at,
-        updated_at,
-        source,
-        metadata_json=metadata,
-    )
+def _exact_over(vectors: np.ndarray, table: ItemTable) -> ExactIndex:
+    """Exact search over the rows of `vectors` that hold an item of `table`."""
+    live = np.zeros(len(vectors), bool)
+    live[table.rows()] = True
+    return ExactIndex(vectors, removed=np.flatnonzero(~live))
 
 
 def ann_entry(text: str) -> dict:

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from stylefinder.index.files import atomic_write, npy_bytes
+from stylefinder.index.files import atomic_write, load_npy, npy_bytes
 from stylefinder.index.search import best_rows, cosine_scores, top_k
 
 KINDS = ("auto", "exact", "hnsw")
@@ -337,7 +337,7 @@ class ExactIndex(VectorIndex):
     def load(cls, directory: Path, entry: dict[str, Any], vectors: np.ndarray) -> ExactIndex:
         removed = None
         if entry.get("removed"):
-            removed = np.load(Path(directory) / entry["removed"], allow_pickle=False)
+            removed = load_npy(Path(directory) / entry["removed"])
         return cls(vectors, removed)
 
 

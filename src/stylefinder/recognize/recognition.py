@@ -132,11 +132,13 @@ def annotate_index(
     metadata = {item.id: dict(item.metadata) for item in snapshot.items}
     if projection is not None and projection.classifier is not None:
         labels = projection.classifier.labels
-        for start in range(0, len(snapshot), 8192):
+        by_row = snapshot.items.by_row()  # None: a removed item's empty row
+        for start in range(0, snapshot.size, 8192):
             rows = np.asarray(snapshot.vectors[start : start + 8192])
             best = top_categories(projection.probabilities(rows), labels, top=1)
-            for item, top in zip(snapshot.items[start : start + 8192], best, strict=True):
-                metadata[item.id][CATEGORY_COLUMN] = top[0][0]
+            for item, top in zip(by_row[start : start + 8192], best, strict=True):
+                if item is not None:
+                    metadata[item.id][CATEGORY_COLUMN] = top[0][0]
         summary.categories, summary.source = len(snapshot), "classifier"
     fallback = imagenet and summary.source == ""
     wanted = [COLOURS_COLUMN, CATEGORY_COLUMN] if fallback else [COLOURS_COLUMN]

@@ -11,13 +11,15 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -25,7 +27,7 @@ from PIL import Image
 from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from stylefinder.catalog.scan import bytes_hash, file_hash
 from stylefinder.embed.runner import Embedder
-from stylefinder.errors import BadImageError, UnknownItemError
+from stylefinder.errors import BadImageError, StaleSnapshotError, UnknownItemError
 from stylefinder.index.events import CsvSource, Event, EventStore, ImportSummary
 from stylefinder.index.files import atomic_write
 from stylefinder.index.store import IndexStore, Snapshot, utc_now
@@ -52,6 +54,8 @@ from stylefinder.recommend.personal import (
 from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.tuned_space import tuned_space
 from stylefinder.types import EmbeddingSpace, Item
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,22 @@ class IndexInfo:
         return dict(self.__dict__)
 
 
+def _reading_again_when_renumbered(method: Callable[..., T]) -> Callable[..., T]:
+    """Run an `Engine` query; when a compaction renumbered the rows of its snapshot meanwhile
+    (another writer committed), read the index again and run it once more."""
+
+    @functools.wraps(method)
+    def query(self: Engine, *args, **kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except StaleSnapshotError:
+            if not self.reload():
+                raise
+            return method(self, *args, **kwargs)
+
+    return query
+
+
 class Engine:
     """Recommendations from one index. The model loads on first use of an image query.
 
@@ -116,7 +136,6 @@ class Engine:
         self._embedder = embedder
         self._lock = threading.Lock()
         self._snapshot = store.snapshot()
-        self._by_hash: dict[str, list[int]] | None = None
         self._projected: tuple[Snapshot, Projection | None, np.ndarray, VectorIndex] | None
         self._projected = None
         self._space_lock = threading.RLock()  # concurrent first queries project only once
@@ -156,7 +175,7 @@ class Engine:
             return False
         snapshot = self.store.snapshot(previous=latest or self._snapshot)
         with self._lock:
-            self._snapshot, self._by_hash, self._projected = snapshot, None, None
+            self._snapshot, self._projected = snapshot, None
         return True
 
     @property
@@ -209,6 +228,7 @@ class Engine:
                 self._embedder = embedder
             return self._embedder
 
+    @_reading_again_when_renumbered
     def item(self, item_id: str) -> Item:
         """The catalog item `item_id`, or `UnknownItemError`."""
         snapshot = self._snapshot
@@ -296,11 +316,14 @@ class Engine:
 
     def _forget_image(self, relative: str) -> None:
         """Delete an API image file that no item refers to any more."""
-        if any(i.source == "api" and i.path == relative for i in self._snapshot.items):
+        items = self._snapshot.items
+        same = items.many(items.rows_with_hash(Path(relative).stem))  # named by content hash
+        if any(i is not None and i.source == "api" and i.path == relative for i in same):
             return
         with contextlib.suppress(FileNotFoundError):
             (self.store.directory / relative).unlink()
 
+    @_reading_again_when_renumbered
     def info(self) -> IndexInfo:
         """Backbone, size and dates of the index (`size_bytes`: the disk space its files take,
         the tuned search space and uploaded images included; a matrix file's unwritten spare
@@ -366,6 +389,7 @@ class Engine:
             while len(self._recent) > RECENT_QUERIES:
                 self._recent.popitem(last=False)
 
+    @_reading_again_when_renumbered
     def recommend(
         self, image: ImageSource, k: int = 5, *, filters: Filters | None = None
     ) -> list[Recommendation]:
@@ -377,11 +401,12 @@ class Engine:
         digest = _content_hash(image)
         vector = self._query_vector(image, digest)
         snapshot = self._snapshot
-        exclude = self._rows_with_hash(snapshot, digest) if digest else []
+        exclude = snapshot.items.rows_with_hash(digest) if digest else []
         return self.search_vector(
             vector, k, exclude_rows=exclude, filters=filters, snapshot=snapshot
         )
 
+    @_reading_again_when_renumbered
     def similar(
         self, item_id: str, k: int = 5, *, filters: Filters | None = None
     ) -> list[Recommendation]:
@@ -392,11 +417,12 @@ class Engine:
         if row is None:
             raise UnknownItemError(f"no item {item_id!r} in the index")
         vector = np.array(snapshot.vectors[row])
-        exclude = [row, *self._rows_with_hash(snapshot, snapshot.items[row].hash)]
+        exclude = [row, *snapshot.items.rows_with_hash(snapshot.items[row].hash)]
         return self.search_vector(
             vector, k, exclude_rows=exclude, filters=filters, snapshot=snapshot
         )
 
+    @_reading_again_when_renumbered
     def browse(
         self, *, offset: int = 0, limit: int = 20, filters: Filters | None = None
     ) -> tuple[list[Item], int]:
@@ -404,8 +430,9 @@ class Engine:
         snapshot = self._snapshot
         rows = np.flatnonzero(self._allowed(snapshot, filters))
         page = rows[max(0, offset) : max(0, offset) + max(0, limit)]
-        return [snapshot.items[row] for row in page], len(rows)
+        return [item for item in snapshot.items.many(page) if item is not None], len(rows)
 
+    @_reading_again_when_renumbered
     def filter_columns(self) -> dict[str, list[str]]:
         """Metadata columns with few enough distinct values to filter on, and their values
         (computed once per committed generation: the web app asks on every rerun)."""
@@ -419,11 +446,12 @@ class Engine:
         """The rows of `snapshot` that pass `filters` (its columns read once per snapshot)."""
         cached = self._metadata_columns
         if cached is None or cached[0] is not snapshot:
-            cached = (snapshot, MetadataColumns(snapshot.items))
+            cached = (snapshot, MetadataColumns(snapshot.items.by_row()))
             if snapshot is self._snapshot:
                 self._metadata_columns = cached
         return cached[1].mask(filters)
 
+    @_reading_again_when_renumbered
     def search_vector(
         self,
         vector: np.ndarray,
@@ -449,9 +477,7 @@ class Engine:
         if projection is not None:
             vector = projection.apply(vector)
         found, best = index.search(vector, k, allowed=allowed, excluded=excluded)
-        rows, scores = found[0], best[0]
-        pairs = zip(rows[rows >= 0], scores[rows >= 0], strict=True)
-        return [self._result(snapshot.items[row], float(score)) for row, score in pairs]
+        return self._results(snapshot, found[0], best[0])
 
     def recognize(self, image: ImageSource) -> Recognition:
         """The garment category (top 3, calibrated) and the dominant colours of `image`.
@@ -494,18 +520,19 @@ class Engine:
             column = projection.info.get("label_column", CATEGORY_COLUMN)
         return {column: [recognition.category]}
 
+    def _results(self, snapshot: Snapshot, rows, scores) -> list[Recommendation]:
+        """Recommendations for found `rows` (-1: none) and their scores, items read at once."""
+        rows, scores = np.asarray(rows), np.asarray(scores)
+        found = rows >= 0
+        items = snapshot.items.many(rows[found])
+        return [
+            self._result(item, float(score))
+            for item, score in zip(items, scores[found], strict=True)
+            if item is not None
+        ]
+
     def _result(self, item: Item, score: float) -> Recommendation:
         return Recommendation(item.id, self.image_path(item), round(score, 6), dict(item.metadata))
-
-    def _rows_with_hash(self, snapshot: Snapshot, digest: str) -> list[int]:
-        by_hash = self._by_hash
-        if by_hash is None or snapshot is not self._snapshot:
-            by_hash = {}
-            for row, item in enumerate(snapshot.items):
-                by_hash.setdefault(item.hash, []).append(row)
-            if snapshot is self._snapshot:
-                self._by_hash = by_hash
-        return by_hash.get(digest, [])
 
     # -- shoppers --------------------------------------------------------------------------------
     # Personalized recommendations (issue 8): events live in this index's manifest
@@ -558,6 +585,7 @@ class Engine:
         """
         return self.events.import_csv(source, known_items=self._snapshot)
 
+    @_reading_again_when_renumbered
     def recommend_for_user(
         self,
         user_id: str,
@@ -591,10 +619,11 @@ class Engine:
         popularity = None
         if profile.cold:
             counts = self.events.item_counts()
-            size = len(snapshot)
+            size = snapshot.size
             popularity = popularity_vector(counts, snapshot.row_of, size, settings=settings)
         return self._personal(snapshot, profile, k, filters, diversity, settings, popularity)
 
+    @_reading_again_when_renumbered
     def recommend_from_examples(
         self,
         positive: Sequence[str],
@@ -641,7 +670,9 @@ class Engine:
         popularity: np.ndarray | None,
     ) -> list[Recommendation]:
         _, matrix = self._search_space(snapshot)
-        allowed = self._allowed(snapshot, filters) if filters else None
+        allowed = None
+        if filters or len(snapshot) < snapshot.size:  # empty rows never pass
+            allowed = self._allowed(snapshot, filters)
         rows, scores = rank(
             matrix,
             profile,
@@ -651,13 +682,13 @@ class Engine:
             diversity=diversity,
             settings=settings,
         )
-        pairs = zip(rows, scores, strict=True)
-        return [self._result(snapshot.items[row], float(score)) for row, score in pairs]
+        return self._results(snapshot, rows, scores)
 
     # -- end of shoppers -------------------------------------------------------------------------
 
 
 API_IMAGES = "images"
+
 RECENT_QUERIES = 32  # query vectors kept by content hash (a recognize and the search after it)
 MAX_ID_LENGTH = 256  # the limits of items added through add_item (the API's schema uses them)
 MAX_METADATA_FIELDS = 64

@@ -308,17 +308,19 @@ class MetadataColumns:
         stylefinder.errors.UnknownColumnError: unknown filter column 'colour'; the index has: ...
     """
 
-    def __init__(self, items: Sequence[Item]) -> None:
-        self._items = items
+    def __init__(self, items: Sequence[Item | None]) -> None:
+        self._items = items  # by row; None: an empty row (a removed item), which never passes
+        self._present = [item for item in items if item is not None]
+        self._live = np.fromiter((item is not None for item in items), bool, count=len(items))
         self._columns: dict[str, _Column] = {}
         self._known: list[str] | None = None
         self._lock = threading.Lock()
 
     def mask(self, filters: Filters | None) -> np.ndarray:
         """True where the item passes every filter (see the module's docstring for the rules)."""
-        mask = np.ones(len(self._items), bool)
+        mask = self._live.copy()
         for column, wanted in (filters or {}).items():
-            if _no_restriction(wanted) or not self._items:
+            if _no_restriction(wanted) or not self._present:
                 continue
             read = self._column(column)
             # code -1 (no value) reads the last entry: a False appended for it
@@ -334,7 +336,7 @@ class MetadataColumns:
         """
         with self._lock:
             if self._known is None:
-                self._known = metadata_columns(self._items)
+                self._known = metadata_columns(self._present)
             return self._known
 
     def _column(self, column: str) -> _Column:
@@ -354,21 +356,21 @@ class MetadataColumns:
 
     def _read(self, column: str) -> _Column:
         """One pass over the items: per item, the code of its value in `column` (-1: none)."""
-        load_metadata(self._items)
+        load_metadata(self._present)
         code_of: dict[object, int] = {}
         try:
             codes = self._codes(column, code_of, lambda value: value)
         except TypeError:  # a value JSON made unhashable (a list, an object): kept as its JSON
             code_of.clear()
             codes = self._codes(column, code_of, hashable_value)
-        unknown = not code_of and not any(column in item.metadata for item in self._items)
+        unknown = not code_of and not any(column in item.metadata for item in self._present)
         return _Column(column, codes, list(code_of), unknown=unknown)
 
     def _codes(self, column: str, code_of: dict, convert) -> np.ndarray:
         return np.fromiter(
             (
                 -1
-                if (v := item.metadata.get(column)) is None or v != v  # None or NaN: no value
+                if item is None or (v := item.metadata.get(column)) is None or v != v  # no value
                 else code_of.setdefault(convert(v), len(code_of))
                 for item in self._items
             ),

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from stylefinder.errors import UnknownColumnError
+from stylefinder.index.files import load_npz
 from stylefinder.types import Item, metadata_columns
 
 PROJECTION_FILE = "projection.npz"
@@ -194,8 +195,7 @@ class Projection:
         if not path.is_file():
             return None
         content = path.read_bytes()  # one read: the digest is of the file these arrays come from
-        with np.load(io.BytesIO(content), allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+        arrays = load_npz(io.BytesIO(content))
         projection = cls._from_arrays(arrays, "")
         projection.digest = _digest(content)
         projection.info = json.loads(str(arrays["info"]))
@@ -467,8 +467,9 @@ def _fit_temperature(projection: Projection, x: np.ndarray, targets: np.ndarray)
     return best
 
 
-def labeled_rows(items: Sequence[Item], label_column: str) -> list[int]:
-    """The rows of the items that have a `label_column` value; raises `UnknownColumnError`
+def labeled_rows(items: Sequence[Item | None], label_column: str) -> list[int]:
+    """The rows of the items that have a `label_column` value (None: an empty row, left
+    out); raises `UnknownColumnError`
     (naming the known columns) when no item has one, ValueError when fewer than two do.
 
     Example:
@@ -478,9 +479,13 @@ def labeled_rows(items: Sequence[Item], label_column: str) -> list[int]:
         ...
         ValueError: only 1 item has a 'c' value; evaluating or tuning needs at least two
     """
-    rows = [r for r, item in enumerate(items) if item.metadata.get(label_column) not in (None, "")]
+    rows = [
+        r
+        for r, item in enumerate(items)
+        if item is not None and item.metadata.get(label_column) not in (None, "")
+    ]
     if not rows:
-        known = metadata_columns(items)
+        known = metadata_columns([item for item in items if item is not None])
         raise UnknownColumnError(
             f"no item has a {label_column!r} metadata value; the index's columns are: "
             f"{', '.join(known) or '(none)'}",
@@ -515,8 +520,9 @@ def tune_index(
     source = IndexStore.open(train_index) if train_index else target
     target.check_space(source.header.space)
     snapshot = source.snapshot()
-    rows = labeled_rows(snapshot.items, label_column)
-    labels = [str(snapshot.items[r].metadata[label_column]) for r in rows]
+    by_row = snapshot.items.by_row()
+    rows = labeled_rows(by_row, label_column)
+    labels = [str(by_row[r].metadata[label_column]) for r in rows]
     vectors = np.asarray(snapshot.vectors[rows])
     if method == "mlp":
         projection = fit_mlp_projection(

@@ -56,7 +56,14 @@ import numpy as np
 
 from stylefinder.errors import IndexStateError
 from stylefinder.index.diskspace import reserve
-from stylefinder.index.files import atomic_write, npy_bytes, npz_bytes, write_npy
+from stylefinder.index.files import (
+    atomic_write,
+    load_npy,
+    load_npz,
+    npy_bytes,
+    npz_bytes,
+    write_npy,
+)
 from stylefinder.index.store import _MIN_SPARE_ROWS, Snapshot
 from stylefinder.index.vector_index import (
     DEFAULT_ANN,
@@ -97,12 +104,20 @@ def tuned_space(
         >>> matrix, index = tuned_space("shop", engine.snapshot, projection)  # doctest: +SKIP
         >>> rows, scores = index.search(projection.apply(query), 10)  # doctest: +SKIP
     """
-    folder = Path(directory) / TUNED_FOLDER
+    matrix, index = _stored_or_built(Path(directory) / TUNED_FOLDER, snapshot, projection, settings)
+    if snapshot.index is not None and len(snapshot) < snapshot.size:  # removed items' rows
+        index.remove(np.flatnonzero(~snapshot.index.live_mask()))
+    return matrix, index
+
+
+def _stored_or_built(
+    folder: Path, snapshot: Snapshot, projection: Projection, settings: AnnSettings
+) -> tuple[np.ndarray, VectorIndex]:
     if not projection.digest or not len(snapshot):
         return _in_memory(snapshot, projection, settings)
     generation = _matrix_generation(snapshot)
     name = f"{generation}-{projection.digest}"
-    stored = _load(folder, name, projection.dim, rows=len(snapshot))
+    stored = _load(folder, name, projection.dim, rows=snapshot.size)
     if stored is not None:
         index = _open_index(folder, stored)
         if index is not None:
@@ -178,14 +193,13 @@ def _load(folder: Path, name: str, width: int, rows: int | None = None) -> _Spac
     """The complete space `name` of projected rows `width` wide (and `rows` of them, when
     given), without its index; None when it is missing, damaged or of another size."""
     try:
-        with np.load(folder / f"stage-{name}.npz", allow_pickle=False) as data:
-            info = json.loads(str(data["info"]))
+        info = json.loads(str(load_npz(folder / f"stage-{name}.npz")["info"]))
         files = info.get("files") or {  # as the first version wrote them
             "matrix": f"matrix-{name}.npy",
             "rows": f"rows-{name}.npy",
         }
         files = {key: files[key] for key in ("matrix", "rows")}  # older: "codes" too
-        stored = np.load(folder / files["matrix"], mmap_mode="r", allow_pickle=False)
+        stored = load_npy(folder / files["matrix"], mmap_mode="r")
         count = int(info.get("rows", len(stored)))
         if rows is not None and count != rows:
             raise ValueError(f"{count} rows, expected {rows}")
@@ -228,7 +242,7 @@ def _previous(
     generation for the projection `key`; None when there is none."""
     for space in _candidates(folder, generation, key, width, current):
         try:
-            digests = np.load(folder / space.files["rows"], allow_pickle=False)
+            digests = load_npy(folder / space.files["rows"])
         except (OSError, ValueError):
             continue
         if digests.dtype == np.uint64 and digests.shape == (len(space.matrix),):
@@ -266,7 +280,7 @@ def _extend(
     index changed otherwise, there is no room, or the kind of index should change."""
     if previous is None or "vectors" not in previous.info:
         return None
-    start, total = len(previous.matrix), len(snapshot)
+    start, total = len(previous.matrix), snapshot.size
     if previous.info["vectors"] != snapshot.state.get("vectors") or start >= total:
         return None  # not only rows appended to the same matrix file
     entry = previous.entry
@@ -274,7 +288,7 @@ def _extend(
     if entry is None or entry.get("kind") != kind:
         return None
     path = folder / previous.files["matrix"]
-    stored = np.load(path, mmap_mode="r+", allow_pickle=False)
+    stored = load_npy(path, mmap_mode="r+")
     if stored.shape[0] < total:
         return None
     added = np.asarray(snapshot.vectors[start:total])
@@ -285,7 +299,7 @@ def _extend(
     del stored
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
-    matrix = np.load(path, mmap_mode="r", allow_pickle=False)[:total]
+    matrix = load_npy(path, mmap_mode="r")[:total]
     if kind == "exact":
         index: VectorIndex | None = ExactIndex(matrix)
     else:
@@ -332,7 +346,7 @@ def _build(
     spare = max(_MIN_SPARE_ROWS, total // 4)  # for rows added later; unwritten, they take no disk
     shape = (total + spare, projection.dim)
     write_npy(folder / files["matrix"], shape, fill, filled_rows=total)
-    matrix = np.load(folder / files["matrix"], mmap_mode="r", allow_pickle=False)[:total]
+    matrix = load_npy(folder / files["matrix"], mmap_mode="r")[:total]
     atomic_write(folder / files["rows"], npy_bytes(digests))
     index, carried = _index_for(folder, matrix, source, previous, settings)
     saved = index.save(folder, f"ann-{name}-{token}", previous=carried)
