@@ -64,6 +64,7 @@ HEADER_FILE = "header.json"
 MANIFEST_FILE = "manifest.sqlite"
 LOCK_FILE = ".lock"
 _COPY_ROWS = 65_536  # rows copied per step when writing a new matrix
+_READ_MMAP_BYTES = 1 << 30  # of the manifest, for snapshots' item reads
 _MIN_SPARE_ROWS = 1024  # a new matrix file has room for this many more rows (or a quarter more)
 
 _SCHEMA = """
@@ -492,6 +493,8 @@ class IndexStore:
         )
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
+        if shared:  # snapshots' reads: the manifest's pages memory-mapped, not read per query
+            con.execute(f"PRAGMA mmap_size={_READ_MMAP_BYTES}")
         return con
 
 
