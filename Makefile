@@ -24,12 +24,13 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test,lite2,resnet,app,serve,eval]'
+	$(BIN)/python -m pip install -q -e '.[torch,test,lite2,resnet,app,serve,eval]'
 	touch $@
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff lint and format check, and the import layers (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -63,9 +63,9 @@ from baseline_two_stage import fit_basis, fit_two_stage, top_k
 from common import environment, save
 from query_latency import clustered
 
+from stylefinder.engine import Engine
 from stylefinder.index.store import IndexStore
 from stylefinder.index.vector_index import AnnSettings, ExactIndex
-from stylefinder.recommend.engine import Engine
 from stylefinder.types import EmbeddingSpace, Item
 
 DIM = 1280
@@ -323,7 +323,7 @@ import numpy as np
 import faiss  # noqa: F401
 import stylefinder.index.hnsw  # noqa: F401
 from stylefinder.index.store import IndexStore
-from stylefinder.recommend.engine import Engine
+from stylefinder.engine import Engine
 imported = time.perf_counter()
 before = rss()
 engine = Engine(IndexStore.open(sys.argv[1]))

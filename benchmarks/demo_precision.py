@@ -19,7 +19,7 @@ from stylefinder.catalog.demo import write_demo_catalog
 from stylefinder.catalog.images import load_image
 from stylefinder.evaluate.metrics import all_correct_at_k, precision_at_k
 from stylefinder.index.store import IndexStore
-from stylefinder.pipeline import build_index
+from stylefinder.jobs.build import build_index
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from common import environment, save
 
+from stylefinder.engine import Engine
 from stylefinder.index.store import IndexStore
-from stylefinder.recommend.engine import Engine
 from stylefinder.recommend.filters import MULTI_VALUE_COLUMNS
 from stylefinder.types import EmbeddingSpace, Item
 

@@ -35,7 +35,7 @@ from PIL import Image
 from stylefinder.catalog.demo import load_demo_arrays, write_demo_catalog
 from stylefinder.embed.preprocess import to_input
 from stylefinder.embed.runner import Embedder, cpu_count
-from stylefinder.pipeline import build_index
+from stylefinder.jobs.build import build_index
 
 
 def write_jpeg_set(folder: Path, size: tuple[int, int] = (800, 1000), count: int = 1000) -> Path:

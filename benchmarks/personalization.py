@@ -22,7 +22,7 @@ from common import environment, save
 from stylefinder.catalog.demo import CLASS_NAMES, write_demo_catalog
 from stylefinder.evaluate.personalization import evaluate_personalization
 from stylefinder.index.store import IndexStore
-from stylefinder.pipeline import build_index
+from stylefinder.jobs.build import build_index
 from stylefinder.recommend.projection import fit_projection
 from stylefinder.types import EmbeddingSpace, Item
 

@@ -21,8 +21,8 @@ from common import environment, save
 from PIL import Image
 
 from stylefinder.embed.runner import Embedder
+from stylefinder.engine import Engine
 from stylefinder.index.store import IndexStore
-from stylefinder.recommend.engine import Engine
 from stylefinder.types import Item
 
 

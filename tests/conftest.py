@@ -55,7 +55,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoCatalog:
 @pytest.fixture(scope="session")
 def demo_index(demo: DemoCatalog, embedder, tmp_path_factory: pytest.TempPathFactory):
     """(index directory, IndexSummary) for the whole 1,000-image demo catalog."""
-    from stylefinder.pipeline import build_index
+    from stylefinder.jobs.build import build_index
 
     index_dir = tmp_path_factory.mktemp("demo-index") / "index"
     summary = build_index(demo.root, index_dir, metadata_csv=demo.csv_path, embedder=embedder)

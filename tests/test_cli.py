@@ -94,7 +94,7 @@ def test_human_output_and_info(capsys, demo_index, demo):
 def test_info_shows_tuning_columns_shoppers_and_size(capsys, demo_index, tmp_path):
     import shutil
 
-    from stylefinder.recommend.engine import Engine
+    from stylefinder.engine import Engine
 
     source, _ = demo_index
     shutil.copytree(source, tmp_path / "ix")

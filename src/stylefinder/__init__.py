@@ -7,8 +7,8 @@ Example:
     >>> engine.recommend("upload.jpg", k=5)  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
+from stylefinder._version import __version__
+from stylefinder.engine import Engine, IndexInfo, Recommendation
 from stylefinder.errors import (
     BackboneUnavailableError,
     BadImageError,
@@ -16,8 +16,7 @@ from stylefinder.errors import (
     StylefinderError,
     UnknownItemError,
 )
-from stylefinder.pipeline import IndexSummary, build_index
-from stylefinder.recommend.engine import Engine, IndexInfo, Recommendation
+from stylefinder.jobs.build import IndexSummary, build_index
 
 __all__ = [
     "BackboneUnavailableError",

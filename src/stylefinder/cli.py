@@ -10,10 +10,10 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from stylefinder import __version__
+from stylefinder._version import __version__
 from stylefinder.embed.backbones import DEFAULT_BACKBONE, POOLINGS, list_backbones
 from stylefinder.errors import BadFilterError, StylefinderError, UnknownColumnError
-from stylefinder.pipeline import DEFAULT_MAX_REMOVAL_SHARE
+from stylefinder.jobs.build import DEFAULT_MAX_REMOVAL_SHARE
 
 FILTER_HELP = (
     "only items whose metadata COLUMN is VALUE: a,b for any of, text case-insensitive; numbers: "
@@ -332,7 +332,7 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _run_index(args: argparse.Namespace, *, allow_removals: bool) -> int:
-    from stylefinder.pipeline import build_index
+    from stylefinder.jobs.build import build_index
 
     summary = build_index(
         args.catalog,
@@ -436,7 +436,7 @@ def _print_display(settings: dict) -> None:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from stylefinder.pipeline import restore_index
+    from stylefinder.jobs.build import restore_index
 
     def confirm(point, current: int) -> bool:
         print(
@@ -458,7 +458,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _annotate(index_dir: str) -> None:
-    from stylefinder.recognize.recognition import annotate_index
+    from stylefinder.jobs.annotate import annotate_index
 
     done = annotate_index(index_dir)
     source = f", category_pred from the {done.source}" if done.source else ""
@@ -466,7 +466,7 @@ def _annotate(index_dir: str) -> None:
 
 
 def _recognize(args: argparse.Namespace) -> int:
-    from stylefinder.recommend.engine import Engine
+    from stylefinder.engine import Engine
 
     recognition = Engine.open(args.index).recognize(args.image)
     if args.json:
@@ -487,7 +487,7 @@ def _recognize(args: argparse.Namespace) -> int:
 
 
 def _user_event(args: argparse.Namespace) -> int:
-    from stylefinder.recommend.engine import Engine
+    from stylefinder.engine import Engine
 
     event = Engine.open(args.index).record_event(
         args.user_id, args.item_id, args.kind, timestamp=args.time, weight=args.weight
@@ -497,7 +497,7 @@ def _user_event(args: argparse.Namespace) -> int:
 
 
 def _user_import(args: argparse.Namespace) -> int:
-    from stylefinder.recommend.engine import Engine
+    from stylefinder.engine import Engine
 
     summary = Engine.open(args.index).import_events(args.csv)
     print(f"imported {summary.added} events, rejected {summary.rejected_total}")
@@ -507,7 +507,7 @@ def _user_import(args: argparse.Namespace) -> int:
 
 
 def _user_delete(args: argparse.Namespace) -> int:
-    from stylefinder.recommend.engine import Engine
+    from stylefinder.engine import Engine
 
     removed = Engine.open(args.index).events.delete_user(args.user_id)
     print(f"deleted user {args.user_id}: {removed['events']} events")
@@ -515,7 +515,7 @@ def _user_delete(args: argparse.Namespace) -> int:
 
 
 def _for_user(args: argparse.Namespace) -> int:
-    from stylefinder.recommend.engine import Engine
+    from stylefinder.engine import Engine
     from stylefinder.recommend.filters import parse_filters
 
     engine = Engine.open(args.index)
@@ -534,7 +534,7 @@ def _for_user(args: argparse.Namespace) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from stylefinder.recommend.engine import Engine
+    from stylefinder.engine import Engine
     from stylefinder.recommend.filters import parse_filters
 
     if (args.image is None) == (args.item is None):
@@ -557,7 +557,7 @@ def _recommend(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from stylefinder.recommend.engine import Engine
+    from stylefinder.engine import Engine
 
     info = Engine.open(args.index).info()
     if args.json:
@@ -709,7 +709,7 @@ def _eval_personalization(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from stylefinder.recommend.projection import reset_projection, tune_index
+    from stylefinder.jobs.tune import reset_projection, tune_index
 
     if args.reset:
         removed = reset_projection(args.index)

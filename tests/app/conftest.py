@@ -21,7 +21,7 @@ def app_index(demo_index, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tuned_index(demo_index, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the demo index with a classifier tuned on its `category` labels (2 epochs)."""
-    from stylefinder.recommend.projection import tune_index
+    from stylefinder.jobs.tune import tune_index
 
     source, _ = demo_index
     target = tmp_path_factory.mktemp("tuned-index") / "index"

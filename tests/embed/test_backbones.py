@@ -134,7 +134,7 @@ def test_the_parallel_stream_keeps_order_and_matches_single_embedding(embedder, 
 
 def test_thread_count_follows_the_environment(monkeypatch, demo, tmp_path):
     from stylefinder.embed.runner import cpu_count, default_threads
-    from stylefinder.pipeline import build_index
+    from stylefinder.jobs.build import build_index
 
     monkeypatch.delenv("STYLEFINDER_THREADS", raising=False)
     assert default_threads() == cpu_count()

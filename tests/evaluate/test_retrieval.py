@@ -70,7 +70,7 @@ def test_eval_of_a_space_tuned_on_the_same_labels_warns_and_reports_its_real_dim
 
     from stylefinder.errors import UnknownColumnError
     from stylefinder.evaluate.retrieval import evaluate_index
-    from stylefinder.recommend.projection import tune_index
+    from stylefinder.jobs.tune import tune_index
 
     source, _ = demo_index
     index_dir = tmp_path / "ix"

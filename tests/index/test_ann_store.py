@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stylefinder.engine import Engine
 from stylefinder.index.hnsw import HnswIndex
 from stylefinder.index.store import IndexStore, ann_entry
 from stylefinder.index.vector_index import AnnSettings, ExactIndex
-from stylefinder.recommend.engine import Engine
 from stylefinder.types import EmbeddingSpace, Item
 
 DIM = 32

@@ -7,13 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from stylefinder.index.kinds import build_vector_index, load_vector_index
 from stylefinder.index.vector_index import (
     AnnSettings,
     ExactIndex,
     VectorIndex,
-    build_vector_index,
     entry_files,
-    load_vector_index,
 )
 
 DIM = 48

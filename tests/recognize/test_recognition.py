@@ -12,8 +12,9 @@ from stylefinder import Engine
 from stylefinder.catalog.demo import CLASS_NAMES
 from stylefinder.cli import main
 from stylefinder.errors import BadImageError
-from stylefinder.pipeline import build_index
-from stylefinder.recognize.recognition import annotate_index, top_categories
+from stylefinder.jobs.annotate import annotate_index
+from stylefinder.jobs.build import build_index
+from stylefinder.recognize.recognition import top_categories
 from stylefinder.recognize.taxonomy import TAXONOMY, UNKNOWN
 
 

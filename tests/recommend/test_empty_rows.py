@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stylefinder.engine import Engine
 from stylefinder.index.store import IndexStore
-from stylefinder.recommend.engine import Engine
 from stylefinder.types import EmbeddingSpace, Item
 
 SPACE = EmbeddingSpace("test", "gem", "w", 8)

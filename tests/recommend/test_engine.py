@@ -120,7 +120,7 @@ def _png(colour: tuple[int, int, int]) -> bytes:
 
 def test_items_added_through_the_api_are_recognized_at_once(demo_index, tmp_path, embedder):
     from stylefinder.index.store import IndexStore
-    from stylefinder.recommend.projection import tune_index
+    from stylefinder.jobs.tune import tune_index
 
     source, _ = demo_index
     shutil.copytree(source, tmp_path / "ix")

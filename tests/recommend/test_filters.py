@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stylefinder.engine import Engine
 from stylefinder.errors import BadFilterError, UnknownColumnError
 from stylefinder.index.store import IndexStore
-from stylefinder.recommend.engine import Engine
 from stylefinder.recommend.filters import (
     MULTI_VALUE_COLUMNS,
     MetadataColumns,

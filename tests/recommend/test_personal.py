@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from stylefinder import Engine, UnknownItemError
-from stylefinder.index.events import Event
 from stylefinder.index.store import IndexStore
 from stylefinder.recommend.personal import (
     Profile,
@@ -19,6 +18,7 @@ from stylefinder.recommend.personal import (
     mmr,
     rank,
 )
+from stylefinder.shoppers.events import Event
 from stylefinder.types import EmbeddingSpace, Item
 
 DAY = 86_400.0

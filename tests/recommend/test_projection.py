@@ -12,12 +12,12 @@ from stylefinder import Engine
 from stylefinder.cli import main
 from stylefinder.evaluate.metrics import precision_at_k
 from stylefinder.index.search import top_k
+from stylefinder.jobs.tune import reset_projection
 from stylefinder.recommend.projection import (
     TUNED_FOLDER,
     Projection,
     fit_mlp_projection,
     fit_projection,
-    reset_projection,
 )
 
 

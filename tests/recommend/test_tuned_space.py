@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stylefinder.engine import Engine
 from stylefinder.index.hnsw import HnswIndex
 from stylefinder.index.search import top_k
 from stylefinder.index.store import IndexStore
 from stylefinder.index.vector_index import AnnSettings, ExactIndex
 from stylefinder.recommend import tuned_space as tuned_space_module
-from stylefinder.recommend.engine import Engine
 from stylefinder.recommend.projection import Projection, fit_projection
 from stylefinder.recommend.tuned_space import TUNED_FOLDER, row_digests, tuned_space
 from stylefinder.types import EmbeddingSpace, Item
@@ -419,7 +419,7 @@ def test_a_space_of_an_older_version_lends_its_rows_and_loses_its_first_stage(tu
 
 
 def test_the_indexing_run_writes_the_space_so_that_queries_only_read_it(tuned, monkeypatch):
-    from stylefinder.pipeline import update_tuned_space
+    from stylefinder.jobs.build import update_tuned_space
 
     store, _, _ = tuned
     assert update_tuned_space(store.directory)

@@ -14,8 +14,8 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
+from stylefinder.engine import Engine
 from stylefinder.index.store import IndexStore
-from stylefinder.recommend.engine import Engine
 from stylefinder.serve.api import ServerSettings, create_app
 
 ADMIN = "admin-secret"
@@ -35,8 +35,8 @@ def api_index(demo_index, tmp_path):
 def recognized_index(demo, embedder, tmp_path_factory) -> Path:
     """A 60-item index (6 of each demo class) whose items all have `colours` and an ImageNet
     `category_pred`, written by `annotate_index`. Shared by the session: do not write to it."""
-    from stylefinder.pipeline import build_index
-    from stylefinder.recognize.recognition import annotate_index
+    from stylefinder.jobs.annotate import annotate_index
+    from stylefinder.jobs.build import build_index
 
     root = tmp_path_factory.mktemp("recognized")
     catalog = root / "catalog"

@@ -29,8 +29,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from serve.conftest import ADMIN
+from stylefinder.engine import Engine
 from stylefinder.index.store import IndexStore
-from stylefinder.recommend.engine import Engine
 from stylefinder.serve.api import ServerSettings, create_app
 
 CASES_PER_OPERATION = 50

@@ -53,7 +53,7 @@ def _ready(port: int) -> bool:
 
 
 def test_sigterm_stops_the_server_and_its_workers(small_catalog, embedder, tmp_path):
-    from stylefinder.pipeline import build_index
+    from stylefinder.jobs.build import build_index
 
     index = tmp_path / "index"
     build_index(small_catalog, index, embedder=embedder)

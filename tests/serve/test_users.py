@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from serve.conftest import ADMIN, READER
-from stylefinder.index.events import EventStore
+from stylefinder.shoppers.events import EventStore
 
 ADMIN_HEADERS = {"X-API-Key": ADMIN}
 

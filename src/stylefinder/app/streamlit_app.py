@@ -29,14 +29,13 @@ import streamlit as st
 from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 
-from stylefinder import BadImageError, Engine, StylefinderError
 from stylefinder.app import upload_ceiling_mb
 from stylefinder.app.markup import MAX_CHARS, category_markdown, colour_chips, plain
 from stylefinder.catalog.images import load_image
-from stylefinder.errors import UnknownColumnError
+from stylefinder.engine import Engine, Recommendation
+from stylefinder.errors import BadImageError, StylefinderError, UnknownColumnError
 from stylefinder.recognize.recognition import Recognition
 from stylefinder.recommend.display import DisplaySettings, display_fields, facets, read_display
-from stylefinder.recommend.engine import Recommendation
 
 INDEX_ENV = "STYLEFINDER_INDEX"
 MAX_UPLOAD_MB = float(os.environ.get("STYLEFINDER_MAX_UPLOAD_MB", "10"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylefinder.index.files import atomic_write
+from stylefinder.io.files import atomic_write
 
 
 def quantize_int8(source: Path, target: Path, calibration: np.ndarray) -> Path:

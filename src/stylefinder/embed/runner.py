@@ -2,7 +2,8 @@
 
 ONNX Runtime is the default runtime (several times faster than eager PyTorch on a CPU); the
 graph is exported once per backbone, pooling and weights, and cached on disk. The torch runtime
-is kept as the reference.
+is kept as the reference. PyTorch is only needed to load weights and export them: an embedder
+for an index whose graph is already exported (`Embedder.exported`) runs without importing it.
 
 Example:
     >>> embedder = Embedder("efficientnet-lite0")  # doctest: +SKIP
@@ -31,7 +32,7 @@ from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_ima
 from stylefinder.embed.backbones import DEFAULT_BACKBONE, POOLINGS, get_backbone
 from stylefinder.embed.preprocess import draft_request, to_input
 from stylefinder.embed.quantize import quantize_int8
-from stylefinder.errors import BadImageError
+from stylefinder.errors import BackboneUnavailableError, BadImageError
 from stylefinder.types import EmbeddingSpace
 
 log = logging.getLogger(__name__)
@@ -103,11 +104,9 @@ class Embedder:
         batch_size: int = 64,
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        graph: Path | None = None,
+        fingerprint: str | None = None,
     ) -> None:
-        import torch
-
-        from stylefinder.embed.networks import EmbeddingWithHead, PooledEmbedding
-
         self.spec = get_backbone(backbone)
         self.pooling = pooling or self.spec.default_pooling
         if self.pooling not in POOLINGS:
@@ -125,13 +124,70 @@ class Embedder:
         self.batch_size = max(1, batch_size)
         self.threads = threads or default_threads()
         self.max_pixels = max_pixels
+        self._draft = draft_request(self.spec.preprocessing)
+        if graph is not None:  # an exported graph: ONNX Runtime alone, no torch
+            if runtime != "onnx" or fingerprint is None:
+                raise ValueError("an exported graph runs on the onnx runtime, with its fingerprint")
+            self.loaded = self.model = self._graph = None
+            self._graph_path = Path(graph)
+        else:
+            fingerprint = self._load_torch(weights)
+            self._graph_path = cache_dir() / "onnx" / f"{self._graph_name}.onnx"
+        self._session = self._onnx_session() if runtime == "onnx" else None
+        self._stream_session = None  # one-thread twin of _session for embed_stream's workers
+        self._float_session = None  # the float graph, for int8 embedders' classify_inputs
+        if graph is not None:  # the graph's second output: ImageNet probabilities
+            self.has_head = len(self._session.get_outputs()) > 1
+        else:
+            self.has_head = self.loaded.classifier is not None
+        dim = int(self.embed_inputs(np.zeros((1, *self.input_shape), np.uint8)).shape[1])
+        self.space = EmbeddingSpace(self.spec.name, self.pooling, fingerprint, dim, precision)
+
+    @classmethod
+    def exported(
+        cls, space: EmbeddingSpace, *, max_pixels: int = DEFAULT_MAX_PIXELS, **options
+    ) -> Embedder | None:
+        """An ONNX Runtime embedder for vectors of `space` (an index's header) from the graph
+        exported earlier for its backbone, pooling and weights fingerprint, without importing
+        torch; None when no such graph is cached (make an `Embedder`, which exports it).
+
+        Example:
+            >>> embedder = Embedder.exported(store.header.space)  # doctest: +SKIP
+        """
+        stem = f"{space.backbone}-{space.pooling}-{space.weights_fingerprint}"
+        graphs = sorted((cache_dir() / "onnx").glob(f"{stem}*-{GRAPH_VERSION}.onnx"))
+        if not graphs:
+            return None
+        return cls(
+            space.backbone,
+            pooling=space.pooling,
+            precision=space.precision,
+            max_pixels=max_pixels,
+            graph=graphs[-1],
+            fingerprint=space.weights_fingerprint,
+            **options,
+        )
+
+    def _load_torch(self, weights: str | None) -> str:
+        """Load the weights into torch modules (for the torch runtime and for exporting);
+        returns their fingerprint."""
+        try:
+            import torch
+        except ImportError as exc:
+            raise BackboneUnavailableError(
+                f"{self.spec.name}: loading its weights needs PyTorch, which is not installed "
+                "(pip install 'stylefinder[torch]'); querying an index needs it only until its "
+                "graph is exported, once, by an install that has it"
+            ) from exc
+
+        from stylefinder.embed.networks import EmbeddingWithHead, PooledEmbedding
+
         self.loaded = self.spec.load(weights)
         prep = self.spec.preprocessing
         self.model = PooledEmbedding(self.loaded.features, self.pooling, prep.mean, prep.std).eval()
         head = self.loaded.classifier
         # what runs: the embedding, plus the ImageNet head on the same features where there is one
         self._graph = self.model if head is None else EmbeddingWithHead(self.model, head).eval()
-        self._draft = draft_request(prep)
         torch.set_num_threads(self.threads)
         fingerprint = state_fingerprint(self.model, skip=("mean", "std"))  # the weights alone
         self._graph_name = "-".join(
@@ -139,11 +195,7 @@ class Embedder:
             + ([] if head is None else [state_fingerprint(head)[:8]])
             + [GRAPH_VERSION]
         )
-        self._session = self._onnx_session() if runtime == "onnx" else None
-        self._stream_session = None  # one-thread twin of _session for embed_stream's workers
-        self._float_session = None  # the float graph, for int8 embedders' classify_inputs
-        dim = int(self.embed_inputs(np.zeros((1, *self.input_shape), np.uint8)).shape[1])
-        self.space = EmbeddingSpace(self.spec.name, self.pooling, fingerprint, dim, precision)
+        return fingerprint
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -191,7 +243,7 @@ class Embedder:
         """
         inputs = np.stack([self.preprocess(s) for s in sources])
         vectors, probabilities = self._run_inputs(inputs)
-        if probabilities is None and self.loaded.classifier is not None:  # int8
+        if probabilities is None and self.has_head:  # int8
             probabilities = self.classify_inputs(inputs)
         return vectors, probabilities
 
@@ -238,8 +290,8 @@ class Embedder:
 
         from stylefinder.embed.networks import pool
 
-        if self.loaded.classifier is None:
-            raise ValueError(f"{self.spec.name} weights have no ImageNet head")
+        if self.loaded is None or self.loaded.classifier is None:
+            raise ValueError(f"{self.spec.name}: no torch ImageNet head loaded")
         pixels = torch.from_numpy(self.preprocess(source)[None])
         with torch.inference_mode():
             features = self.loaded.features(self.model.prepare(pixels))
@@ -320,9 +372,11 @@ class Embedder:
         return arrays[0], probabilities
 
     def _onnx_session(self, threads: int | None = None, precision: str | None = None):
-        path = cache_dir() / "onnx" / f"{self._graph_name}.onnx"
+        path = self._graph_path
         if not path.is_file():
-            path = self._export(path)
+            if self._graph is None:
+                raise FileNotFoundError(f"the exported graph {path} is gone")
+            path = self._graph_path = self._export(path)
         if (precision or self.precision) == "int8":
             quantized = path.with_name(path.name.replace(".onnx", "-int8.onnx"))
             if not quantized.is_file():
@@ -382,7 +436,7 @@ class Embedder:
             >>> embedder.classify_inputs(x).shape  # doctest: +SKIP
             (2, 1000)
         """
-        if self.loaded.classifier is None:
+        if not self.has_head:
             raise ValueError(f"{self.spec.name} weights have no ImageNet head")
         if not len(batch):
             return np.zeros((0, 1000), np.float32)

@@ -166,7 +166,7 @@ def evaluate_fashion_mnist(
 def write_fashion_mnist_report(result: dict, directory: str | Path, *, command: str = "") -> Path:
     """report.json, report.md and classifier_confusion.png in `directory`."""
     from stylefinder.evaluate.report import _pyplot, environment_info
-    from stylefinder.index.files import atomic_write
+    from stylefinder.io.files import atomic_write
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -44,9 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stylefinder.index.events import Event
+from stylefinder.engine import Engine
 from stylefinder.index.search import top_k
-from stylefinder.recommend.engine import Engine
 from stylefinder.recommend.personal import (
     Profile,
     ProfileSettings,
@@ -54,6 +53,7 @@ from stylefinder.recommend.personal import (
     popularity_vector,
     rank,
 )
+from stylefinder.shoppers.events import Event
 
 NOW = 1_750_000_000.0  # a fixed "now" (2025-06-15), so that runs repeat exactly
 DEFAULT_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)

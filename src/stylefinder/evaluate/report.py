@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from stylefinder.catalog.images import load_image
+from stylefinder.engine import Engine
 from stylefinder.errors import BadImageError
 from stylefinder.evaluate.retrieval import RetrievalEvaluation
-from stylefinder.recommend.engine import Engine
 
 
 def environment_info() -> dict:

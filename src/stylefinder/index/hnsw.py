@@ -34,9 +34,9 @@ import faiss
 import numpy as np
 
 from stylefinder.errors import IndexStateError
-from stylefinder.index.diskspace import is_no_space, no_space
-from stylefinder.index.files import atomic_write, fsync_dir, load_npy, npy_bytes
 from stylefinder.index.vector_index import DEFAULT_ANN, AnnSettings, VectorIndex
+from stylefinder.io.diskspace import is_no_space, no_space
+from stylefinder.io.files import atomic_write, fsync_dir, load_npy, npy_bytes
 
 _ADD_ROWS = 16_384  # rows added to the graph per step (one progress update)
 _TRAIN_ROWS = 65_536  # rows the int8 ranges are fitted on

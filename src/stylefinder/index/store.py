@@ -41,20 +41,20 @@ from pathlib import Path
 
 import numpy as np
 
-from stylefinder import __version__
+from stylefinder._version import __version__
 from stylefinder.errors import DamagedIndexError, IndexStateError, UnknownItemError
-from stylefinder.index.diskspace import is_no_space, no_space, reserve
-from stylefinder.index.files import atomic_write, load_npy, write_npy
+from stylefinder.index.hnsw import carry_graph
 from stylefinder.index.items import ITEM_COLUMNS, LAYOUT_KEY, ItemTable, RowLookup, item_to_row
+from stylefinder.index.kinds import build_vector_index, load_vector_index
 from stylefinder.index.vector_index import (
     DEFAULT_ANN,
     AnnSettings,
     ExactIndex,
     VectorIndex,
-    build_vector_index,
     entry_files,
-    load_vector_index,
 )
+from stylefinder.io.diskspace import is_no_space, no_space, reserve
+from stylefinder.io.files import atomic_write, load_npy, write_npy
 from stylefinder.types import EmbeddingSpace, Item
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ MANIFEST_FILE = "manifest.sqlite"
 LOCK_FILE = ".lock"
 _COPY_ROWS = 65_536  # rows copied per step when writing a new matrix
 _READ_MMAP_BYTES = 1 << 30  # of the manifest, for snapshots' item reads
-_MIN_SPARE_ROWS = 1024  # a new matrix file has room for this many more rows (or a quarter more)
+MIN_SPARE_ROWS = 1024  # a new matrix file has room for this many more rows (or a quarter more)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -259,7 +259,7 @@ class IndexStore:
             hint = _REBUILD_HINT.format(directory=self.directory)
             raise DamagedIndexError(
                 f"the index at {self.directory} is damaged: {path} cannot be read ({exc}). "
-                f"Restore the folder from a backup, or {hint} (shoppers' events are lost)"
+                f"Restore the folder from a backup, or {hint} (shoppers.sqlite is kept)"
             ) from exc
 
     @classmethod
@@ -748,7 +748,7 @@ class IndexWriter:
             for offset, vector in enumerate(added, start=len(kept)):
                 out[offset] = vector
 
-        spare = max(_MIN_SPARE_ROWS, total // 4)  # unwritten: takes no disk space until used
+        spare = max(MIN_SPARE_ROWS, total // 4)  # unwritten: takes no disk space until used
         shape = (total + spare, self.store.header.dim)
         write_npy(self.store.directory / name, shape, fill, filled_rows=total)
 
@@ -841,8 +841,6 @@ class IndexWriter:
         """The base's graph for the new matrix `vectors` (row i was the base's row
         `kept_rows[i]`, rows after those are new), grown when many rows lack a node; None when
         it should be built afresh (unreadable, or too many tombstones)."""
-        from stylefinder.index.hnsw import carry_graph
-
         base = self.base
         renumbered = len(kept_rows) < base.size or (
             not isinstance(kept_rows, range) and kept_rows != list(range(len(kept_rows)))

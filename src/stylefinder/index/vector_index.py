@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from stylefinder.index.files import atomic_write, load_npy, npy_bytes
 from stylefinder.index.search import best_rows, cosine_scores, top_k
+from stylefinder.io.files import atomic_write, load_npy, npy_bytes
 
 KINDS = ("auto", "exact", "hnsw")
 _MAX_DROPPED = 256  # excluded rows asked for as extra candidates; more go into the mask
@@ -339,43 +339,6 @@ class ExactIndex(VectorIndex):
         if entry.get("removed"):
             removed = load_npy(Path(directory) / entry["removed"])
         return cls(vectors, removed)
-
-
-def build_vector_index(
-    vectors: np.ndarray,
-    settings: AnnSettings = DEFAULT_ANN,
-    *,
-    progress: bool = False,
-) -> VectorIndex:
-    """The vector index `settings` choose for `vectors`, built over all its rows.
-
-    Example:
-        >>> index = build_vector_index(matrix, AnnSettings(kind="hnsw"))  # doctest: +SKIP
-        >>> index.params["search_width"], index.params["recall_at_10"]  # doctest: +SKIP
-        (48, 0.985)
-    """
-    kind = settings.chosen_kind(len(vectors))
-    if kind == "exact":
-        return ExactIndex(vectors)
-    from stylefinder.index.hnsw import HnswIndex
-
-    return HnswIndex.build(vectors, settings, progress=progress)
-
-
-def load_vector_index(directory: Path, entry: dict[str, Any], vectors: np.ndarray) -> VectorIndex:
-    """The index described by `entry` (as `save` returned it), searching `vectors`.
-
-    Example:
-        >>> index = load_vector_index(folder, {"kind": "exact"}, matrix)  # doctest: +SKIP
-    """
-    kind = entry.get("kind", "exact")
-    if kind == "exact":
-        return ExactIndex.load(directory, entry, vectors)
-    if kind == "hnsw":
-        from stylefinder.index.hnsw import HnswIndex
-
-        return HnswIndex.load(directory, entry, vectors)
-    raise ValueError(f"unknown vector index kind {kind!r}")
 
 
 def entry_files(entry: dict[str, Any]) -> set[str]:

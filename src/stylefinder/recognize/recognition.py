@@ -14,8 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -93,79 +92,3 @@ def image_colours(image: Image.Image) -> str | None:
         return colour_value(dominant_colours(image)) or None
     except BadImageError:
         return None
-
-
-@dataclass
-class AnnotationSummary:
-    """What `annotate_index` wrote."""
-
-    categories: int = 0  # items given a category_pred
-    colours: int = 0  # items given colours
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (item id, reason)
-    source: str = ""  # where categories came from: classifier, imagenet or "" (none)
-
-
-def annotate_index(
-    index_dir: str | Path,
-    *,
-    imagenet: bool = False,
-    progress: bool = False,
-    batch: int = 64,
-) -> AnnotationSummary:
-    """Give every item `colours` metadata (when it has none yet) and a `category_pred`: from the
-    index's classifier when it has one (from the stored vectors, cheap), else from the ImageNet
-    fallback when `imagenet` (a pass of the model over the images of items that have none; the
-    indexing pipeline names them as it embeds, so this is for items added otherwise).
-
-    Example:
-        >>> annotate_index("shop-index").colours  # doctest: +SKIP
-        1000
-    """
-    from tqdm.auto import tqdm
-
-    from stylefinder.catalog.images import load_image
-    from stylefinder.recommend.engine import Engine
-
-    engine = Engine.open(index_dir)
-    snapshot, projection = engine.snapshot, engine.projection
-    summary = AnnotationSummary()
-    metadata = {item.id: dict(item.metadata) for item in snapshot.items}
-    if projection is not None and projection.classifier is not None:
-        labels = projection.classifier.labels
-        by_row = snapshot.items.by_row()  # None: a removed item's empty row
-        for start in range(0, snapshot.size, 8192):
-            rows = np.asarray(snapshot.vectors[start : start + 8192])
-            best = top_categories(projection.probabilities(rows), labels, top=1)
-            for item, top in zip(by_row[start : start + 8192], best, strict=True):
-                if item is not None:
-                    metadata[item.id][CATEGORY_COLUMN] = top[0][0]
-        summary.categories, summary.source = len(snapshot), "classifier"
-    fallback = imagenet and summary.source == ""
-    wanted = [COLOURS_COLUMN, CATEGORY_COLUMN] if fallback else [COLOURS_COLUMN]
-    todo = [item for item in snapshot.items if any(c not in item.metadata for c in wanted)]
-    with tqdm(total=len(todo), desc="recognize", unit="img", disable=not progress) as bar:
-        for start in range(0, len(todo), batch):
-            chunk, images = [], []
-            for item in todo[start : start + batch]:
-                try:
-                    images.append(load_image(engine.image_path(item), draft_size=224))
-                    chunk.append(item)
-                except (BadImageError, OSError) as exc:
-                    summary.failed.append((item.id, str(exc)))
-            categories = imagenet_categories(engine.embedder, images) if fallback and images else []
-            for n, (item, image) in enumerate(zip(chunk, images, strict=True)):
-                found = metadata[item.id]  # what the item has (from its CSV too) is kept
-                if COLOURS_COLUMN not in found:
-                    found[COLOURS_COLUMN] = colour_value(dominant_colours(image))
-                    summary.colours += 1
-                if categories and CATEGORY_COLUMN not in found:
-                    found[CATEGORY_COLUMN] = categories[n][0][0]
-                    summary.categories, summary.source = summary.categories + 1, "imagenet"
-            bar.update(len(todo[start : start + batch]))
-    with engine.store.writer() as writer:  # items changed meanwhile by another writer are skipped
-        hashes = {item.id: item.hash for item in snapshot.items}
-        for item in writer.base.items:
-            new = metadata.get(item.id)
-            if new is not None and new != item.metadata and hashes[item.id] == item.hash:
-                writer.put(item.replace(metadata=new), None)
-    return summary

@@ -55,24 +55,24 @@ from pathlib import Path
 import numpy as np
 
 from stylefinder.errors import IndexStateError
-from stylefinder.index.diskspace import reserve
-from stylefinder.index.files import (
+from stylefinder.index.hnsw import carry_graph
+from stylefinder.index.kinds import build_vector_index, load_vector_index
+from stylefinder.index.store import MIN_SPARE_ROWS, Snapshot
+from stylefinder.index.vector_index import (
+    DEFAULT_ANN,
+    AnnSettings,
+    ExactIndex,
+    VectorIndex,
+    entry_files,
+)
+from stylefinder.io.diskspace import reserve
+from stylefinder.io.files import (
     atomic_write,
     load_npy,
     load_npz,
     npy_bytes,
     npz_bytes,
     write_npy,
-)
-from stylefinder.index.store import _MIN_SPARE_ROWS, Snapshot
-from stylefinder.index.vector_index import (
-    DEFAULT_ANN,
-    AnnSettings,
-    ExactIndex,
-    VectorIndex,
-    build_vector_index,
-    entry_files,
-    load_vector_index,
 )
 from stylefinder.recommend.projection import TUNED_FOLDER, Projection
 
@@ -343,7 +343,7 @@ def _build(
     total = len(vectors)
     token = secrets.token_hex(4)
     files = {key: f"{key}-{name}-{token}.npy" for key in ("matrix", "rows")}
-    spare = max(_MIN_SPARE_ROWS, total // 4)  # for rows added later; unwritten, they take no disk
+    spare = max(MIN_SPARE_ROWS, total // 4)  # for rows added later; unwritten, they take no disk
     shape = (total + spare, projection.dim)
     write_npy(folder / files["matrix"], shape, fill, filled_rows=total)
     matrix = load_npy(folder / files["matrix"], mmap_mode="r")[:total]
@@ -407,8 +407,6 @@ def _carried(
 ) -> VectorIndex | None:
     """`carry_graph` for the tuned space: None (build it afresh) when too many nodes were
     removed or its files cannot be read."""
-    from stylefinder.index.hnsw import carry_graph
-
     try:
         index = carry_graph(folder, entry, vectors, matrix, new_rows, settings)
     except _INDEX_ERRORS as exc:

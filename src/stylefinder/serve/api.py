@@ -14,7 +14,6 @@ import contextlib
 import logging
 import math
 import mimetypes
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,8 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from stylefinder import __version__
-from stylefinder.catalog.images import DEFAULT_MAX_PIXELS
+from stylefinder._version import __version__
+from stylefinder.engine import Engine
 from stylefinder.errors import (
     BackboneUnavailableError,
     BadFilterError,
@@ -44,9 +43,7 @@ from stylefinder.errors import (
     UnknownItemError,
     UnknownUserError,
 )
-from stylefinder.index.events import BadEventError
 from stylefinder.recognize.recognition import CATEGORY_COLUMN, Recognition
-from stylefinder.recommend.engine import Engine
 from stylefinder.serve.common import (
     ERRORS,
     ApiError,
@@ -80,52 +77,12 @@ from stylefinder.serve.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from stylefinder.serve.settings import ServerSettings
 from stylefinder.serve.users import users_router
+from stylefinder.shoppers.events import BadEventError
 from stylefinder.types import Item
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServerSettings:
-    """Everything the API needs to start. Keys come from the environment or from files."""
-
-    index_dir: str
-    admin_key: str | None = None
-    read_key: str | None = None
-    max_upload_bytes: int = 10_000_000
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    request_timeout: float = 30.0
-
-    @classmethod
-    def from_env(cls, **overrides) -> ServerSettings:
-        """Settings from STYLEFINDER_* variables; `*_KEY_FILE` variables name files holding keys.
-
-        STYLEFINDER_INDEX, STYLEFINDER_ADMIN_KEY(_FILE), STYLEFINDER_READ_KEY(_FILE),
-        STYLEFINDER_MAX_UPLOAD_MB, STYLEFINDER_MAX_PIXELS, STYLEFINDER_REQUEST_TIMEOUT.
-        """
-        env = os.environ
-        values = {
-            "index_dir": env.get("STYLEFINDER_INDEX", ""),
-            "admin_key": _key(env, "STYLEFINDER_ADMIN_KEY"),
-            "read_key": _key(env, "STYLEFINDER_READ_KEY"),
-            "max_upload_bytes": int(float(env.get("STYLEFINDER_MAX_UPLOAD_MB", "10")) * 1e6),
-            "max_pixels": int(env.get("STYLEFINDER_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
-            "request_timeout": float(env.get("STYLEFINDER_REQUEST_TIMEOUT", "30")),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if not values["index_dir"]:
-            raise IndexStateError("no index given: set STYLEFINDER_INDEX or pass --index")
-        return cls(**values)
-
-
-def _key(env: os._Environ, name: str) -> str | None:
-    if env.get(f"{name}_FILE"):
-        text = Path(env[f"{name}_FILE"]).read_text(encoding="utf-8").strip()
-        if not text:
-            raise ValueError(f"{env[f'{name}_FILE']} is empty")
-        return text
-    return env.get(name) or None
 
 
 #: Documented answers of the routes that take an image.
@@ -442,7 +399,7 @@ def _check_recognizer(engine: Engine) -> None:
     projection = engine.projection
     if projection is not None and projection.classifier is not None:
         return
-    if engine.embedder.loaded.classifier is None:
+    if not engine.embedder.has_head:
         raise ApiError(
             409,
             "no_recognizer",

@@ -14,9 +14,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
+from stylefinder.engine import Recommendation
 from stylefinder.errors import BadFilterError
 from stylefinder.recommend.display import display_fields, read_display
-from stylefinder.recommend.engine import Recommendation
 from stylefinder.recommend.filters import parse_filters
 from stylefinder.serve.schemas import MAX_JSON_DEPTH, MAX_JSON_FIELD_BYTES, ErrorResponse
 

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
 
-from stylefinder.recommend.engine import Engine
+from stylefinder.engine import Engine
 from stylefinder.serve.common import (
     ERRORS,
     ApiError,
@@ -51,7 +51,7 @@ from stylefinder.serve.schemas import (
 )
 
 if TYPE_CHECKING:
-    from stylefinder.serve.api import ServerSettings
+    from stylefinder.serve.settings import ServerSettings
 
 _USER = "/v1/users/{user_id:path}"
 _AUTH_ERRORS = {code: ERRORS[code] for code in (401, 403, 404, 422)}

@@ -30,11 +30,11 @@ from stylefinder.embed.runner import Embedder
 from stylefinder.errors import IndexStateError, RemovalGuardError
 from stylefinder.index.store import HEADER_FILE, MANIFEST_FILE, IndexStore, Snapshot, utc_now
 from stylefinder.index.vector_index import AnnSettings
+from stylefinder.jobs.annotate import annotate_index
 from stylefinder.recognize.recognition import (
     CATEGORY_COLUMN,
     COLOURS_COLUMN,
     RECOGNIZED_COLUMNS,
-    annotate_index,
     image_colours,
 )
 from stylefinder.recognize.taxonomy import predict_garments

@@ -28,10 +28,9 @@ from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_ima
 from stylefinder.catalog.scan import bytes_hash, file_hash
 from stylefinder.embed.runner import Embedder
 from stylefinder.errors import BadImageError, StaleSnapshotError, UnknownItemError
-from stylefinder.index.events import CsvSource, Event, EventStore, ImportSummary
-from stylefinder.index.files import atomic_write
 from stylefinder.index.store import IndexStore, Snapshot, utc_now
 from stylefinder.index.vector_index import ExactIndex, VectorIndex
+from stylefinder.io.files import atomic_write
 from stylefinder.recognize.colours import dominant_colours
 from stylefinder.recognize.recognition import (
     CATEGORY_COLUMN,
@@ -53,6 +52,7 @@ from stylefinder.recommend.personal import (
 )
 from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.tuned_space import tuned_space
+from stylefinder.shoppers.events import CsvSource, Event, EventStore, ImportSummary
 from stylefinder.types import EmbeddingSpace, Item
 
 T = TypeVar("T")
@@ -212,11 +212,16 @@ class Engine:
 
     @property
     def embedder(self) -> Embedder:
-        """The index's backbone, loaded once on first use."""
+        """The index's backbone, loaded once on first use: on the onnx runtime from the graph
+        exported for the index's weights when there is one (torch is not imported), else
+        loaded (and exported) through torch."""
         with self._lock:
             if self._embedder is None:
                 header = self.store.header
-                embedder = Embedder(
+                embedder = None
+                if self.runtime == "onnx" and self.weights is None:
+                    embedder = Embedder.exported(header.space, max_pixels=self.max_pixels)
+                embedder = embedder or Embedder(
                     header.backbone,
                     pooling=header.pooling,
                     weights=self.weights,
@@ -536,7 +541,7 @@ class Engine:
 
     # -- shoppers --------------------------------------------------------------------------------
     # Personalized recommendations (issue 8): events live in this index's manifest
-    # (stylefinder.index.events), the ranking is stylefinder.recommend.personal.
+    # (stylefinder.shoppers.events), the ranking is stylefinder.recommend.personal.
 
     @property
     def events(self) -> EventStore:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from stylefinder.errors import NoSpaceError
-from stylefinder.index.diskspace import is_no_space, no_space, reserve
+from stylefinder.io.diskspace import is_no_space, no_space, reserve
 
 # numpy parses a .npy header with `ast.literal_eval`. On CPython 3.11 two threads building
 # ASTs at once can fail with "SystemError: AST constructor recursion depth mismatch" (the depth

@@ -1,8 +1,11 @@
-"""Shoppers and what they did: users and events kept in the index's SQLite manifest.
+"""Shoppers and what they did: users, events and token hashes in INDEX_DIR/shoppers.sqlite.
 
-The tables `users` and `events` live in INDEX_DIR/manifest.sqlite next to the catalog's own
-tables and are created on first use. Each call opens its own connection (WAL, busy timeout), so
-one `EventStore` may be shared by many threads and processes.
+The shoppers' file is apart from the catalog's manifest, so that copying or sharing a catalog
+(its header, manifest and vector files) copies no personal data, and a rebuilt catalog keeps its
+shoppers. Indexes made before kept the tables `users` and `events` in manifest.sqlite: the first
+use moves them here and erases them there (SQLite secure_delete, then a WAL checkpoint). Each
+call opens its own connection (WAL, busy timeout), so one `EventStore` may be shared by many
+threads and processes.
 
 An event says that a shopper viewed, liked, disliked, added to the cart or bought an item at a
 moment (UTC), with an optional weight (a multiplier, 1 by default). Events name items that exist
@@ -77,6 +80,9 @@ _EVENT_COLUMNS = "id, user_id, item_id, kind, ts, weight"
 _NO_TOKEN = hashlib.sha256(b"no token").hexdigest()  # compared against when a user has none
 
 KnownItems = Container[str] | Snapshot
+SHOPPERS_FILE = "shoppers.sqlite"
+_USER_COLUMNS = "id, created_at, token_hash, token_created_at"
+_STORED_EVENT_COLUMNS = "id, user_id, item_id, kind, ts, weight, recorded_at"
 CsvSource = str | Path | bytes | TextIO  # a file path, the file's bytes, or an open text file
 
 
@@ -198,7 +204,7 @@ def parse_timestamp(value: object, *, now: float | None = None) -> float:
         >>> parse_timestamp("2999-01-01", now=1714564800)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        stylefinder.index.events.BadEventError: timestamp '2999-01-01' (...) is in the future: ...
+        stylefinder.shoppers.events.BadEventError: timestamp '2999-01-01' (...) is in the ...
     """
     now = time.time() if now is None else now
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -646,24 +652,68 @@ class EventStore:
 
     @contextlib.contextmanager
     def _connection(self):
-        path = self.directory / MANIFEST_FILE
-        if not path.is_file():
+        if not (self.directory / MANIFEST_FILE).is_file():
             raise IndexStateError(f"no index at {self.directory} (missing {MANIFEST_FILE})")
-        con = sqlite3.connect(path, timeout=self.timeout, isolation_level=None)
+        con = _connect(self.directory / SHOPPERS_FILE, self.timeout)
         try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=FULL")
-            # Zero freed space on every change of the shopper tables (also cells moved when a
-            # page splits), so that erasing a shopper leaves no stale copy behind.
-            con.execute("PRAGMA secure_delete=ON")
             if not self._ready:
                 with self._ready_lock:
                     if not self._ready:
                         con.executescript(_SCHEMA)
+                        _move_from_manifest(con, self.directory / MANIFEST_FILE, self.timeout)
                         self._ready = True
             yield con
         finally:
             con.close()
+
+
+def _connect(path: Path, timeout: float) -> sqlite3.Connection:
+    con = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=FULL")
+    # Zero freed space on every change of the shopper tables (also cells moved when a page
+    # splits), so that erasing a shopper leaves no stale copy behind.
+    con.execute("PRAGMA secure_delete=ON")
+    return con
+
+
+def _move_from_manifest(con: sqlite3.Connection, manifest: Path, timeout: float) -> None:
+    """Move the shoppers' tables an older index kept in its manifest into `con`'s file: copy
+    (rows already there are kept, so a move interrupted and run again adds nothing twice), then
+    drop them from the manifest, overwriting their pages, and empty its write-ahead log."""
+    old = _connect(manifest, timeout)
+    try:
+        query = "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)"
+        tables = {row[0] for row in old.execute(query, ("users", "events"))}
+        if not tables:
+            return
+        con.execute("ATTACH DATABASE ? AS manifest", (str(manifest),))
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for table, columns in (("users", _USER_COLUMNS), ("events", _STORED_EVENT_COLUMNS)):
+                    if table in tables:
+                        con.execute(
+                            f"INSERT OR IGNORE INTO main.{table} ({columns}) "
+                            f"SELECT {columns} FROM manifest.{table}"
+                        )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        finally:
+            con.execute("DETACH DATABASE manifest")
+        old.execute("BEGIN IMMEDIATE")
+        try:
+            for table in tables:
+                old.execute(f"DROP TABLE IF EXISTS {table}")
+            old.execute("COMMIT")
+        except BaseException:
+            old.execute("ROLLBACK")
+            raise
+        old.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        old.close()
 
 
 def _check_id(value: object, what: str) -> str:

@@ -12,8 +12,14 @@ import numpy as np
 import pytest
 
 from stylefinder.errors import StylefinderError, UnknownItemError, UnknownUserError
-from stylefinder.index.events import BadEventError, EventStore, make_event, parse_timestamp
 from stylefinder.index.store import MANIFEST_FILE, IndexStore
+from stylefinder.shoppers.events import (
+    SHOPPERS_FILE,
+    BadEventError,
+    EventStore,
+    make_event,
+    parse_timestamp,
+)
 from stylefinder.types import EmbeddingSpace, Item
 
 SPACE = EmbeddingSpace("test", "gem", "none", 4)
@@ -231,33 +237,34 @@ def test_concurrent_writers_lose_no_event(index: IndexStore):
     assert len(index.snapshot()) == len(ITEMS) + 1
 
 
-def _raw_bytes(directory: Path) -> bytes:
+def _raw_bytes(directory: Path, file: str = SHOPPERS_FILE) -> bytes:
     return b"".join(
         (directory / name).read_bytes()
-        for name in (MANIFEST_FILE, MANIFEST_FILE + "-wal")
+        for name in (file, file + "-wal")
         if (directory / name).exists()
     )
 
 
 def test_deleting_a_user_removes_every_event_row_and_byte(events, index):
     secret = "erase-me-7f3a9c"
-    idle = sqlite3.connect(index.directory / MANIFEST_FILE)  # keeps the write-ahead log alive
-    idle.execute("SELECT 1 FROM items").fetchall()
     for kind in ("view", "like", "purchase", "dislike"):
         events.add_event(secret, "sku-1", kind, known_items=ITEMS)
+    idle = sqlite3.connect(index.directory / SHOPPERS_FILE)  # keeps the write-ahead log alive
+    idle.execute("SELECT 1 FROM events").fetchall()
     events.add_event("keep-me", "sku-2", "like", known_items=ITEMS)
     for n in range(30):  # enough interleaved rows that table and index pages split
         batch = [{"item_id": ITEMS[i % 6], "kind": "view"} for i in range(20)]
         events.add_events(secret if n % 2 else f"other-{n}", batch, known_items=ITEMS)
     token = events.create_token(secret)
     assert secret.encode() in _raw_bytes(index.directory)
+    assert secret.encode() not in _raw_bytes(index.directory, MANIFEST_FILE)  # the catalog's
 
     assert events.delete_user(secret) == {"users": 1, "events": 4 + 15 * 20}
     assert events.events(secret) == [] and secret not in events.users()
     assert not events.verify_token(secret, token)
     with pytest.raises(UnknownUserError, match=secret):
         events.export_user(secret)
-    with sqlite3.connect(index.directory / MANIFEST_FILE) as con:
+    with sqlite3.connect(index.directory / SHOPPERS_FILE) as con:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
             for row in con.execute(f"SELECT * FROM {table}"):
@@ -308,3 +315,44 @@ def test_item_counts_and_catalog_commits_keep_events(events, index):
     with index.writer() as writer:
         writer.remove("sku-2")
     assert len(events.events("b")) == 2  # a catalog commit leaves the event tables alone
+
+
+_OLD_SCHEMA = """
+CREATE TABLE users (id TEXT PRIMARY KEY, created_at TEXT NOT NULL, token_hash TEXT,
+    token_created_at TEXT);
+CREATE TABLE events (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, item_id TEXT NOT NULL,
+    kind TEXT NOT NULL, ts REAL NOT NULL, weight REAL NOT NULL DEFAULT 1.0,
+    recorded_at TEXT NOT NULL);
+CREATE INDEX events_user ON events (user_id, ts);
+CREATE INDEX events_item ON events (item_id);
+"""
+
+
+def test_shoppers_kept_in_an_older_indexs_manifest_move_to_their_own_file(index):
+    """Indexes made before the shoppers' file kept users and events in manifest.sqlite (the
+    tables as the earlier `EventStore` created them): the first use moves them, token included,
+    and erases them from the manifest."""
+    secret = "moved-shopper-5d1e"
+    with sqlite3.connect(index.directory / MANIFEST_FILE) as con:
+        con.executescript(_OLD_SCHEMA)
+        con.execute(
+            "INSERT INTO users VALUES (?, '2026-11-01T10:00:00+00:00', ?, '2026-11-01')",
+            (secret, "0" * 64),
+        )
+        con.executemany(
+            "INSERT INTO events (user_id, item_id, kind, ts, weight, recorded_at) "
+            "VALUES (?, ?, ?, ?, 1.0, '2026-11-01T10:00:00+00:00')",
+            [(secret, f"sku-{n % 6}", "like", 1_761_990_000.0 + n) for n in range(50)],
+        )
+    assert secret.encode() in _raw_bytes(index.directory, MANIFEST_FILE)
+    store = EventStore(index.directory)
+    moved = store.events(secret)
+    assert len(moved) == 50 and {e.kind for e in moved} == {"like"} and store.has_user(secret)
+    assert [e.timestamp for e in moved] == sorted(1_761_990_000.0 + n for n in range(50))
+    with sqlite3.connect(index.directory / MANIFEST_FILE) as con:
+        left = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert not left & {"users", "events"} and "items" in left
+    assert secret.encode() not in _raw_bytes(index.directory, MANIFEST_FILE)  # overwritten
+    assert len(index.snapshot()) == len(ITEMS)  # the catalog itself untouched
+    again = EventStore(index.directory)  # a second opening finds nothing left to move
+    assert len(again.events(secret)) == 50

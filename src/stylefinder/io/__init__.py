@@ -1,0 +1,1 @@
+"""Files on disk: atomic writes, reserved space, thread-safe reads of .npy files."""

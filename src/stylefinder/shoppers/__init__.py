@@ -1,0 +1,1 @@
+"""Shoppers: their events and access tokens, kept apart from the catalog in shoppers.sqlite."""

@@ -1,0 +1,58 @@
+"""An index whose ONNX graph is exported is queried and served with torch unimportable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+_SCRIPT = """
+import json, sys, time
+sys.modules["torch"] = None  # from here on, any `import torch` raises ImportError
+started = time.perf_counter()
+from fastapi.testclient import TestClient
+from stylefinder.engine import Engine
+from stylefinder.serve.api import create_app
+from stylefinder.serve.settings import ServerSettings
+
+index, photo = sys.argv[1], sys.argv[2]
+engine = Engine.open(index)
+found = [r.id for r in engine.recommend(photo, k=5)]
+category = engine.recognize(photo).category
+with TestClient(create_app(ServerSettings(index_dir=index))) as client, open(photo, "rb") as f:
+    answer = client.post("/v1/search", files={"image": ("q.png", f, "image/png")})
+print(json.dumps({
+    "engine": found,
+    "category": category,
+    "status": answer.status_code,
+    "api": [r["id"] for r in answer.json()["results"]],
+    "seconds": time.perf_counter() - started,
+}))
+"""
+
+
+def test_an_index_with_an_exported_graph_needs_no_torch(demo_index, demo, embedder):
+    index_dir, _ = demo_index
+    photo, _category = demo.queries[0]
+    expected = [r.id for r in _engine(index_dir, embedder).recommend(photo, k=5)]
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(index_dir), str(photo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "STYLEFINDER_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["engine"] == expected and result["status"] == 200
+    assert result["api"] == expected and result["category"]
+
+
+def _engine(index_dir: Path, embedder):
+    from stylefinder.engine import Engine
+
+    engine = Engine.open(index_dir)
+    engine._embedder = embedder  # the session's model: the graph it exported is the one read
+    return engine
