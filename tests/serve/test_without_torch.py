@@ -56,3 +56,31 @@ def _engine(index_dir: Path, embedder):
     engine = Engine.open(index_dir)
     engine._embedder = embedder  # the session's model: the graph it exported is the one read
     return engine
+
+
+_INDEX_SCRIPT = """
+import json, sys
+sys.modules["torch"] = None
+from stylefinder.jobs.build import build_index
+from stylefinder.index.store import IndexStore
+
+summary = build_index(sys.argv[1], sys.argv[2])
+header = IndexStore.open(sys.argv[2]).header
+print(json.dumps({"embedded": summary.embedded, "fingerprint": header.weights_fingerprint}))
+"""
+
+
+def test_indexing_with_the_default_weights_exported_needs_no_torch(
+    small_catalog, embedder, tmp_path
+):
+    """The session's embedder exported the default weights' graph (and recorded it): a new
+    index of those weights is built with ONNX Runtime alone, in the same embedding space."""
+    done = subprocess.run(
+        [sys.executable, "-c", _INDEX_SCRIPT, str(small_catalog), str(tmp_path / "ix")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"embedded": 12, "fingerprint": embedder.space.weights_fingerprint}

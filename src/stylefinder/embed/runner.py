@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -134,6 +135,9 @@ class Embedder:
             fingerprint = self._load_torch(weights)
             self._graph_path = cache_dir() / "onnx" / f"{self._graph_name}.onnx"
         self._session = self._onnx_session() if runtime == "onnx" else None
+        if graph is None and runtime == "onnx":  # later embedders of these weights: no torch
+            weights_id = self.spec.weights_id(weights)
+            _remember_export(weights_id, self.pooling, self._graph_path, fingerprint)
         self._stream_session = None  # one-thread twin of _session for embed_stream's workers
         self._float_session = None  # the float graph, for int8 embedders' classify_inputs
         if graph is not None:  # the graph's second output: ImageNet probabilities
@@ -165,6 +169,40 @@ class Embedder:
             max_pixels=max_pixels,
             graph=graphs[-1],
             fingerprint=space.weights_fingerprint,
+            **options,
+        )
+
+    @classmethod
+    def for_weights(
+        cls,
+        backbone: str = DEFAULT_BACKBONE,
+        *,
+        pooling: str | None = None,
+        weights: str | None = None,
+        precision: str = "fp32",
+        **options,
+    ) -> Embedder | None:
+        """An ONNX Runtime embedder, without torch, from the graph an earlier `Embedder`
+        exported for these same weights (the same file, size and modification time); None when
+        there is none (make an `Embedder`).
+
+        Example:
+            >>> Embedder.for_weights("efficientnet-lite0") or Embedder()  # doctest: +SKIP
+        """
+        spec = get_backbone(backbone)
+        pooling = pooling or spec.default_pooling
+        known = _exports().get(f"{spec.weights_id(weights)}|{pooling}")
+        if spec.weights_id(weights) is None or not isinstance(known, dict):
+            return None
+        graph = cache_dir() / "onnx" / str(known.get("graph", ""))
+        if not graph.is_file() or not known.get("fingerprint"):
+            return None
+        return cls(
+            backbone,
+            pooling=pooling,
+            precision=precision,
+            graph=graph,
+            fingerprint=str(known["fingerprint"]),
             **options,
         )
 
@@ -450,6 +488,38 @@ class Embedder:
             for i in range(0, len(batch), self.batch_size)
         ]
         return np.concatenate(out).astype(np.float32, copy=False)
+
+
+_EXPORTS_FILE = "exports.json"  # in cache_dir()/onnx: weights id|pooling -> graph, fingerprint
+
+
+def _exports() -> dict:
+    """What `_remember_export` recorded ({} when nothing, or unreadable)."""
+    try:
+        known = json.loads((cache_dir() / "onnx" / _EXPORTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _remember_export(weights_id: str | None, pooling: str, graph: Path, fingerprint: str) -> None:
+    """Record that the weights `weights_id` with `pooling` export to `graph` (best effort: a
+    read-only cache only means later embedders load torch again)."""
+    if weights_id is None:
+        return
+    key = f"{weights_id}|{pooling}"
+    entry = {"graph": graph.name, "fingerprint": fingerprint}
+    known = _exports()
+    if known.get(key) == entry or graph.parent != cache_dir() / "onnx":
+        return
+    known[key] = entry
+    try:
+        fd, tmp = tempfile.mkstemp(dir=graph.parent, suffix=".json.tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(known, f, indent=1, sort_keys=True)
+        os.replace(tmp, graph.parent / _EXPORTS_FILE)
+    except OSError as exc:
+        log.info("cannot record the exported graph %s (%s)", graph.name, exc)
 
 
 def _cpu_session(path: Path, threads: int):

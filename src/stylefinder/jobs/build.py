@@ -145,7 +145,16 @@ def build_index(
             if backbone == DEFAULT_BACKBONE and pooling is None:
                 backbone, pooling = header.backbone, header.pooling
             precision = precision or header.precision
-        embedder = Embedder(
+        if runtime == "onnx":  # the graph exported for these weights before: no torch needed
+            embedder = Embedder.for_weights(
+                backbone,
+                pooling=pooling,
+                weights=weights,
+                precision=precision or "fp32",
+                batch_size=batch_size,
+                threads=threads,
+            )
+        embedder = embedder or Embedder(
             backbone,
             pooling=pooling,
             weights=weights,
