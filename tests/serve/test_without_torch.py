@@ -84,3 +84,35 @@ def test_indexing_with_the_default_weights_exported_needs_no_torch(
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"embedded": 12, "fingerprint": embedder.space.weights_fingerprint}
+
+
+def test_the_serve_extra_installs_and_serves_without_torch(demo_index, demo, embedder, tmp_path):
+    """`pip install '.[serve]'` into a fresh venv (torch is not pulled in) answers the same
+    searches on an index whose graph is exported."""
+    index_dir, _ = demo_index
+    photo, _category = demo.queries[0]
+    expected = [r.id for r in _engine(index_dir, embedder).recommend(photo, k=5)]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    root = Path(__file__).resolve().parents[2]
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "-q", f"{root}[serve]", "httpx"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    script = _SCRIPT.replace('sys.modules["torch"] = None', "import importlib.util")
+    script += '\nassert importlib.util.find_spec("torch") is None, "torch is installed"\n'
+    done = subprocess.run(
+        [python, "-c", script, str(index_dir), str(photo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "STYLEFINDER_THREADS": "1"},
+        cwd=tmp_path,  # not the checkout: the venv's installed copy is what runs
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["engine"] == expected and result["api"] == expected
