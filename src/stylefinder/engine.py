@@ -675,9 +675,9 @@ class Engine:
         popularity: np.ndarray | None,
     ) -> list[Recommendation]:
         _, matrix = self._search_space(snapshot)
-        allowed = None
-        if filters or len(snapshot) < snapshot.size:  # empty rows never pass
-            allowed = self._allowed(snapshot, filters)
+        allowed = self._allowed(snapshot, filters) if filters else None  # empty rows fail too
+        if allowed is None and len(snapshot) < snapshot.size:  # removed items' empty rows
+            allowed = self._vector_index(snapshot).live_mask()
         rows, scores = rank(
             matrix,
             profile,

@@ -34,6 +34,7 @@ from stylefinder.embed.backbones import DEFAULT_BACKBONE, POOLINGS, get_backbone
 from stylefinder.embed.preprocess import draft_request, to_input
 from stylefinder.embed.quantize import quantize_int8
 from stylefinder.errors import BackboneUnavailableError, BadImageError
+from stylefinder.io.files import atomic_write
 from stylefinder.types import EmbeddingSpace
 
 log = logging.getLogger(__name__)
@@ -191,8 +192,9 @@ class Embedder:
         """
         spec = get_backbone(backbone)
         pooling = pooling or spec.default_pooling
-        known = _exports().get(f"{spec.weights_id(weights)}|{pooling}")
-        if spec.weights_id(weights) is None or not isinstance(known, dict):
+        weights_id = spec.weights_id(weights)
+        known = _exports().get(f"{weights_id}|{pooling}") if weights_id is not None else None
+        if not isinstance(known, dict):
             return None
         graph = cache_dir() / "onnx" / str(known.get("graph", ""))
         if not graph.is_file() or not known.get("fingerprint"):
@@ -514,11 +516,9 @@ def _remember_export(weights_id: str | None, pooling: str, graph: Path, fingerpr
         return
     known[key] = entry
     try:
-        fd, tmp = tempfile.mkstemp(dir=graph.parent, suffix=".json.tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(known, f, indent=1, sort_keys=True)
-        os.replace(tmp, graph.parent / _EXPORTS_FILE)
-    except OSError as exc:
+        text = json.dumps(known, indent=1, sort_keys=True)
+        atomic_write(graph.parent / _EXPORTS_FILE, text.encode("utf-8"))
+    except OSError as exc:  # NoSpaceError too
         log.info("cannot record the exported graph %s (%s)", graph.name, exc)
 
 

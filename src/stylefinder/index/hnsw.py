@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy as _copy
 import math
 import os
 import shutil
@@ -77,16 +78,15 @@ class HnswIndex(VectorIndex):
 
     def reader_copy(self) -> HnswIndex:
         """A copy sharing this index's read-only graph, with labels of its own to change (a
-        writer's next generation, made without reading the graph file again)."""
-        copy = HnswIndex(
-            self._vectors,
-            self._graph,
-            self._labels.copy(),
-            self._params,
-            writable=False,
-            removed=self._removed,
+        writer's next generation, made without reading the graph file again, nor deriving
+        again what this one knows)."""
+        copy = _copy.copy(self)
+        copy._labels, copy._removed = self._labels.copy(), self._removed.copy()
+        copy._uncovered, copy._params, copy._added = (
+            self._uncovered.copy(),
+            dict(self._params),
+            dict(self._added),
         )
-        copy.source = self.source
         return copy
 
     # -- building --------------------------------------------------------------------------------

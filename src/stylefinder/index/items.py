@@ -103,8 +103,7 @@ class ItemTable:
         """Every row's item (None for an empty row), read once in one pass and kept."""
         if self._by_row is None:
             listed: list[Item | None] = [None] * self.size
-            query = f"SELECT row, {ITEM_COLUMNS} FROM items WHERE row < ? ORDER BY row"
-            for row in self._query(query, [self.size]):
+            for row in self.manifest_rows():
                 listed[row[0]] = item_from_row(row[1:])
             self._by_row = self.row_of.listed = listed
         return self._by_row
@@ -141,15 +140,13 @@ class _Manifest:
         """The rows `sql` selects; `StaleSnapshotError` once the rows were renumbered."""
 
         def run(con: sqlite3.Connection) -> list[tuple]:
-            keys = ("generation", LAYOUT_KEY)
-            now = dict(con.execute("SELECT key, value FROM state WHERE key IN (?, ?)", keys))
-            if now.get("generation") != self._generation and now.get(LAYOUT_KEY, "") != (
-                self._layout
-            ):
+            found = con.execute("SELECT value FROM state WHERE key = ?", (LAYOUT_KEY,)).fetchone()
+            layout = found[0] if found else ""
+            if layout != self._layout:  # only a commit that renumbers the rows changes it
                 raise StaleSnapshotError(
-                    f"the index's rows were renumbered (generation {now.get('generation')}) "
-                    f"since this snapshot (generation {self._generation}) was read; read a new "
-                    "snapshot and ask again"
+                    f"the index's rows were renumbered (generation {layout}) since this "
+                    f"snapshot (generation {self._generation}) was read; read a new snapshot "
+                    "and ask again"
                 )
             return con.execute(sql, parameters).fetchall()
 

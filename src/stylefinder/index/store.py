@@ -341,16 +341,16 @@ class IndexStore:
         """`snapshot`; `fresh` (the state's `ann` entry and the index a writer just saved for
         it) spares loading that index again."""
 
-        def read_state(con: sqlite3.Connection) -> tuple[dict[str, str], tuple[int, int]]:
+        def read_state(con: sqlite3.Connection) -> tuple[dict[str, str], tuple[int, int] | None]:
             state = dict(con.execute("SELECT key, value FROM state"))
-            if previous is not None and previous.state == state:
-                return state, (0, 0)
-            return state, _counts(con, state)
+            unchanged = previous is not None and previous.state == state
+            return state, None if unchanged else _counts(con, state)
 
         for _attempt in range(10):
-            state, (size, count) = self.read(read_state)
-            if previous is not None and previous.state == state:
+            state, counts = self.read(read_state)
+            if counts is None:  # the generation of `previous`
                 return previous
+            size, count = counts
             try:
                 vectors = self._load_vectors(state.get("vectors", ""), size)
                 table = ItemTable(
@@ -616,8 +616,8 @@ class IndexWriter:
             if vector is None and item_id in row_of
         }
         added = [(item, v) for item_id, (item, v) in self._puts.items() if item_id not in updated]
-        emptied = {i: row_of.get(i) for i in self._removals | {item.id for item, _ in added}}
-        emptied = {i: row for i, row in emptied.items() if row is not None}  # rows left empty
+        leaving = self._removals | {item.id for item, _ in added}  # removed or re-embedded
+        emptied = {i: row for i in leaving if (row := row_of.get(i)) is not None}
         size = base.size + len(added)
         count = len(base) - len(emptied) + len(added)
         compact = size - count > MAX_HOLE_SHARE * size
