@@ -231,7 +231,8 @@ def evaluate_personalization(
         else Engine.open(engine_or_index_dir)
     )
     settings = settings or ProfileSettings()
-    snapshot = engine.snapshot
+    view = engine.view
+    snapshot = view.snapshot
     by_row = snapshot.items.by_row()  # None: an empty row (a removed item), never labeled
     values = (None if item is None else item.metadata.get(label_column) for item in by_row)
     labels = [None if value in (None, "") else str(value) for value in values]  # 0 is a label
@@ -240,7 +241,7 @@ def evaluate_personalization(
         raise ValueError(f"fewer than two items have a {label_column!r} metadata value")
     item_ids = ["" if item is None else item.id for item in by_row]
     raw = np.asarray(snapshot.vectors, np.float32)
-    projection, matrix = engine._search_space(snapshot)
+    projection, matrix = view.projection, view.matrix
     shoppers = simulate_shoppers(
         raw,
         labels,

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from stylefinder.engine import (  # one source for the limits of added items
+from stylefinder.catalog.uploads import (  # one source for the limits of added items
     MAX_ID_LENGTH,
     MAX_METADATA_FIELDS,
     MAX_METADATA_VALUE,

@@ -1,0 +1,182 @@
+"""One committed generation as queries see it: its search space, filters and results.
+
+A `CatalogView` is made per snapshot and thrown away when the index moves on, so its derived
+state (the tuned space, the metadata columns, the filter values) is computed once, on first use,
+and never needs invalidating.
+
+Example:
+    >>> view = CatalogView(store, store.snapshot())  # doctest: +SKIP
+    >>> [r.id for r in view.search(vector, k=3)]  # doctest: +SKIP
+    ['dress-12', 'dress-40', 'dress-7']
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from stylefinder.errors import UnknownItemError
+from stylefinder.index.store import IndexStore, Snapshot
+from stylefinder.index.vector_index import ExactIndex, VectorIndex
+from stylefinder.recommend.filters import Filters, MetadataColumns, column_values
+from stylefinder.recommend.projection import Projection
+from stylefinder.recommend.tuned_space import tuned_space
+from stylefinder.types import Item
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One result: the item's id, its image path, cosine similarity and metadata."""
+
+    id: str
+    path: str
+    score: float
+    metadata: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "path": self.path, "score": self.score, "metadata": self.metadata}
+
+
+class CatalogView:
+    """The derived state of one snapshot of `store`, each part built once on first use.
+
+    Thread-safe: concurrent first queries project the matrix once.
+    """
+
+    def __init__(self, store: IndexStore, snapshot: Snapshot) -> None:
+        self.store = store
+        self.snapshot = snapshot
+        self._space_lock = threading.Lock()
+        self._space: tuple[Projection | None, np.ndarray, VectorIndex] | None = None
+
+    def __len__(self) -> int:
+        return len(self.snapshot)
+
+    # -- the searched space ------------------------------------------------------------------
+
+    def space(self) -> tuple[Projection | None, np.ndarray, VectorIndex]:
+        """The projection, searched matrix and vector index: the committed matrix and index,
+        or on a tuned index the projected ones (written to the index by the first reader that
+        needs them, memory-mapped by later ones)."""
+        with self._space_lock:
+            if self._space is None:
+                projection = Projection.load(self.store.directory)
+                if projection is None:
+                    matrix = self.snapshot.vectors
+                    index = self.snapshot.index
+                    index = index if index is not None else ExactIndex(matrix)
+                else:
+                    matrix, index = tuned_space(self.store.directory, self.snapshot, projection)
+                self._space = (projection, matrix, index)
+            return self._space
+
+    @property
+    def projection(self) -> Projection | None:
+        """The projection learned by `stylefinder tune`, if the index has one."""
+        return self.space()[0]
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The searched matrix (projected on a tuned index), one row per matrix row."""
+        return self.space()[1]
+
+    @property
+    def vector_index(self) -> VectorIndex:
+        return self.space()[2]
+
+    # -- items and filters -------------------------------------------------------------------
+
+    def row(self, item_id: str) -> int:
+        """The matrix row of item `item_id`, or `UnknownItemError`."""
+        row = self.snapshot.row_of.get(item_id)
+        if row is None:
+            raise UnknownItemError(f"no item {item_id!r} in the index")
+        return row
+
+    def item(self, item_id: str) -> Item:
+        return self.snapshot.items[self.row(item_id)]
+
+    @cached_property
+    def metadata_columns(self) -> MetadataColumns:
+        return MetadataColumns(self.snapshot.items.by_row())
+
+    @cached_property
+    def filter_columns(self) -> dict[str, list[str]]:
+        """Columns with few enough distinct values to filter on, and their values."""
+        return column_values(self.snapshot.items)
+
+    def allowed(self, filters: Filters | None) -> np.ndarray:
+        """The rows that pass `filters` (empty rows never do)."""
+        return self.metadata_columns.mask(filters)
+
+    def live_or_allowed(self, filters: Filters | None) -> np.ndarray | None:
+        """`allowed(filters)`, or without filters the rows that hold an item (None: all do)."""
+        if filters:
+            return self.allowed(filters)
+        if len(self.snapshot) < self.snapshot.size:  # removed items' empty rows
+            return self.vector_index.live_mask()
+        return None
+
+    def browse(
+        self, *, offset: int = 0, limit: int = 20, filters: Filters | None = None
+    ) -> tuple[list[Item], int]:
+        """A page of items (in index order) that pass `filters`, and how many pass."""
+        rows = np.flatnonzero(self.allowed(filters))
+        page = rows[max(0, offset) : max(0, offset) + max(0, limit)]
+        return [item for item in self.snapshot.items.many(page) if item is not None], len(rows)
+
+    # -- search ------------------------------------------------------------------------------
+
+    def search(
+        self,
+        vector: np.ndarray,
+        k: int = 5,
+        *,
+        exclude_rows: list[int] | None = None,
+        filters: Filters | None = None,
+    ) -> list[Recommendation]:
+        """The `k` items nearest a unit vector of the backbone's space that pass `filters`."""
+        vector = np.asarray(vector, np.float32).reshape(-1)
+        dim = self.snapshot.header.dim
+        if vector.shape != (dim,):
+            raise ValueError(f"query vector has {vector.size} dimensions; the index has {dim}")
+        allowed = self.allowed(filters) if filters else None
+        excluded = np.asarray(exclude_rows, np.int64) if exclude_rows else None
+        projection, _, index = self.space()  # exact scores, whatever finds the candidates
+        if projection is not None:
+            vector = projection.apply(vector)
+        found, best = index.search(vector, k, allowed=allowed, excluded=excluded)
+        return self.results(found[0], best[0])
+
+    def similar(
+        self, item_id: str, k: int = 5, *, filters: Filters | None = None
+    ) -> list[Recommendation]:
+        """The `k` items most similar to item `item_id`, without it or byte-identical copies."""
+        row = self.row(item_id)
+        exclude = [row, *self.snapshot.items.rows_with_hash(self.snapshot.items[row].hash)]
+        vector = np.array(self.snapshot.vectors[row])
+        return self.search(vector, k, exclude_rows=exclude, filters=filters)
+
+    def results(self, rows, scores) -> list[Recommendation]:
+        """Recommendations for found `rows` (-1: none) and their scores, items read at once."""
+        rows, scores = np.asarray(rows), np.asarray(scores)
+        found = rows >= 0
+        items = self.snapshot.items.many(rows[found])
+        return [
+            Recommendation(
+                item.id, self.image_path(item), round(float(score), 6), dict(item.metadata)
+            )
+            for item, score in zip(items, scores[found], strict=True)
+            if item is not None
+        ]
+
+    def image_path(self, item: Item) -> str:
+        """Where the item's image file is (absolute when its folder is known)."""
+        if item.source == "api":
+            return str(self.store.directory / item.path)
+        root = self.snapshot.catalog_root
+        return str(Path(root) / item.path) if root else item.path
