@@ -164,8 +164,16 @@ def test_kills_at_random_moments_never_corrupt(demo, tmp_path: Path):
     command = _index_command(catalog, index_dir, batch_size=8)
     rng = np.random.default_rng(7)
     for _ in range(4):
+        # killed a random moment after one or two more commits: inside a batch, a commit or
+        # the start of the next one, without sleeping a fixed guess of how long indexing takes
+        target = _generation(index_dir) + int(rng.integers(1, 3))
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(float(rng.uniform(2.0, 6.0)))
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            if _generation(index_dir) >= target:
+                break
+            time.sleep(0.005)
+        time.sleep(float(rng.uniform(0.0, 0.2)))
         process.kill()
         process.wait()
         if IndexStore.exists(index_dir):
@@ -175,6 +183,10 @@ def test_kills_at_random_moments_never_corrupt(demo, tmp_path: Path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert len(IndexStore.open(index_dir).snapshot()) == 96
+
+
+def _generation(index_dir: Path) -> int:
+    return IndexStore.open(index_dir).generation() if IndexStore.exists(index_dir) else 0
 
 
 def test_a_wrong_folder_removes_nothing_until_allowed_and_restore_brings_items_back(
