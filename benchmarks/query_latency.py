@@ -50,8 +50,10 @@ from index_throughput import write_jpeg_set
 from stylefinder.catalog.demo import CLASS_NAMES, write_demo_catalog
 from stylefinder.embed.runner import Embedder
 from stylefinder.engine import Engine
+from stylefinder.index.manifest import ann_entry
 from stylefinder.index.search import top_k
-from stylefinder.index.store import IndexStore, Snapshot, ann_entry
+from stylefinder.index.snapshot import Snapshot
+from stylefinder.index.store import IndexStore
 from stylefinder.index.vector_index import DEFAULT_ANN, AnnSettings, VectorIndex, entry_files
 from stylefinder.recommend.projection import TUNED_FOLDER, fit_mlp_projection
 from stylefinder.types import Item

@@ -12,7 +12,8 @@ import pytest
 
 from stylefinder.engine import Engine
 from stylefinder.index.hnsw import HnswIndex
-from stylefinder.index.store import IndexStore, ann_entry
+from stylefinder.index.manifest import ann_entry
+from stylefinder.index.store import IndexStore
 from stylefinder.index.vector_index import AnnSettings, ExactIndex
 from stylefinder.types import EmbeddingSpace, Item
 

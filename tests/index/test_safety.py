@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from stylefinder.errors import DamagedIndexError, IndexStateError, NoSpaceError
-from stylefinder.index.store import MANIFEST_FILE, IndexStore
+from stylefinder.index.header import MANIFEST_FILE
+from stylefinder.index.store import IndexStore
 from stylefinder.types import EmbeddingSpace, Item
 
 DIM = 1280

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from stylefinder.errors import IndexStateError, UnknownItemError
-from stylefinder.index.store import HEADER_FILE, IndexStore
+from stylefinder.index.header import HEADER_FILE
+from stylefinder.index.store import IndexStore
 from stylefinder.types import EmbeddingSpace, Item
 
 SPACE = EmbeddingSpace("test-net", "gem", "abc123", 4)

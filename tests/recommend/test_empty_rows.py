@@ -112,7 +112,7 @@ def test_an_index_without_row_counts_in_its_state_is_counted(holed):
     with store.writer() as writer:  # compacted: no empty rows, like those indexes
         for n in (1, 2, 3):
             writer.remove(f"i{n}")
-    with store._transaction() as con:
+    with store.manifest.transaction() as con:
         con.execute("DELETE FROM state WHERE key IN ('matrix_rows', 'item_count', 'layout')")
     snapshot = IndexStore.open(store.directory).snapshot()
     assert snapshot.size == len(snapshot) == 22

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from stylefinder.errors import StylefinderError, UnknownItemError, UnknownUserError
-from stylefinder.index.store import MANIFEST_FILE, IndexStore
+from stylefinder.index.header import MANIFEST_FILE
+from stylefinder.index.store import IndexStore
 from stylefinder.shoppers.events import (
     SHOPPERS_FILE,
     BadEventError,

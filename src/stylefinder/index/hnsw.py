@@ -2,18 +2,19 @@
 
 The graph (faiss `IndexHNSWSQ`, one byte per dimension: 1.3 GB for 1M x 1280 instead of 5.1)
 finds `search_width` candidates, which are scored against the full rows, so scores stay exact.
-The search width is chosen when the graph is built: rows sampled as queries are searched
-exactly and through the graph, and the smallest width whose mean recall@10 reaches the target
-is kept (see `calibrate`). Filters go into the graph search as a bitmap of allowed nodes
-(faiss `IDSelectorBitmap`), with a width scaled up for the share of rows they pass; filters
-passing few rows are scored exactly instead.
+The search width is chosen when the graph is built (`stylefinder.index.hnsw_build`): rows
+sampled as queries are searched exactly and through the graph, and the smallest width whose
+mean recall@10 reaches the target is kept. Filters go into the graph search as a bitmap of
+allowed nodes (faiss `IDSelectorBitmap`), with a width scaled up for the share of rows they
+pass; filters passing few rows are scored exactly instead. The faiss calls themselves are in
+`stylefinder.index.faiss_graph`.
 
 faiss numbers nodes 0..n-1 in the order they were added; `labels[node]` is the row a node holds
 (-1: removed, a tombstone). Rows the graph does not hold yet (added since it was saved) are
 scored exactly until the writer grows the graph. Readers memory-map the saved codes.
 
 Example:
-    >>> index = HnswIndex.build(matrix, AnnSettings(kind="hnsw"))  # doctest: +SKIP
+    >>> index = build_hnsw(matrix, AnnSettings(kind="hnsw"))  # doctest: +SKIP
     >>> index.params["search_width"], index.params["recall_at_10"]  # doctest: +SKIP
     (48, 0.987)
     >>> rows, scores = index.search(matrix[:1], 10)  # doctest: +SKIP
@@ -21,13 +22,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy as _copy
 import math
-import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +31,12 @@ import faiss
 import numpy as np
 
 from stylefinder.errors import IndexStateError
-from stylefinder.index.vector_index import DEFAULT_ANN, AnnSettings, VectorIndex
-from stylefinder.io.diskspace import is_no_space, no_space
-from stylefinder.io.files import atomic_write, fsync_dir, load_npy, npy_bytes
+from stylefinder.index.faiss_graph import add_in_steps, read_graph, search_graph, write_graph
+from stylefinder.index.vector_index import AnnSettings, VectorIndex
+from stylefinder.io.files import atomic_write, load_npy, npy_bytes
 
-_ADD_ROWS = 16_384  # rows added to the graph per step (one progress update)
-_TRAIN_ROWS = 65_536  # rows the int8 ranges are fitted on
-_BLOCK_ROWS = 65_536  # rows scored per step while measuring recall
-_FULL_DISK_BYTES = 64 << 20  # a failed write with less free space left: a full disk
-_MAX_WIDTH = 4096  # the widest graph search; filters it cannot serve are scored exactly
-_POOLS = (10, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, 192, 256)  # candidates rescored
-_FILTER_EXPONENTS = (0.25, 0.5, 0.75, 1.0)  # filtered width: search_width / share ** e
-_K = 10  # the search width is calibrated for k = 10; larger k widen it
+MAX_WIDTH = 4096  # the widest graph search; filters it cannot serve are scored exactly
+CALIBRATED_K = 10  # the search width is calibrated for k = 10; larger k widen it
 
 
 class HnswIndex(VectorIndex):
@@ -89,53 +79,19 @@ class HnswIndex(VectorIndex):
         )
         return copy
 
-    # -- building --------------------------------------------------------------------------------
-
     @classmethod
-    def build(
-        cls,
-        vectors: np.ndarray,
-        settings: AnnSettings = DEFAULT_ANN,
-        *,
-        progress: bool = False,
+    def over_new_graph(
+        cls, vectors: np.ndarray, graph: faiss.IndexHNSWSQ, params: dict[str, Any]
     ) -> HnswIndex:
-        """A graph over every row of `vectors`, its search width calibrated (see `calibrate`).
+        """A writable index over every row of `vectors`, which `graph` holds in row order (not
+        saved yet: `save` writes its graph and labels).
 
         Example:
-            >>> index = HnswIndex.build(matrix, AnnSettings(kind="hnsw"))  # doctest: +SKIP
+            >>> index = HnswIndex.over_new_graph(matrix, graph, {"search_width": 48})
+            ... # doctest: +SKIP
         """
-        started = time.perf_counter()
-        n, dim = vectors.shape
-        graph = faiss.IndexHNSWSQ(
-            dim, faiss.ScalarQuantizer.QT_8bit, settings.degree, faiss.METRIC_INNER_PRODUCT
-        )
-        graph.hnsw.efConstruction = settings.build_width
-        rng = np.random.default_rng(settings.seed)
-        sample = np.sort(rng.choice(n, size=min(n, _TRAIN_ROWS), replace=False))
-        graph.train(np.ascontiguousarray(vectors[sample], np.float32))
-        _add_in_steps(graph, vectors, range(n), progress=progress)
-        params = {
-            "kind": cls.kind,
-            "library": f"faiss {faiss.__version__}",
-            "codes": "int8",
-            "degree": settings.degree,
-            "build_width": settings.build_width,
-            "search_width": settings.search_widths[-1],
-            "target_recall": settings.target_recall,
-            "exact_filter_rows": settings.exact_filter_rows,
-            "exact_filter_share": settings.exact_filter_share,
-        }
-        index = cls(vectors, graph, np.arange(n, dtype=np.int64), params, writable=True)
+        index = cls(vectors, graph, np.arange(len(vectors), dtype=np.int64), params, writable=True)
         index._graph_changed = index._labels_changed = True
-        if n > _K:
-            width, pool, recall, queries = calibrate(index, vectors, settings)
-            index._params.update(
-                search_width=width, rescore=pool, recall_at_10=recall, queries=queries
-            )
-            filtered = calibrate_filter(index, vectors, settings)
-            if filtered is not None:
-                index._params.update(filter_exponent=filtered[0], filtered_recall_at_10=filtered[1])
-        index._params["build_seconds"] = round(time.perf_counter() - started, 1)
         return index
 
     # -- the interface ---------------------------------------------------------------------------
@@ -148,6 +104,15 @@ class HnswIndex(VectorIndex):
             "tombstones": self._tombstones,
             "uncovered": len(self._uncovered),
         }
+
+    def update_params(self, **params: Any) -> None:
+        """Record parameters chosen or measured at build time (saved with the index; the
+        search reads `search_width`, `rescore`, `filter_exponent`).
+
+        Example:
+            >>> index.update_params(search_width=64)  # doctest: +SKIP
+        """
+        self._params.update(params)
 
     @property
     def writable(self) -> bool:
@@ -190,7 +155,7 @@ class HnswIndex(VectorIndex):
         if not len(rows):
             return 0
         self._make_writable()
-        _add_in_steps(self._graph, self, rows, progress=progress)
+        add_in_steps(self._graph, rows, self._rows, progress=progress)
         self._labels = np.concatenate([self._labels, rows])
         self._uncovered = np.zeros(0, np.int64)
         self._graph_changed = self._labels_changed = True
@@ -241,12 +206,12 @@ class HnswIndex(VectorIndex):
     def _candidates(self, query, k, allowed):
         live = len(self)
         passing = live if allowed is None else int(np.count_nonzero(allowed))
-        if allowed is not None and passing <= max(k, self._exact_filter_limit(live)):
+        if allowed is not None and passing <= max(k, self.exact_filter_limit(live)):
             return None  # few rows pass: score them exactly
         base = int(self._params["search_width"])
-        width = max(base, math.ceil(base * k / _K))
+        width = max(base, math.ceil(base * k / CALIBRATED_K))
         pool = int(self._params.get("rescore", base))
-        count = max(pool, math.ceil(pool * k / _K), k)  # candidates rescored exactly
+        count = max(pool, math.ceil(pool * k / CALIBRATED_K), k)  # candidates rescored exactly
         if allowed is not None:
             width = self._filtered_width(width, passing / max(1, live))
         bitmap = self._node_bitmap(allowed)
@@ -254,24 +219,24 @@ class HnswIndex(VectorIndex):
         if allowed is not None and len(uncovered):
             uncovered = uncovered[allowed[uncovered]]
         while True:
-            rows = self._graph_rows(query, width, bitmap, min(count, width))
+            rows = self.graph_rows(query, width, min(count, width), bitmap)
             if len(rows) + len(uncovered) >= min(k, passing) or allowed is None:
                 return np.concatenate([rows, uncovered])
-            if width >= _MAX_WIDTH:  # the graph cannot reach k of the rows that pass
+            if width >= MAX_WIDTH:  # the graph cannot reach k of the rows that pass
                 return None
-            width = min(width * 4, _MAX_WIDTH)
+            width = min(width * 4, MAX_WIDTH)
 
-    def _graph_rows(
-        self, query: np.ndarray, width: int, bitmap: np.ndarray | None, count: int
+    def graph_rows(
+        self, query: np.ndarray, width: int, count: int, bitmap: np.ndarray | None = None
     ) -> np.ndarray:
         """The rows of the best `count` nodes (by int8 score) that a graph search of `width`
-        finds (only nodes in `bitmap` when given), best first."""
-        params = faiss.SearchParametersHNSW(efSearch=width)
-        if bitmap is not None:  # the selector points into `bitmap`: kept alive while searching
-            params.sel = faiss.IDSelectorBitmap(len(self._labels), faiss.swig_ptr(bitmap))
-        count = min(max(1, count), max(1, len(self._labels)))
-        _, found = self._graph.search(np.ascontiguousarray(query[None]), count, params=params)
-        rows = self._labels[found[0][found[0] >= 0]]
+        finds (only nodes in `bitmap` when given), best first; tombstones left out.
+
+        Example:
+            >>> index.graph_rows(matrix[0], width=48, count=10)  # doctest: +SKIP
+            array([   0,  517, ...])
+        """
+        rows = self._labels[search_graph(self._graph, query, width, count, bitmap)]
         return rows[rows >= 0]
 
     def _filtered_width(self, width: int, share: float) -> int:
@@ -279,7 +244,7 @@ class HnswIndex(VectorIndex):
         exponent e calibrated at build time (1 without calibration: a graph search then finds
         as many allowed nodes as an unfiltered search finds nodes)."""
         exponent = float(self._params.get("filter_exponent", 1.0))
-        return min(max(width, math.ceil(width / share**exponent)), _MAX_WIDTH)
+        return min(max(width, math.ceil(width / share**exponent)), MAX_WIDTH)
 
     def _node_bitmap(self, allowed: np.ndarray | None) -> np.ndarray | None:
         """faiss's bitmap of the nodes to return: live ones holding an allowed row (None:
@@ -304,7 +269,8 @@ class HnswIndex(VectorIndex):
             np.array_equal(self._labels, np.arange(n))
         )
 
-    def _exact_filter_limit(self, live: int) -> int:
+    def exact_filter_limit(self, live: int) -> int:
+        """Filters passing at most this many of `live` rows are scored exactly."""
         rows = int(self._params.get("exact_filter_rows", 0))
         share = float(self._params.get("exact_filter_share", 0.0))
         return max(rows, int(share * live))
@@ -322,7 +288,7 @@ class HnswIndex(VectorIndex):
         )
         if not graph:
             graph = f"{stem}-graph.faiss"
-            _write_graph(self._graph, directory / graph)
+            write_graph(self._graph, directory / graph)
         if not labels:
             labels = f"{stem}-labels.npy"
             atomic_write(directory / labels, npy_bytes(self._labels))
@@ -344,13 +310,7 @@ class HnswIndex(VectorIndex):
         `writable` (a writer that adds to it)."""
         directory = Path(directory)
         path = directory / entry["graph"]
-        flags = 0 if writable else faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
-        try:
-            graph = faiss.read_index(str(path), flags)
-        except RuntimeError as exc:
-            if not path.is_file():
-                raise FileNotFoundError(path) from exc
-            raise IndexStateError(f"{path} is damaged ({str(exc).splitlines()[0]})") from exc
+        graph = read_graph(path, writable=writable)
         labels = load_npy(directory / entry["labels"])
         if labels.ndim != 1 or len(labels) != graph.ntotal or graph.d != vectors.shape[1]:
             raise IndexStateError(
@@ -414,167 +374,3 @@ def carry_graph(
         index = opened(writable=True)  # read into memory, to add to
         index.grow(progress=progress)
     return index
-
-
-def calibrate(
-    index: HnswIndex, vectors: np.ndarray, settings: AnnSettings
-) -> tuple[int, int, float, int]:
-    """The search width and the number of its candidates to rescore for a recall@10 target:
-    the smallest of `settings.search_widths` whose mean recall@10 against exact search reaches
-    the target when all its candidates are rescored, and the fewest of those candidates (best
-    first by int8 score) that still reach it. Returns (width, rescored, recall, queries):
-    queries are rows sampled from `vectors`, each excluding itself. A result counts as found
-    when its exact score reaches the 10th best exact score, so ties between duplicates are not
-    misses. When no width reaches the target, the widest is kept (its recall recorded:
-    `stylefinder info` shows it).
-
-    Example:
-        >>> calibrate(index, matrix, AnnSettings())  # doctest: +SKIP
-        (48, 24, 0.986, 200)
-    """
-    n = len(vectors)
-    rng = np.random.default_rng(settings.seed + 1)
-    rows = np.sort(rng.choice(n, size=min(n, settings.queries), replace=False))
-    asked = np.asarray(vectors[rows], np.float32)
-    kth = _exact_kth_scores(vectors, asked, rows, _K)
-    target = settings.target_recall
-    recall: dict[int, float] = {}
-    for width in settings.search_widths:
-        pools = sorted({p for p in (*_POOLS, width) if _K <= p <= width})
-        found = dict.fromkeys(pools, 0)
-        for query, row, floor in zip(asked, rows, kth, strict=True):
-            candidates = index._graph_rows(query, width, None, width + 1)
-            candidates = candidates[candidates != row]
-            exact = np.asarray(index._rows(candidates) @ query, np.float32)
-            for pool in pools:
-                best = np.sort(exact[:pool])[::-1][:_K]
-                found[pool] += int(np.count_nonzero(best >= floor - 1e-6))
-        recall = {pool: round(count / (_K * len(rows)), 4) for pool, count in found.items()}
-        if recall[pools[-1]] >= target:
-            pool = next(p for p in pools if recall[p] >= target)
-            return width, pool, recall[pool], len(rows)
-    widest = settings.search_widths[-1]
-    return widest, widest, recall.get(widest, 0.0), len(rows)
-
-
-def calibrate_filter(
-    index: HnswIndex, vectors: np.ndarray, settings: AnnSettings
-) -> tuple[float, float] | None:
-    """How much wider a filtered graph search must be: the smallest exponent e of
-    `_FILTER_EXPONENTS` for which searches of width `search_width / share ** e` reach
-    `target_recall - 0.03` recall@10 under a random filter passing `share` of the rows: 10%,
-    or just more than filters scored exactly pass (a random filter is the hardest kind: real
-    ones, such as a category, pass rows near the query more often).
-    Returns (e, recall), or None when filters that narrow are scored exactly anyway.
-
-    Example:
-        >>> calibrate_filter(index, matrix, AnnSettings())  # doctest: +SKIP
-        (0.5, 0.961)
-    """
-    n = len(vectors)
-    share = max(0.1, 1.1 * index._exact_filter_limit(n) / max(1, n))  # the graph's narrowest
-    if share > 0.5 or n <= 10 * _K:
-        return None
-    rng = np.random.default_rng(settings.seed + 2)
-    allowed = rng.random(n) < share
-    rows = np.sort(rng.choice(np.flatnonzero(allowed), size=min(100, settings.queries)))
-    asked = np.asarray(vectors[rows], np.float32)
-    passing = np.flatnonzero(allowed)
-    kth = _exact_kth_scores(vectors, asked, rows, _K, among=passing)
-    target, recall = settings.target_recall - 0.03, 0.0
-    for exponent in _FILTER_EXPONENTS:
-        index._params["filter_exponent"] = exponent
-        found = 0
-        for query, row, floor in zip(asked, rows, kth, strict=True):
-            _, scores = index.search(query, _K, allowed=allowed, excluded=np.array([row]))
-            found += int(np.count_nonzero(scores[0] >= floor - 1e-6))
-        recall = round(found / (_K * len(rows)), 4)
-        if recall >= target:
-            return exponent, recall
-    return _FILTER_EXPONENTS[-1], recall
-
-
-def _exact_kth_scores(
-    vectors: np.ndarray,
-    asked: np.ndarray,
-    rows: np.ndarray,
-    k: int,
-    *,
-    among: np.ndarray | None = None,
-):
-    """The k-th best exact score of each query row among the other rows (of `among`, rows
-    ascending, when given)."""
-    best = np.full((len(rows), 0), -np.inf, np.float32)
-    for start in range(0, len(vectors), _BLOCK_ROWS):
-        scores = asked @ np.asarray(vectors[start : start + _BLOCK_ROWS], np.float32).T
-        inside = np.flatnonzero((rows >= start) & (rows < start + scores.shape[1]))
-        scores[inside, rows[inside] - start] = -np.inf
-        if among is not None:
-            keep = np.zeros(scores.shape[1], bool)
-            part = among[(among >= start) & (among < start + scores.shape[1])]
-            keep[part - start] = True
-            scores[:, ~keep] = -np.inf
-        merged = np.concatenate([best, scores], axis=1)
-        if merged.shape[1] > k:
-            merged = -np.partition(-merged, k - 1, axis=1)[:, :k]
-        best = merged
-    return np.min(best, axis=1)
-
-
-def _add_in_steps(graph, source, rows, *, progress: bool) -> None:
-    """Add the vectors of `rows` (from a matrix, or an index's full rows) to `graph`, in steps,
-    with a progress bar on a terminal when `progress`."""
-    rows = np.asarray(rows, np.int64)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(rows), desc="building the search graph", unit="row")
-    faiss.omp_set_num_threads(
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    )
-    try:
-        for start in range(0, len(rows), _ADD_ROWS):
-            part = rows[start : start + _ADD_ROWS]
-            if isinstance(source, VectorIndex):
-                block = source._rows(part)
-            elif len(part) and part[-1] - part[0] == len(part) - 1:
-                block = np.asarray(source[part[0] : part[-1] + 1], np.float32)
-            else:
-                block = np.asarray(source[part], np.float32)
-            graph.add(np.ascontiguousarray(block))
-            if bar is not None:
-                bar.update(len(part))
-    finally:
-        faiss.omp_set_num_threads(1)  # searches: one query per call, in the caller's thread
-        if bar is not None:
-            bar.close()
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _write_graph(graph, path: Path) -> None:
-    """Write `graph` to `path` atomically (a temporary file, fsync, rename)."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    except OSError as exc:
-        raise (no_space(path) if is_no_space(exc) else exc) from exc
-    os.close(fd)
-    try:
-        faiss.write_index(graph, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except RuntimeError as exc:  # faiss reports a failed write as RuntimeError
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if shutil.disk_usage(path.parent).free < _FULL_DISK_BYTES:
-            raise no_space(path) from exc
-        raise IndexStateError(f"cannot write {path}: {str(exc).splitlines()[0]}") from exc
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

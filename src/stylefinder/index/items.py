@@ -41,7 +41,7 @@ _CHUNK = 900  # rows asked for in one `IN (...)` query (SQLite allows 999 parame
 
 class ItemTable:
     """The items of one generation by matrix row, read on demand with `read` (the store's
-    `IndexStore.read`: a function running a query function in a read transaction).
+    `Manifest.read`: a function running a query function in a read transaction).
 
     `size` is the number of matrix rows, `len` the number of items (rows minus holes);
     iterating yields the items in row order. `generation` and `layout` are the state's values
@@ -51,7 +51,7 @@ class ItemTable:
     def __init__(
         self, read: Reader, *, size: int, count: int, generation: str, layout: str
     ) -> None:
-        self._manifest = _Manifest(read, size, generation, layout)
+        self._manifest = _RowReader(read, size, generation, layout)
         self.size, self._count = size, count
         self._by_row: list[Item | None] | None = None
         self.row_of = RowLookup(self._manifest, count)  # no reference back: no cycle to collect
@@ -129,7 +129,7 @@ class ItemTable:
         return self._manifest.query(sql, parameters)
 
 
-class _Manifest:
+class _RowReader:
     """Reads of one generation's item rows (what `ItemTable` and `RowLookup` share)."""
 
     def __init__(self, read: Reader, size: int, generation: str, layout: str) -> None:
@@ -164,7 +164,7 @@ class RowLookup(Mapping):
 
     _QUERIES_BEFORE_DICT = 20_000
 
-    def __init__(self, manifest: _Manifest, count: int) -> None:
+    def __init__(self, manifest: _RowReader, count: int) -> None:
         self._manifest, self._count = manifest, count
         self._queries = 0
         self._all: dict[str, int] | None = None

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from stylefinder.index.hnsw import HnswIndex
+from stylefinder.index.hnsw_build import build_hnsw
 from stylefinder.index.vector_index import DEFAULT_ANN, AnnSettings, ExactIndex, VectorIndex
 
 
@@ -32,7 +33,7 @@ def build_vector_index(
     kind = settings.chosen_kind(len(vectors))
     if kind == "exact":
         return ExactIndex(vectors)
-    return HnswIndex.build(vectors, settings, progress=progress)
+    return build_hnsw(vectors, settings, progress=progress)
 
 
 def load_vector_index(directory: Path, entry: dict[str, Any], vectors: np.ndarray) -> VectorIndex:

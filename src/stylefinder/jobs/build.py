@@ -28,7 +28,9 @@ from stylefinder.catalog.scan import file_hash, scan_folder
 from stylefinder.embed.backbones import DEFAULT_BACKBONE
 from stylefinder.embed.runner import Embedder
 from stylefinder.errors import IndexStateError, RemovalGuardError
-from stylefinder.index.store import HEADER_FILE, MANIFEST_FILE, IndexStore, Snapshot, utc_now
+from stylefinder.index.header import HEADER_FILE, MANIFEST_FILE, utc_now
+from stylefinder.index.snapshot import Snapshot
+from stylefinder.index.store import IndexStore
 from stylefinder.index.vector_index import AnnSettings
 from stylefinder.jobs.annotate import annotate_index
 from stylefinder.recognize.recognition import (

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stylefinder.index.store import IndexStore, utc_now
+from stylefinder.index.header import utc_now
+from stylefinder.index.store import IndexStore
 from stylefinder.recommend.projection import (
     PROJECTION_FILE,
     TUNED_FOLDER,

@@ -57,7 +57,8 @@ import numpy as np
 from stylefinder.errors import IndexStateError
 from stylefinder.index.hnsw import carry_graph
 from stylefinder.index.kinds import build_vector_index, load_vector_index
-from stylefinder.index.store import MIN_SPARE_ROWS, Snapshot
+from stylefinder.index.matrix import MIN_SPARE_ROWS
+from stylefinder.index.snapshot import Snapshot
 from stylefinder.index.vector_index import (
     DEFAULT_ANN,
     AnnSettings,
