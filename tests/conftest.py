@@ -41,9 +41,9 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def embedder():
-    from stylefinder.embed.runner import Embedder
+    from stylefinder.embed.load import load_embedder
 
-    return Embedder("efficientnet-lite0")
+    return load_embedder("efficientnet-lite0")
 
 
 @pytest.fixture(scope="session")
