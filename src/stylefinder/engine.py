@@ -26,7 +26,9 @@ from PIL import Image
 
 from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from stylefinder.catalog.scan import bytes_hash, file_hash
-from stylefinder.embed.runner import Embedder
+from stylefinder.embed.base import Embedder
+from stylefinder.embed.load import load_embedder
+from stylefinder.embed.onnx import OnnxEmbedder
 from stylefinder.errors import BadImageError, StaleSnapshotError, UnknownItemError
 from stylefinder.index.store import IndexStore, Snapshot, utc_now
 from stylefinder.index.vector_index import ExactIndex, VectorIndex
@@ -220,8 +222,8 @@ class Engine:
                 header = self.store.header
                 embedder = None
                 if self.runtime == "onnx" and self.weights is None:
-                    embedder = Embedder.exported(header.space, max_pixels=self.max_pixels)
-                embedder = embedder or Embedder(
+                    embedder = OnnxEmbedder.exported(header.space, max_pixels=self.max_pixels)
+                embedder = embedder or load_embedder(
                     header.backbone,
                     pooling=header.pooling,
                     weights=self.weights,
