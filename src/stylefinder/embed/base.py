@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -47,6 +47,7 @@ class StreamBatch(NamedTuple):
     probabilities: np.ndarray | None  # ImageNet probabilities (N, 1000); None without a head
 
 
+@runtime_checkable
 class Embedder(Protocol):
     """Images -> unit vectors in one `space`; what indexing, queries and recognition use.
 
