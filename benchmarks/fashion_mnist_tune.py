@@ -18,8 +18,9 @@ from common import environment, save
 from PIL import Image
 
 from stylefinder.catalog.demo import CLASS_NAMES, load_fashion_mnist
+from stylefinder.embed.base import Embedder
+from stylefinder.embed.load import load_embedder
 from stylefinder.embed.preprocess import to_input
-from stylefinder.embed.runner import Embedder
 from stylefinder.evaluate.metrics import precision_at_k
 from stylefinder.recommend.projection import fit_projection
 
@@ -37,7 +38,7 @@ def embed_split(embedder: Embedder, split: str) -> tuple[np.ndarray, np.ndarray]
                 for i in images[start : start + 1024]
             ]
         )
-        vectors[start : start + len(batch)] = embedder.embed_inputs(batch)
+        vectors[start : start + len(batch)] = embedder.run(batch)[0]
         done = start + len(batch)
         rate = done / (time.perf_counter() - started)
         print(f"\r{split}: {done:,}/{len(images):,} ({rate:.0f} img/s)", end="", flush=True)
@@ -59,7 +60,7 @@ def main() -> None:
         with np.load(cache) as data:
             train_x, train_y, test_x, test_y = (data[k] for k in ("tx", "ty", "sx", "sy"))
     else:
-        embedder = Embedder(args.backbone)
+        embedder = load_embedder(args.backbone)
         train_x, train_y = embed_split(embedder, "train")
         test_x, test_y = embed_split(embedder, "test")
         if cache:

@@ -28,8 +28,9 @@ from common import environment, save
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from stylefinder.catalog.demo import CLASS_NAMES, load_fashion_mnist
+from stylefinder.embed.load import load_embedder
+from stylefinder.embed.onnx import OnnxEmbedder
 from stylefinder.embed.preprocess import to_input
-from stylefinder.embed.runner import Embedder
 from stylefinder.recognize.taxonomy import (
     DEFAULT_MIN_MASS,
     TAXONOMY,
@@ -56,7 +57,7 @@ PEOPLE = ("astronaut", "camera", "grace_hopper")
 
 
 def classify_images(
-    embedder: Embedder, images: list[Image.Image], label: str, int8_head: bool = False
+    embedder: OnnxEmbedder, images: list[Image.Image], label: str, int8_head: bool = False
 ) -> np.ndarray:
     """ImageNet probabilities (N, 1000) of PIL images, preprocessed and run in chunks."""
     prep = embedder.spec.preprocessing
@@ -262,7 +263,7 @@ def main() -> None:
     kinds = negative_images()
     cache = Path(args.cache) if args.cache else None
     cached = dict(np.load(cache)) if cache and cache.is_file() else {}
-    embedder = Embedder(args.backbone, precision="int8" if args.int8_head else "fp32")
+    embedder = load_embedder(args.backbone, precision="int8" if args.int8_head else "fp32")
     head = "int8-" if args.int8_head else ""
     variants = {"stored": lambda i: 255 - i}
     if args.inverted:

@@ -33,8 +33,11 @@ from common import environment, save
 from PIL import Image
 
 from stylefinder.catalog.demo import load_demo_arrays, write_demo_catalog
+from stylefinder.embed.base import Embedder, cpu_count
+from stylefinder.embed.load import load_embedder
+from stylefinder.embed.onnx import OnnxEmbedder
 from stylefinder.embed.preprocess import to_input
-from stylefinder.embed.runner import Embedder, cpu_count
+from stylefinder.embed.torch_runtime import TorchEmbedder
 from stylefinder.jobs.build import build_index
 
 
@@ -49,7 +52,7 @@ def write_jpeg_set(folder: Path, size: tuple[int, int] = (800, 1000), count: int
     return folder
 
 
-def notebook_pattern(embedder: Embedder, files: list[Path]) -> float:
+def notebook_pattern(embedder: TorchEmbedder, files: list[Path]) -> float:
     """(a) images/s: load one image, preprocess, run the eager torch model on it alone."""
     import torch
 
@@ -64,7 +67,7 @@ def notebook_pattern(embedder: Embedder, files: list[Path]) -> float:
     return len(files) / (time.perf_counter() - started)
 
 
-def model_ceiling(embedder: Embedder, count: int = 256) -> dict[str, float]:
+def model_ceiling(embedder: OnnxEmbedder, count: int = 256) -> dict[str, float]:
     """(b) images/s of ONNX Runtime on pre-decoded inputs for each layout (one session with
     every thread, or one one-thread session per core fed in parallel) and batch size."""
     rng = np.random.default_rng(0)
@@ -78,10 +81,10 @@ def model_ceiling(embedder: Embedder, count: int = 256) -> dict[str, float]:
 
     rates = {}
     for batch in (1, 8, 16, 32, 64):
-        embedder._run(inputs[:batch])  # warm up
+        embedder.run(inputs[:batch])  # warm up
         started = time.perf_counter()
         for start in range(0, count, batch):
-            embedder._run(inputs[start : start + batch])
+            embedder.run(inputs[start : start + batch])
         rate = count / (time.perf_counter() - started)
         rates[f"1 session x {cores} threads, batch {batch}"] = rate
         if cores > 1:
@@ -117,8 +120,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--out", default="benchmarks/results/index_throughput.json")
     args = parser.parse_args()
-    torch_embedder = Embedder(args.backbone, runtime="torch")
-    onnx_embedder = Embedder(args.backbone, precision=args.precision)
+    torch_embedder = TorchEmbedder(args.backbone)
+    onnx_embedder = load_embedder(args.backbone, precision=args.precision)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         sets = {

@@ -48,7 +48,8 @@ from common import environment, save
 from index_throughput import write_jpeg_set
 
 from stylefinder.catalog.demo import CLASS_NAMES, write_demo_catalog
-from stylefinder.embed.runner import Embedder
+from stylefinder.embed.base import Embedder
+from stylefinder.embed.load import load_embedder
 from stylefinder.engine import Engine
 from stylefinder.index.manifest import ann_entry
 from stylefinder.index.search import top_k
@@ -373,7 +374,7 @@ def main() -> None:
     )
     parser.add_argument("--out", default="benchmarks/results/query_latency.json")
     args = parser.parse_args()
-    embedder = Embedder("efficientnet-lite0")
+    embedder = load_embedder("efficientnet-lite0")
     datasets = args.datasets.split(",")
     runs: list[tuple[str, int]] = [
         (name, int(size)) for name in datasets if name != "real" for size in args.sizes.split(",")

@@ -20,7 +20,7 @@ import numpy as np
 from common import environment, save
 from PIL import Image
 
-from stylefinder.embed.runner import Embedder
+from stylefinder.embed.load import load_embedder
 from stylefinder.engine import Engine
 from stylefinder.index.store import IndexStore
 from stylefinder.types import Item
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results/write_latency.json")
     args = parser.parse_args()
-    embedder = Embedder("efficientnet-lite0")
+    embedder = load_embedder("efficientnet-lite0")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         store = IndexStore.create(Path(tmp) / "ix", embedder.space)

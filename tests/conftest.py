@@ -41,9 +41,9 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def embedder():
-    from stylefinder.embed.runner import Embedder
+    from stylefinder.embed.load import load_embedder
 
-    return Embedder("efficientnet-lite0")
+    return load_embedder("efficientnet-lite0")
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +71,30 @@ def small_catalog(demo: DemoCatalog, tmp_path: Path) -> Path:
     for path in images[:12]:
         shutil.copy2(path, root / "images" / path.name)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of tiny random ResNet weights (32-d vectors, a 1,000-class head) that the real
+    loaders read as `load_embedder("resnet50", weights=str(tiny_weights))`."""
+    pytest.importorskip("transformers")
+    from fakes import save_tiny_resnet
+
+    return save_tiny_resnet(tmp_path_factory.mktemp("tiny") / "tiny-resnet")
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_weights: Path):
+    """The real ONNX path on tiny weights (loaded, exported and opened in about a second): for
+    tests that index and query without waiting for a real backbone."""
+    from stylefinder.embed.load import load_embedder
+
+    return load_embedder("resnet50", weights=str(tiny_weights))
+
+
+@pytest.fixture
+def fake_embedder():
+    """A model-free embedder (downsampled pixels; see tests/fakes.py) for wiring tests."""
+    from fakes import FakeEmbedder
+
+    return FakeEmbedder()

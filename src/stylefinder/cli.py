@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from stylefinder._version import __version__
-from stylefinder.embed.backbones import DEFAULT_BACKBONE, POOLINGS, list_backbones
+from stylefinder.embed.registry import DEFAULT_BACKBONE, POOLINGS, list_backbones
 from stylefinder.errors import BadFilterError, StylefinderError, UnknownColumnError
 from stylefinder.jobs.build import DEFAULT_MAX_REMOVAL_SHARE
 

@@ -25,9 +25,12 @@ import numpy as np
 
 from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from stylefinder.catalog.uploads import check_item_id, check_metadata
-from stylefinder.embed.runner import Embedder
+from stylefinder.embed.base import Embedder
+from stylefinder.embed.load import load_embedder
+from stylefinder.embed.onnx import OnnxEmbedder
 from stylefinder.errors import StaleSnapshotError
-from stylefinder.index.store import IndexStore, Snapshot
+from stylefinder.index.snapshot import Snapshot
+from stylefinder.index.store import IndexStore
 from stylefinder.index.uploads import put_item, remove_item
 from stylefinder.recognize.categorizer import Categorizer, recognized
 from stylefinder.recognize.recognition import Recognition
@@ -140,8 +143,8 @@ class Engine:
                 header = self.store.header
                 embedder = None
                 if self.runtime == "onnx" and self.weights is None:
-                    embedder = Embedder.exported(header.space, max_pixels=self.max_pixels)
-                embedder = embedder or Embedder(
+                    embedder = OnnxEmbedder.exported(header.space, max_pixels=self.max_pixels)
+                embedder = embedder or load_embedder(
                     header.backbone,
                     pooling=header.pooling,
                     weights=self.weights,

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylefinder.embed.backbones import get_backbone, imagenet_labels, list_backbones
-from stylefinder.embed.runner import Embedder
+from stylefinder.embed.load import load_embedder
+from stylefinder.embed.registry import get_backbone, imagenet_labels, list_backbones
+from stylefinder.embed.torch_runtime import TorchEmbedder
 from stylefinder.errors import BackboneUnavailableError
 
 
@@ -17,6 +18,12 @@ def grace_hopper() -> Path:
     """A real photo shipped by matplotlib: Grace Hopper in uniform."""
     matplotlib = pytest.importorskip("matplotlib")
     return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+
+@pytest.fixture(scope="module")
+def torch_lite0() -> TorchEmbedder:
+    """The reference runtime on the default weights."""
+    return TorchEmbedder("efficientnet-lite0")
 
 
 def test_registry_entries_carry_their_preprocessing():
@@ -29,16 +36,17 @@ def test_registry_entries_carry_their_preprocessing():
         get_backbone("vgg16")
 
 
-def test_efficientnet_lite0_weights_recognize_a_real_photo(grace_hopper: Path):
-    embedder = Embedder("efficientnet-lite0", runtime="torch")
-    probabilities = embedder.classify(grace_hopper)
+def test_efficientnet_lite0_weights_recognize_a_real_photo(torch_lite0, grace_hopper: Path):
+    probabilities = torch_lite0.classify(grace_hopper)
     assert probabilities.shape == (1000,)
     assert imagenet_labels()[int(np.argmax(probabilities))] == "military uniform"
     assert probabilities.max() > 0.3
 
 
-def test_onnx_and_torch_runtimes_give_the_same_vectors(embedder, grace_hopper: Path, demo):
-    reference = Embedder("efficientnet-lite0", runtime="torch")
+def test_onnx_and_torch_runtimes_give_the_same_vectors(
+    embedder, torch_lite0, grace_hopper: Path, demo
+):
+    reference = torch_lite0
     images = [grace_hopper, *sorted((demo.root / "images").glob("*.png"))[:3]]
     fast, slow = embedder.embed(images), reference.embed(images)
     assert fast.shape == slow.shape == (4, 1280)
@@ -55,7 +63,8 @@ def test_resnet50_loader_on_a_tiny_local_model(tmp_path: Path, grace_hopper: Pat
     model = transformers.ResNetForImageClassification(config)
     model.save_pretrained(tmp_path / "tiny-resnet")
     for runtime in ("onnx", "torch"):
-        embedder = Embedder("resnet50", weights=str(tmp_path / "tiny-resnet"), runtime=runtime)
+        weights = str(tmp_path / "tiny-resnet")
+        embedder = load_embedder("resnet50", weights=weights, runtime=runtime)
         vector = embedder.embed_one(grace_hopper)
         assert vector.shape == (32,)  # the tiny model's width, not the real 2048
         assert embedder.space.pooling == "max"
@@ -82,7 +91,7 @@ def test_lite_weights_file_missing(tmp_path: Path):
 
 def test_int8_quantized_backbone_stays_close(embedder, demo):
     """int8 quantization (calibrates for ~30 s the first time, then cached)."""
-    int8 = Embedder("efficientnet-lite0", precision="int8")
+    int8 = load_embedder("efficientnet-lite0", precision="int8")
     images = sorted((demo.root / "images").glob("*.png"))[:16]
     fast, reference = int8.embed(images), embedder.embed(images)
     assert int8.space.precision == "int8" and int8.space != embedder.space
@@ -91,15 +100,15 @@ def test_int8_quantized_backbone_stays_close(embedder, demo):
 
 def test_int8_needs_onnx_runtime():
     with pytest.raises(ValueError, match="int8 precision needs the onnx runtime"):
-        Embedder("efficientnet-lite0", runtime="torch", precision="int8")
+        load_embedder("efficientnet-lite0", runtime="torch", precision="int8")
 
 
-def test_weights_fingerprint_ignores_the_graphs_normalization(embedder):
+def test_weights_fingerprint_ignores_the_graphs_normalization(embedder, torch_lite0):
     import torch
 
-    from stylefinder.embed.runner import state_fingerprint
+    from stylefinder.embed.export import state_fingerprint
 
-    model = embedder.model
+    model = torch_lite0.model
     before = state_fingerprint(model, skip=("mean", "std"))
     saved = model.mean.clone()
     try:
@@ -133,13 +142,13 @@ def test_the_parallel_stream_keeps_order_and_matches_single_embedding(embedder, 
 
 
 def test_thread_count_follows_the_environment(monkeypatch, demo, tmp_path):
-    from stylefinder.embed.runner import cpu_count, default_threads
+    from stylefinder.embed.base import cpu_count, default_threads
     from stylefinder.jobs.build import build_index
 
     monkeypatch.delenv("STYLEFINDER_THREADS", raising=False)
     assert default_threads() == cpu_count()
     monkeypatch.setenv("STYLEFINDER_THREADS", "1")
-    assert Embedder("efficientnet-lite0").threads == 1
+    assert load_embedder("efficientnet-lite0").threads == 1
     monkeypatch.setenv("STYLEFINDER_THREADS", "zero")
     with pytest.raises(ValueError, match="STYLEFINDER_THREADS must be a positive whole number"):
         default_threads()

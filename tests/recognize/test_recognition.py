@@ -105,7 +105,7 @@ def test_indexing_names_colours_once_and_keeps_them(small_catalog, embedder, tmp
 def test_imagenet_categories_come_from_the_embedding_run_and_csv_values_stay(
     small_catalog, embedder, tmp_path, monkeypatch
 ):
-    from stylefinder.embed.runner import Embedder
+    from stylefinder.embed.onnx import OnnxEmbedder
     from stylefinder.recognize.taxonomy import predict_garments
 
     images = sorted((small_catalog / "images").glob("*.png"))
@@ -115,7 +115,7 @@ def test_imagenet_categories_come_from_the_embedding_run_and_csv_values_stay(
     def second_pass(*args, **kwargs):
         raise AssertionError("categories took a second pass of the model")
 
-    monkeypatch.setattr(Embedder, "classify_inputs", second_pass)
+    monkeypatch.setattr(OnnxEmbedder, "classify_inputs", second_pass)
     index_dir = tmp_path / "index"
     summary = build_index(
         small_catalog, index_dir, metadata_csv=csv, embedder=embedder, imagenet_categories=True

@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from stylefinder.embed.backbones import imagenet_labels
+from stylefinder.embed.registry import imagenet_labels
 from stylefinder.recognize.taxonomy import (
     DEFAULT_MIN_MASS,
     IMAGENET_CLASSES,
@@ -101,9 +101,9 @@ def test_batch_matches_single_and_checks_shape():
 @pytest.fixture(scope="module")
 def torch_embedder():
     """The reference runtime: `classify_inputs` runs the head eagerly, no ONNX export."""
-    from stylefinder.embed.runner import Embedder
+    from stylefinder.embed.torch_runtime import TorchEmbedder
 
-    return Embedder("efficientnet-lite0", runtime="torch")
+    return TorchEmbedder("efficientnet-lite0")
 
 
 def _demo_sources(demo, categories: tuple[str, ...], count: int) -> list:

@@ -2,7 +2,7 @@
 
 Example:
     >>> from PIL import Image
-    >>> from stylefinder.embed.backbones import get_backbone
+    >>> from stylefinder.embed.registry import get_backbone
     >>> prep = get_backbone("efficientnet-lite0").preprocessing
     >>> to_input(Image.new("RGB", (60, 90), "white"), prep).shape
     (224, 224, 3)
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from stylefinder.embed.backbones import Preprocessing
+from stylefinder.embed.registry import Preprocessing
 
 
 def fit_square(image: Image.Image, prep: Preprocessing) -> Image.Image:

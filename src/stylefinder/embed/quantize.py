@@ -8,12 +8,44 @@ percentile method on images shipped with the package.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from stylefinder.embed.preprocess import to_input
+from stylefinder.embed.registry import Preprocessing
 from stylefinder.io.files import atomic_write
+
+log = logging.getLogger(__name__)
+CALIBRATION_IMAGES = 100
+
+
+def int8_graph(graph: Path, prep: Preprocessing) -> Path:
+    """The int8 version of the float graph `graph` (beside it), quantized on first use.
+
+    Example:
+        >>> int8_graph(Path("lite0-gem-abc-u8h.onnx"), prep).name  # doctest: +SKIP
+        'lite0-gem-abc-u8h-int8.onnx'
+    """
+    quantized = graph.with_name(graph.name.replace(".onnx", "-int8.onnx"))
+    if not quantized.is_file():
+        log.info("quantizing %s to int8", graph.name)
+        quantize_int8(graph, quantized, calibration_inputs(prep))
+    return quantized
+
+
+def calibration_inputs(prep: Preprocessing, count: int = CALIBRATION_IMAGES) -> np.ndarray:
+    """Preprocessed images that set the int8 activation ranges (shipped demo garments)."""
+    from stylefinder.catalog.demo import load_demo_arrays
+
+    images = load_demo_arrays()["images"]
+    picks = np.linspace(0, len(images) - 1, count).astype(int)
+    return np.stack(
+        [to_input(Image.fromarray(255 - images[i]).convert("RGB"), prep) for i in picks]
+    )
 
 
 def quantize_int8(source: Path, target: Path, calibration: np.ndarray) -> Path:

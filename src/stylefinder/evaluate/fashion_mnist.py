@@ -40,9 +40,10 @@ def embed_split(
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from stylefinder.embed.runner import Embedder, cache_dir
+    from stylefinder.embed.cache import cache_dir
+    from stylefinder.embed.load import load_embedder
 
-    embedder = Embedder(backbone, pooling=pooling)
+    embedder = load_embedder(backbone, pooling=pooling)
     space = embedder.space
     key = [space.backbone, space.pooling, space.weights_fingerprint[:12], space.precision]
     name = "-".join([*key, split, str(limit or "all")]) + ".npz"

@@ -16,7 +16,9 @@ import numpy as np
 from stylefinder.catalog.scan import bytes_hash
 from stylefinder.catalog.uploads import image_extension
 from stylefinder.errors import UnknownItemError
-from stylefinder.index.store import IndexStore, Snapshot, utc_now
+from stylefinder.index.header import utc_now
+from stylefinder.index.snapshot import Snapshot
+from stylefinder.index.store import IndexStore
 from stylefinder.io.files import atomic_write
 from stylefinder.types import Item
 

@@ -25,8 +25,10 @@ from pathlib import Path
 
 from stylefinder.catalog.metadata import CatalogEntry, match_files, read_metadata_csv
 from stylefinder.catalog.scan import file_hash, scan_folder
-from stylefinder.embed.backbones import DEFAULT_BACKBONE
-from stylefinder.embed.runner import Embedder
+from stylefinder.embed.base import Embedder
+from stylefinder.embed.load import load_embedder
+from stylefinder.embed.onnx import OnnxEmbedder
+from stylefinder.embed.registry import DEFAULT_BACKBONE
 from stylefinder.errors import IndexStateError, RemovalGuardError
 from stylefinder.index.header import HEADER_FILE, MANIFEST_FILE, utc_now
 from stylefinder.index.snapshot import Snapshot
@@ -148,7 +150,7 @@ def build_index(
                 backbone, pooling = header.backbone, header.pooling
             precision = precision or header.precision
         if runtime == "onnx":  # the graph exported for these weights before: no torch needed
-            embedder = Embedder.for_weights(
+            embedder = OnnxEmbedder.for_weights(
                 backbone,
                 pooling=pooling,
                 weights=weights,
@@ -156,7 +158,7 @@ def build_index(
                 batch_size=batch_size,
                 threads=threads,
             )
-        embedder = embedder or Embedder(
+        embedder = embedder or load_embedder(
             backbone,
             pooling=pooling,
             weights=weights,

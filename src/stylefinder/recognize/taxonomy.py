@@ -20,7 +20,7 @@ from functools import cache
 
 import numpy as np
 
-from stylefinder.embed.backbones import imagenet_labels
+from stylefinder.embed.registry import imagenet_labels
 
 #: The garment categories, in a fixed order (the columns of `category_matrix`).
 TAXONOMY: tuple[str, ...] = (

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from stylefinder.errors import UnknownItemError
-from stylefinder.index.store import IndexStore, Snapshot
+from stylefinder.index.snapshot import Snapshot
+from stylefinder.index.store import IndexStore
 from stylefinder.index.vector_index import ExactIndex, VectorIndex
 from stylefinder.recommend.filters import Filters, MetadataColumns, column_values
 from stylefinder.recommend.projection import Projection

@@ -117,6 +117,18 @@ def get_backbone(name: str) -> BackboneSpec:
         ) from None
 
 
+def check_pooling(pooling: str) -> str:
+    """`pooling` when it is one of `POOLINGS`, else a ValueError naming them.
+
+    Example:
+        >>> check_pooling("gem")
+        'gem'
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    return pooling
+
+
 def imagenet_labels() -> list[str]:
     """The 1,000 ImageNet class names in the order of the classifier heads' outputs.
 
