@@ -15,20 +15,16 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
 from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from stylefinder.catalog.uploads import check_item_id, check_metadata
 from stylefinder.embed.base import Embedder
-from stylefinder.embed.load import load_embedder
-from stylefinder.embed.onnx import OnnxEmbedder
-from stylefinder.errors import StaleSnapshotError
+from stylefinder.embed.load import embedder_for_space
 from stylefinder.index.snapshot import Snapshot
 from stylefinder.index.store import IndexStore
 from stylefinder.index.uploads import put_item, remove_item
@@ -40,28 +36,11 @@ from stylefinder.recommend.personal import ProfileSettings
 from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.recent import RecentQueries, content_hash
 from stylefinder.recommend.summary import IndexInfo, index_info
-from stylefinder.recommend.view import CatalogView, Recommendation
+from stylefinder.recommend.view import CatalogView, Recommendation, reading_again_when_renumbered
 from stylefinder.shoppers.events import CsvSource, Event, EventStore, ImportSummary
 from stylefinder.types import EmbeddingSpace, Item
 
 __all__ = ["Engine", "IndexInfo", "Recommendation"]
-T = TypeVar("T")
-
-
-def _reading_again_when_renumbered(method: Callable[..., T]) -> Callable[..., T]:
-    """Run a query; when a compaction renumbered the rows of its snapshot meanwhile (another
-    writer committed), read the index again and run it once more."""
-
-    @functools.wraps(method)
-    def query(self: Engine, *args, **kwargs) -> T:
-        try:
-            return method(self, *args, **kwargs)
-        except StaleSnapshotError:
-            if not self.reload():
-                raise
-            return method(self, *args, **kwargs)
-
-    return query
 
 
 class Engine:
@@ -140,18 +119,9 @@ class Engine:
         loaded (and exported) through torch."""
         with self._lock:
             if self._embedder is None:
-                header = self.store.header
-                embedder = None
-                if self.runtime == "onnx" and self.weights is None:
-                    embedder = OnnxEmbedder.exported(header.space, max_pixels=self.max_pixels)
-                embedder = embedder or load_embedder(
-                    header.backbone,
-                    pooling=header.pooling,
-                    weights=self.weights,
-                    runtime=self.runtime,
-                    precision=header.precision,
-                    max_pixels=self.max_pixels,
-                )
+                space = self.store.header.space
+                options = {"runtime": self.runtime, "weights": self.weights}
+                embedder = embedder_for_space(space, max_pixels=self.max_pixels, **options)
                 self.store.check_space(embedder.space)
                 self._embedder = embedder
             return self._embedder
@@ -159,7 +129,7 @@ class Engine:
     def _categorizer(self) -> Categorizer:
         return Categorizer(self._view.projection, backbone=self.store.header.backbone)
 
-    @_reading_again_when_renumbered
+    @reading_again_when_renumbered
     def item(self, item_id: str) -> Item:
         """The catalog item `item_id`, or `UnknownItemError`."""
         return self._view.item(item_id)
@@ -168,7 +138,7 @@ class Engine:
         """Where the item's image file is (absolute when its folder is known)."""
         return self._view.image_path(item)
 
-    @_reading_again_when_renumbered
+    @reading_again_when_renumbered
     def info(self) -> IndexInfo:
         """Backbone, size, dates, columns, search settings and shoppers of the index."""
         counts = self.events.item_counts(max_age_s=0)
@@ -216,7 +186,7 @@ class Engine:
             self._recent.remember(digest, vector)
         return vector
 
-    @_reading_again_when_renumbered
+    @reading_again_when_renumbered
     def recommend(
         self, image: ImageSource, k: int = 5, *, filters: Filters | None = None
     ) -> list[Recommendation]:
@@ -228,7 +198,7 @@ class Engine:
         exclude = view.snapshot.items.rows_with_hash(digest) if digest else []
         return view.search(vector, k, exclude_rows=exclude, filters=filters)
 
-    @_reading_again_when_renumbered
+    @reading_again_when_renumbered
     def similar(
         self, item_id: str, k: int = 5, *, filters: Filters | None = None
     ) -> list[Recommendation]:
@@ -236,20 +206,20 @@ class Engine:
         check_k(k)
         return self._view.similar(item_id, k, filters=filters)
 
-    @_reading_again_when_renumbered
+    @reading_again_when_renumbered
     def browse(
         self, *, offset: int = 0, limit: int = 20, filters: Filters | None = None
     ) -> tuple[list[Item], int]:
         """A page of catalog items (in index order) that pass `filters`, and how many pass."""
         return self._view.browse(offset=offset, limit=limit, filters=filters)
 
-    @_reading_again_when_renumbered
+    @reading_again_when_renumbered
     def filter_columns(self) -> dict[str, list[str]]:
         """Metadata columns with few enough distinct values to filter on, and their values
         (computed once per committed generation: the web app asks on every rerun)."""
         return self._view.filter_columns
 
-    @_reading_again_when_renumbered
+    @reading_again_when_renumbered
     def search_vector(
         self,
         vector: np.ndarray,
@@ -339,7 +309,7 @@ class Engine:
         """
         return self.events.import_csv(source, known_items=self.snapshot)
 
-    @_reading_again_when_renumbered
+    @reading_again_when_renumbered
     def recommend_for_user(
         self,
         user_id: str,
@@ -360,7 +330,7 @@ class Engine:
         options = {"filters": filters, "diversity": diversity, "settings": settings, "now": now}
         return for_shopper(self._view, self.events, user_id, k, **options)
 
-    @_reading_again_when_renumbered
+    @reading_again_when_renumbered
     def recommend_from_examples(
         self,
         positive: Sequence[str],

@@ -17,6 +17,7 @@ from stylefinder.embed import cache
 from stylefinder.embed.base import BaseEmbedder, default_threads
 from stylefinder.embed.onnx import PRECISIONS, OnnxEmbedder
 from stylefinder.embed.registry import DEFAULT_BACKBONE, check_pooling, get_backbone
+from stylefinder.types import EmbeddingSpace
 
 RUNTIMES = ("onnx", "torch")
 
@@ -71,4 +72,31 @@ def load_embedder(
         fingerprint=model.fingerprint,
         precision=precision,
         **options,
+    )
+
+
+def embedder_for_space(
+    space: EmbeddingSpace,
+    *,
+    runtime: str = "onnx",
+    weights: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> BaseEmbedder:
+    """The embedder of an index's `space`: on the onnx runtime without other weights, the graph
+    exported earlier for it (torch is not imported); else loaded (and exported) through torch.
+
+    Example:
+        >>> embedder = embedder_for_space(store.header.space)  # doctest: +SKIP
+    """
+    if runtime == "onnx" and weights is None:
+        embedder = OnnxEmbedder.exported(space, max_pixels=max_pixels)
+        if embedder is not None:
+            return embedder
+    return load_embedder(
+        space.backbone,
+        pooling=space.pooling,
+        weights=weights,
+        runtime=runtime,
+        precision=space.precision,
+        max_pixels=max_pixels,
     )

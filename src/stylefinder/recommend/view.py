@@ -12,14 +12,17 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import numpy as np
 
-from stylefinder.errors import UnknownItemError
+from stylefinder.errors import StaleSnapshotError, UnknownItemError
 from stylefinder.index.snapshot import Snapshot
 from stylefinder.index.store import IndexStore
 from stylefinder.index.vector_index import ExactIndex, VectorIndex
@@ -27,6 +30,29 @@ from stylefinder.recommend.filters import Filters, MetadataColumns, column_value
 from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.tuned_space import tuned_space
 from stylefinder.types import Item
+
+T = TypeVar("T")
+
+
+class _Reloading(Protocol):
+    def reload(self) -> bool: ...
+
+
+def reading_again_when_renumbered(method: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a query method of an object with `reload()` (the `Engine`): when a compaction
+    renumbered the rows of the view it read meanwhile (another writer committed), it reloads
+    and runs the query once more."""
+
+    @functools.wraps(method)
+    def query(self: _Reloading, *args, **kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except StaleSnapshotError:
+            if not self.reload():
+                raise
+            return method(self, *args, **kwargs)
+
+    return query
 
 
 @dataclass(frozen=True)
