@@ -13,6 +13,19 @@ from stylefinder.catalog.demo import DemoCatalog, write_demo_catalog
 REPORTED: dict[str, str] = {}
 
 
+def pytest_sessionfinish(session) -> None:
+    """Under pytest-xdist, a worker hands its measurements to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["reported"] = dict(REPORTED)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """The controller (pytest-xdist) gathers each worker's measurements."""
+    REPORTED.update(getattr(node, "workeroutput", {}).get("reported", {}))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """Print the measurements that tests reported (for example the demo's precision@5)."""
     if REPORTED:
