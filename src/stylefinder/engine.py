@@ -52,7 +52,8 @@ from stylefinder.recommend.personal import (
 )
 from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.tuned_space import tuned_space
-from stylefinder.shoppers.events import CsvSource, Event, EventStore, ImportSummary
+from stylefinder.shoppers.base import CsvSource, Event, EventStore, ImportSummary
+from stylefinder.shoppers.sqlite import SqliteEventStore
 from stylefinder.types import EmbeddingSpace, Item
 
 T = TypeVar("T")
@@ -548,7 +549,7 @@ class Engine:
         """The shoppers' users, events and tokens, kept in this index's manifest."""
         with self._lock:
             if self._event_store is None:
-                self._event_store = EventStore(self.store.directory)
+                self._event_store = SqliteEventStore(self.store.directory)
             return self._event_store
 
     def record_event(
