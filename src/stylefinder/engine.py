@@ -37,7 +37,8 @@ from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.recent import RecentQueries, content_hash
 from stylefinder.recommend.summary import IndexInfo, index_info
 from stylefinder.recommend.view import CatalogView, Recommendation, reading_again_when_renumbered
-from stylefinder.shoppers.events import CsvSource, Event, EventStore, ImportSummary
+from stylefinder.shoppers.base import CsvSource, Event, EventStore, ImportSummary
+from stylefinder.shoppers.sqlite import SqliteEventStore
 from stylefinder.types import EmbeddingSpace, Item
 
 __all__ = ["Engine", "IndexInfo", "Recommendation"]
@@ -267,7 +268,7 @@ class Engine:
         """The shoppers' users, events and tokens (in the index's own shoppers file)."""
         with self._lock:
             if self._event_store is None:
-                self._event_store = EventStore(self.store.directory)
+                self._event_store = SqliteEventStore(self.store.directory)
             return self._event_store
 
     def record_event(

@@ -18,7 +18,7 @@ from stylefinder.recommend.personal import (
     mmr,
     rank,
 )
-from stylefinder.shoppers.events import Event
+from stylefinder.shoppers.base import Event
 from stylefinder.types import EmbeddingSpace, Item
 
 DAY = 86_400.0

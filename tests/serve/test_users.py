@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from serve.conftest import ADMIN, READER
-from stylefinder.shoppers.events import EventStore
+from stylefinder.shoppers.sqlite import SqliteEventStore
 
 ADMIN_HEADERS = {"X-API-Key": ADMIN}
 
@@ -52,7 +52,7 @@ def test_tokens_are_issued_by_the_admin_and_replace_the_old_one(client):
 
 
 def test_without_an_admin_key_no_token_is_issued_but_tokens_work(make_client, api_index):
-    token = EventStore(api_index).create_token("carol")  # issued earlier, e.g. by the library
+    token = SqliteEventStore(api_index).create_token("carol")  # issued earlier, e.g. by the library
     client = make_client(admin_key=None)
     _error(client.post("/v1/users/carol/token", headers=ADMIN_HEADERS), 403, "writes_disabled")
     _error(
@@ -210,7 +210,7 @@ def test_delete_erases_every_trace_of_a_shopper(client, api_index):
     )
     _error(client.get("/v1/users/alice/export", headers=alice), 403, "forbidden")  # token gone
     _error(client.delete("/v1/users/alice", headers=ADMIN_HEADERS), 404, "unknown_user")
-    store = EventStore(api_index)
+    store = SqliteEventStore(api_index)
     assert "alice" not in store.users() and store.events("alice") == []
     assert len(_export(client, "bob")["events"]) == 3  # other shoppers keep their history
 

@@ -53,7 +53,7 @@ from stylefinder.recommend.personal import (
     popularity_vector,
     rank,
 )
-from stylefinder.shoppers.events import Event
+from stylefinder.shoppers.base import Event
 
 NOW = 1_750_000_000.0  # a fixed "now" (2025-06-15), so that runs repeat exactly
 DEFAULT_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)

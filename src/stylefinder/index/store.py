@@ -39,7 +39,6 @@ from stylefinder.index.header import (
     read_header,
     write_header,
 )
-from stylefinder.index.header import utc_now as utc_now  # the engine's import, kept
 from stylefinder.index.manifest import Manifest
 from stylefinder.index.restore import RestorePoint, read_restore_point
 from stylefinder.index.snapshot import Snapshot, read_snapshot

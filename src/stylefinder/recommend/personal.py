@@ -56,7 +56,7 @@ _TYPICALITY = 0.1  # cold start: weight of "close to the middle of the pool", br
 
 
 class EventLike(Protocol):
-    """What the profile reads from an event (`stylefinder.shoppers.events.Event` has it)."""
+    """What the profile reads from an event (`stylefinder.shoppers.base.Event` has it)."""
 
     item_id: str
     kind: str
@@ -164,7 +164,7 @@ def build_profile(
     `settings.exclude_seen` every item with an event is excluded.
 
     Example:
-        >>> from stylefinder.shoppers.events import Event
+        >>> from stylefinder.shoppers.base import Event
         >>> events = [Event("u", "a", "like", 0.0), Event("u", "b", "dislike", 0.0)]
         >>> p = build_profile(events, {"a": 0, "b": 1}, now=0.0)
         >>> p.positive_rows.tolist(), p.negative_rows.tolist(), p.excluded_rows.tolist()

@@ -79,7 +79,7 @@ from stylefinder.serve.schemas import (
 )
 from stylefinder.serve.settings import ServerSettings
 from stylefinder.serve.users import users_router
-from stylefinder.shoppers.events import BadEventError
+from stylefinder.shoppers.base import BadEventError
 from stylefinder.types import Item
 
 log = logging.getLogger(__name__)

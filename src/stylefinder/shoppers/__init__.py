@@ -1,1 +1,5 @@
-"""Shoppers: their events and access tokens, kept apart from the catalog in shoppers.sqlite."""
+"""Shoppers: their events and access tokens, kept apart from the catalog.
+
+`base.EventStore` is the protocol every store implements (`sqlite.SqliteEventStore` in
+INDEX_DIR/shoppers.sqlite today); `validation`, `csv_events` and `tokens` are shared by them.
+"""
