@@ -57,6 +57,7 @@ class Engine:
         runtime: str = "onnx",
         weights: str | None = None,
         embedder: Embedder | None = None,
+        events: EventStore | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.store = store
@@ -67,7 +68,7 @@ class Engine:
         self._lock = threading.Lock()
         self._view = CatalogView(store, store.snapshot())
         self._recent = RecentQueries()
-        self._event_store: EventStore | None = None
+        self._event_store = events  # default: the index's own shoppers file, opened on use
 
     @classmethod
     def open(
