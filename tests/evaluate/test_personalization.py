@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylefinder.evaluate.personalization import evaluate_personalization, simulate_shoppers
+from stylefinder.evaluate.personalization import evaluate_personalization
+from stylefinder.evaluate.simulated_shoppers import simulate_shoppers
 from stylefinder.index.store import IndexStore
 from stylefinder.types import EmbeddingSpace, Item
 
