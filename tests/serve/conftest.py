@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 
 from stylefinder.engine import Engine
 from stylefinder.index.store import IndexStore
-from stylefinder.serve.api import ServerSettings, create_app
+from stylefinder.serve.api import create_app
+from stylefinder.serve.settings import ServerSettings
 
 ADMIN = "admin-secret"
 READER = "reader-secret"

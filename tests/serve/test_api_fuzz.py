@@ -31,7 +31,8 @@ from schemathesis.specs.openapi.checks import (
 from serve.conftest import ADMIN
 from stylefinder.engine import Engine
 from stylefinder.index.store import IndexStore
-from stylefinder.serve.api import ServerSettings, create_app
+from stylefinder.serve.api import create_app
+from stylefinder.serve.settings import ServerSettings
 
 CASES_PER_OPERATION = 50
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]

@@ -48,6 +48,9 @@ class EventStoreContract:
     def store(self, store_factory) -> EventStore:
         return store_factory()
 
+    def test_it_is_an_event_store(self, store: EventStore):
+        assert isinstance(store, EventStore)  # every method of the protocol is there
+
     def test_events_round_trip_oldest_first(self, store: EventStore):
         store.add_event("u-1", "sku-2", "purchase", timestamp=MAY_1 + 60, known_items=ITEMS)
         stored = store.add_events(

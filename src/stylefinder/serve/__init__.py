@@ -43,7 +43,7 @@ def serve(
         os.environ["STYLEFINDER_ADMIN_KEY_FILE"] = str(Path(admin_key_file).resolve())
     if read_key_file:
         os.environ["STYLEFINDER_READ_KEY_FILE"] = str(Path(read_key_file).resolve())
-    from stylefinder.serve.api import ServerSettings
+    from stylefinder.serve.settings import ServerSettings
 
     ServerSettings.from_env()  # fail early on a missing or empty key file
     uvicorn.run(

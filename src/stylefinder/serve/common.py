@@ -40,6 +40,10 @@ ERRORS = {
     415: {"model": ErrorResponse, "description": "unsupported content type"},
     422: {"model": ErrorResponse, "description": "invalid parameters or not a usable image"},
 }
+#: Documented answers of the routes that take an image.
+IMAGE_ERRORS = {code: ERRORS[code] for code in (400, 401, 413, 415, 422)}
+#: Documented answers of the routes that read an item.
+ITEM_ERRORS = {code: ERRORS[code] for code in (401, 404, 422)}
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, scheme_name="ApiKey", description="API key"
 )

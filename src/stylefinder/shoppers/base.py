@@ -21,7 +21,7 @@ from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Protocol, TextIO, runtime_checkable
 
 from stylefinder.errors import StylefinderError
 from stylefinder.index.snapshot import Snapshot
@@ -118,6 +118,7 @@ class ImportSummary:
         }
 
 
+@runtime_checkable
 class EventStore(Protocol):
     """Shoppers, their events and their access tokens: what the engine, the CLI, the API and the
     web app read and write. Ids are checked as `validation.check_user_id` does (`BadEventError`);

@@ -1,0 +1,186 @@
+"""Search by image, recognition, and more like a catalog item."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from stylefinder.engine import Engine
+from stylefinder.recognize.recognition import CATEGORY_COLUMN, Recognition
+from stylefinder.serve.common import ERRORS, IMAGE_ERRORS, ITEM_ERRORS, ApiError, result_out
+from stylefinder.serve.deps import get_engine, get_settings, require_read
+from stylefinder.serve.openapi import body_schema
+from stylefinder.serve.schemas import (
+    MAX_K,
+    RecognitionOut,
+    RecognizeRequest,
+    SearchRequest,
+    SearchResponse,
+)
+from stylefinder.serve.settings import ServerSettings
+from stylefinder.serve.uploads import bool_field, image_upload, int_field, json_field
+
+router = APIRouter(dependencies=[Depends(require_read)])
+
+_SEARCH_FORM = {
+    "image": {"type": "string", "format": "binary"},
+    "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 5},
+    "filters": {"type": "string", "description": "JSON object of column to values"},
+    "same_category": {
+        "type": "boolean",
+        "default": False,
+        "description": "only items of the category recognized in the image",
+    },
+}
+
+
+@router.post(
+    "/v1/search",
+    response_model=SearchResponse,
+    response_model_exclude_none=True,
+    tags=["search"],
+    responses={**IMAGE_ERRORS, 409: ERRORS[409]},
+    openapi_extra=body_schema(SearchRequest, _SEARCH_FORM, required=["image"]),
+)
+async def search(
+    request: Request,
+    engine: Engine = Depends(get_engine),
+    settings: ServerSettings = Depends(get_settings),
+) -> SearchResponse:
+    """The k catalog items most similar to an image, sent as a multipart file upload
+    (fields `image`, `k`, `filters` as JSON, `same_category`) or as JSON with the image
+    base64-encoded. With `same_category`, only items of the category recognized in the
+    image are returned, and the recognition comes back too."""
+    upload = await image_upload(request, SearchRequest, settings)
+    if upload.form is not None:
+        k = int_field(upload.form.get("k"), "k", default=5)
+        filters = json_field(upload.form.get("filters"), "filters", default={})
+        same = bool_field(upload.form.get("same_category"), "same_category")
+    else:
+        body = upload.body
+        k, filters, same = body.k, body.filters, body.same_category
+    if not 1 <= k <= MAX_K:
+        raise ApiError(422, "invalid_k", f"k must be between 1 and {MAX_K}")
+    filters = _check_filters(filters)
+    recognition = None
+    if same:
+        _check_recognizer(engine)
+        recognition, category = await run_in_threadpool(_category, engine, upload.data)
+        filters = _both(filters, category)
+    results = []
+    if filters is not None:  # None: the filters exclude each other, nothing can pass
+        results = await run_in_threadpool(engine.recommend, upload.data, k, filters=filters)
+    return SearchResponse(
+        results=[result_out(r, request) for r in results],
+        recognition=recognition.to_dict() if recognition else None,
+    )
+
+
+@router.post(
+    "/v1/recognize",
+    response_model=RecognitionOut,
+    tags=["search"],
+    responses=IMAGE_ERRORS,
+    openapi_extra=body_schema(
+        RecognizeRequest, {"image": {"type": "string", "format": "binary"}}, required=["image"]
+    ),
+)
+async def recognize(
+    request: Request,
+    engine: Engine = Depends(get_engine),
+    settings: ServerSettings = Depends(get_settings),
+) -> dict:
+    """The garment category (top 3, calibrated) and dominant colours of an image, sent as
+    for /v1/search: multipart field `image`, or JSON `image_base64`."""
+    upload = await image_upload(request, RecognizeRequest, settings)
+    _check_recognizer(engine)
+    recognition = await run_in_threadpool(engine.recognize, upload.data)
+    return recognition.to_dict()
+
+
+@router.get(
+    "/v1/items/{item_id:path}/similar",
+    response_model=SearchResponse,
+    tags=["items"],
+    responses=ITEM_ERRORS,
+)
+def similar(
+    item_id: str,
+    request: Request,
+    k: int = Query(5, ge=1, le=MAX_K),
+    engine: Engine = Depends(get_engine),
+) -> SearchResponse:
+    """More like this: the k items most similar to catalog item `item_id`, without it."""
+    results = engine.similar(item_id, k=k)
+    return SearchResponse(results=[result_out(r, request) for r in results])
+
+
+def _category(engine: Engine, data: bytes) -> tuple[Recognition, dict[str, list[str]]]:
+    """The recognition of an image and the filter keeping items of its category (409 when the
+    index was never annotated with the `category_pred` that filter needs)."""
+    recognition = engine.recognize(data)
+    category = engine.category_filter(recognition)
+    if CATEGORY_COLUMN in category and CATEGORY_COLUMN not in engine.filter_columns():
+        raise ApiError(
+            409,
+            "index_not_annotated",
+            f"no item has {CATEGORY_COLUMN} metadata to match: index the catalog with "
+            "`stylefinder index --imagenet-categories`, or `stylefinder tune` it on its labels",
+        )
+    return recognition, category
+
+
+def _both(filters: dict[str, list[str]], more: dict[str, list[str]]) -> dict[str, list[str]] | None:
+    """Filters passing items that pass both; None when a shared column allows nothing."""
+    combined = dict(filters)
+    for column, values in more.items():
+        if column in combined:
+            values = [v for v in combined[column] if v in values]
+            if not values:
+                return None
+        combined[column] = values
+    return combined
+
+
+def _check_recognizer(engine: Engine) -> None:
+    """409 `no_recognizer` when neither a tuned classifier nor the backbone's ImageNet head can
+    tell an image's category."""
+    projection = engine.projection
+    if projection is not None and projection.classifier is not None:
+        return
+    if not engine.embedder.has_head:
+        raise ApiError(
+            409,
+            "no_recognizer",
+            f"the {engine.embedder.spec.name} backbone has no ImageNet head: `stylefinder tune` "
+            "the index on its labels to recognize categories",
+        )
+
+
+def _check_filters(filters: object) -> dict[str, list[str | int | float]]:
+    """Filters as the engine takes them: column to a list of text or numbers (a range is text:
+    "<50", "20..80"); 422 `invalid_filters` for anything else (booleans, null, objects)."""
+    if not isinstance(filters, dict):
+        raise ApiError(422, "invalid_filters", "filters must be an object of column to values")
+    clean: dict[str, list[str | int | float]] = {}
+    for column, wanted in filters.items():
+        values = wanted if isinstance(wanted, list) else [wanted]
+        if not all(_filter_value(value) for value in values):
+            raise ApiError(
+                422,
+                "invalid_filters",
+                f"filter {column!r} wants text, a number or a list of those (ranges as text: "
+                '"<50", "20..80"); not true/false, null or objects',
+            )
+        clean[column] = values
+    return clean
+
+
+def _filter_value(value: object) -> bool:
+    if isinstance(value, str):
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return abs(value) <= 2**53 if isinstance(value, int) else math.isfinite(value)
