@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := .demo
 PORT   ?= 8501
+# pytest-xdist workers: one per core; `make test WORKERS=0` runs the tests in one process
+WORKERS ?= auto
 DEBIAN_PACKAGES := dataset-fashion-mnist chromium chromium-driver
 
 .DEFAULT_GOAL := help
@@ -36,11 +38,11 @@ format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint ## lint, then the default (fast, offline) tests
-	$(BIN)/pytest -q
+test: lint ## lint, then the default (fast, offline) tests, one worker per core
+	$(BIN)/pytest -q -n $(WORKERS) --dist worksteal
 
 test-all: lint ## lint, then every test including the slow ones
-	$(BIN)/pytest -q -m ''
+	$(BIN)/pytest -q -n $(WORKERS) --dist worksteal -m ''
 
 demo: setup ## build the demo catalog and index, show recommendations, start the web app
 	$(BIN)/stylefinder demo-data $(DEMO)/catalog --queries $(DEMO)/queries

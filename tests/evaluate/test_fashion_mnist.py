@@ -11,13 +11,13 @@ from stylefinder.cli import main
 
 def test_eval_fashion_mnist_reports_baselines_tuned_classifier_and_held_out(tmp_path, capsys):
     report = tmp_path / "report"
-    args = ["eval", "fashion-mnist", "--limit", "400", "--epochs", "4", "--report", str(report)]
+    args = ["eval", "fashion-mnist", "--limit", "200", "--epochs", "4", "--report", str(report)]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "classifier top-1 accuracy" in out and "held-out class Shirt" in out
     result = json.loads((report / "report.json").read_text())
     assert result["command"].startswith("stylefinder eval fashion-mnist")
-    assert result["train_items"] == result["test_items"] == 400
+    assert result["train_items"] == result["test_items"] == 200
     rows = {row["configuration"]: row for row in result["rows"]}
     assert set(rows) == {
         "raw pixels, cosine",
@@ -33,7 +33,7 @@ def test_eval_fashion_mnist_reports_baselines_tuned_classifier_and_held_out(tmp_
     for row in rows.values():
         assert 0.2 < row["precision@5"] <= 1 and 0 < row["mAP@10"] <= 1
     classifier = result["classifier"]
-    assert np.asarray(classifier["confusion"]).sum() == 400
+    assert np.asarray(classifier["confusion"]).sum() == 200
     assert (
         classifier["top1_accuracy"] > 0.5
         and classifier["top3_accuracy"] >= classifier["top1_accuracy"]
