@@ -135,7 +135,7 @@ def test_imagenet_categories_come_from_the_embedding_run_and_csv_values_stay(
 def test_tuned_index_uses_its_classifier(small_index, demo_index, small_catalog, capsys):
     train_index, _ = demo_index
     args = ["tune", "--index", str(small_index), "--label-column", "category"]
-    assert main([*args, "--train-index", str(train_index), "--epochs", "5"]) == 0
+    assert main([*args, "--train-index", str(train_index), "--epochs", "2"]) == 0
     assert "category_pred from the classifier" in capsys.readouterr().out
     engine = Engine.open(small_index)
     predicted = {item.metadata["category_pred"] for item in engine.snapshot.items}

@@ -55,7 +55,7 @@ def test_mlp_tuning_improves_retrieval_and_classifies():
     tuned = precision_at_k(projection.apply(test_x), test_y, k=5)
     assert tuned > raw + 0.3, (raw, tuned)
     assert projection.apply(test_x).shape == (len(test_x), 16)
-    blended = fit_mlp_projection(train_x, train_y, dim=16, epochs=30)  # raw and hidden blends
+    blended = fit_mlp_projection(train_x, train_y, dim=16, epochs=8)  # raw and hidden blends
     # 3 networks' outputs and hidden activations, and the components
     assert blended.apply(test_x).shape == (len(test_x), 3 * 16 + 3 * 512 + 64)
     assert precision_at_k(blended.apply(test_x), test_y, k=5) > raw + 0.1
