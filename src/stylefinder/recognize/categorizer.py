@@ -85,7 +85,10 @@ class Categorizer:
 
 
 def recognized(
-    categorizer: Categorizer, picture: Image.Image, vector: np.ndarray, imagenet
+    categorizer: Categorizer,
+    picture: Image.Image,
+    vector: np.ndarray,
+    imagenet: np.ndarray | None,
 ) -> Recognition:
     """The `Recognition` of one decoded picture from its vector and ImageNet probabilities."""
     categories = categorizer.categories(vector.reshape(1, -1), imagenet)[0]

@@ -11,13 +11,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 import numpy as np
 
 from stylefinder.recommend.filters import Filters
 from stylefinder.recommend.personal import (
-    EventLike,
     Profile,
     ProfileSettings,
     build_profile,
@@ -26,14 +24,7 @@ from stylefinder.recommend.personal import (
     rank,
 )
 from stylefinder.recommend.view import CatalogView, Recommendation
-
-
-class ShopperEvents(Protocol):
-    """What the ranking reads from an event store (`stylefinder.shoppers` implements it)."""
-
-    def events(self, user_id: str) -> Sequence[EventLike]: ...
-
-    def item_counts(self) -> dict[str, dict[str, int]]: ...
+from stylefinder.shoppers.base import EventStore
 
 
 def check_k(k: int) -> None:
@@ -48,7 +39,7 @@ def check_k(k: int) -> None:
 
 def for_shopper(
     view: CatalogView,
-    events: ShopperEvents,
+    events: EventStore,
     user_id: str,
     k: int = 10,
     *,
