@@ -27,6 +27,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[torch,test,lite2,resnet,app,serve,eval]'
+	@echo "compiling the colour kernels (numba, once per install)"
+	$(BIN)/python -c 'from stylefinder.recognize.colours import warm_up; warm_up()'
 	touch $@
 
 lint: setup ## ruff lint and format check, and the import layers (import-linter)

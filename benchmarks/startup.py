@@ -1,7 +1,8 @@
 """Start-up cost of the command line, each command a fresh process: a cold `stylefinder
 recommend PHOTO --index DIR`, and `stylefinder index` of 1 and of 100 demo images into a new
 index (the 1-image run is the fixed start-up), once the backbone's ONNX graph is exported.
-The first run in an empty cache, which loads PyTorch to export the graph, and a bare
+The first run in an empty cache, which loads PyTorch to export the graph, the first run
+after an install (numba's cache empty too: the colour kernels compile), and a bare
 `import torch` are timed beside them, in the same run.
 
 Usage: python benchmarks/startup.py [--repeats 3]
@@ -60,6 +61,11 @@ def main() -> None:
                 [*STYLEFINDER, "index", str(root / f"c{count}"), "--index", str(folder)], env
             )
 
+        fresh_env = {**env, "STYLEFINDER_CACHE": str(root / "cache-fresh")}
+        fresh_env["NUMBA_CACHE_DIR"] = str(root / "numba")  # nothing compiled yet either
+        fresh = timed(
+            [*STYLEFINDER, "index", str(root / "c1"), "--index", str(root / "f")], fresh_env
+        )
         first = index(1, "first")  # an empty cache: torch loads the weights and exports
         fixed = [index(1, f"one-{n}") for n in range(args.repeats)]
         hundred = [index(100, f"hundred-{n}") for n in range(args.repeats)]
@@ -75,6 +81,7 @@ def main() -> None:
             "index_1_image": round(statistics.median(fixed), 2),
             "index_100_images": round(statistics.median(hundred), 2),
             "index_1_image_empty_cache": round(first, 2),
+            "index_1_image_fresh_install": round(fresh, 2),
             "import_torch": round(torch_import, 2),
         },
         "before (issue 18)": {"recommend_cold": 4.2, "index_100_jpegs": 7.6, "fixed_startup": 6.0},

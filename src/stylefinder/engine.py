@@ -99,8 +99,7 @@ class Engine:
 
     def reload(self, *, latest: Snapshot | None = None) -> bool:
         """Re-read the index if another writer committed since; True when it changed.
-        `latest`, a snapshot this engine's own writer just committed, is taken as it is when
-        nothing was committed after it."""
+        `latest` (what this engine itself just committed) saves reading it again."""
         current = self._view.snapshot
         if self.store.generation() == current.generation:
             return False
@@ -116,9 +115,8 @@ class Engine:
 
     @property
     def embedder(self) -> Embedder:
-        """The index's backbone, loaded once on first use: on the onnx runtime from the graph
-        exported for the index's weights when there is one (torch is not imported), else
-        loaded (and exported) through torch."""
+        """The index's backbone, loaded on first use (from the exported graph without torch
+        when there is one, see `embed.load.embedder_for_space`)."""
         with self._lock:
             if self._embedder is None:
                 space = self.store.header.space
@@ -237,11 +235,9 @@ class Engine:
         return self._view.search(vector, k, exclude_rows=exclude_rows, filters=filters)
 
     def recognize(self, image: ImageSource) -> Recognition:
-        """The garment category (top 3, calibrated) and the dominant colours of `image`.
-
-        The index's own classifier (from `stylefinder tune`) answers when there is one, else
-        the backbone's ImageNet head mapped to a garment taxonomy. The image is decoded and run
-        through the model once, as indexing does, and its vector kept for a search that follows.
+        """The garment category (top 3, calibrated: the index's classifier, else the ImageNet
+        head mapped to a taxonomy) and dominant colours of `image`; the model runs once and the
+        vector is kept for a search that follows.
 
         Example:
             >>> engine.recognize("upload.jpg").to_dict()["category"]  # doctest: +SKIP
@@ -253,13 +249,9 @@ class Engine:
         self._recent.remember(digest, vectors[0])
         return recognized(self._categorizer(), picture, vectors[0], imagenet)
 
-    def same_category_filter(self, image: ImageSource) -> dict[str, list[str]]:
-        """A filter keeping items of the category recognized in `image` (`category_pred`, or
-        the label column the classifier was trained on); empty when the category is unknown."""
-        return self.category_filter(self.recognize(image))
-
     def category_filter(self, recognition: Recognition) -> dict[str, list[str]]:
-        """The filter keeping items of `recognition`'s category ({} when it is unknown)."""
+        """A filter keeping items of `recognition`'s category (`category_pred`, or the label
+        column the classifier was trained on); {} when the category is unknown."""
         return self._categorizer().filter_for(recognition)
 
     # -- shoppers --------------------------------------------------------------------------------
@@ -293,22 +285,12 @@ class Engine:
         )
 
     def record_events(self, user_id: str, events: Iterable[Mapping[str, object]]) -> list[Event]:
-        """Store several events of one shopper, all or none (see `EventStore.add_events`).
-
-        Example:
-            >>> engine.record_events("u-1", [{"item_id": "dress-12", "kind": "view"}])
-            ... # doctest: +SKIP
-        """
+        """Store several events of one shopper, all or none (see `EventStore.add_events`)."""
         return self.events.add_events(user_id, events, known_items=self.snapshot)
 
     def import_events(self, source: CsvSource) -> ImportSummary:
         """Import events from CSV (user_id,item_id,kind[,timestamp][,weight]); bad rows are
-        rejected with their line number and the rest is stored.
-
-        Example:
-            >>> engine.import_events("events.csv").added  # doctest: +SKIP
-            998
-        """
+        rejected with their line number and the rest is stored (see `EventStore.import_csv`)."""
         return self.events.import_csv(source, known_items=self.snapshot)
 
     @reading_again_when_renumbered

@@ -144,7 +144,7 @@ def test_tuned_index_uses_its_classifier(small_index, demo_index, small_catalog,
     recognition = engine.recognize(photo)
     assert recognition.source == "classifier" and len(recognition.categories) == 3
     assert recognition.category in CLASS_NAMES
-    assert engine.same_category_filter(photo) == {"category": [recognition.category]}
+    assert engine.category_filter(recognition) == {"category": [recognition.category]}
 
     assert main(["recognize", str(photo), "--index", str(small_index), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)

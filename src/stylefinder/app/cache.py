@@ -17,6 +17,7 @@ from stylefinder.app.session import Query
 from stylefinder.catalog.images import load_image
 from stylefinder.engine import Engine
 from stylefinder.errors import BadImageError, UnknownColumnError
+from stylefinder.recognize.colours import warm_up
 from stylefinder.recognize.recognition import Recognition
 from stylefinder.recommend.display import facets, read_display
 
@@ -28,6 +29,7 @@ def load_engine(index_dir: str) -> Engine:
     """The engine of `index_dir` with its model loaded, once per process."""
     engine = Engine.open(index_dir)
     _ = engine.embedder  # load the model now, so the first upload answers quickly
+    warm_up()  # and the colour kernels (compiled once per install)
     return engine
 
 

@@ -37,6 +37,7 @@ from stylefinder.errors import (
     UnknownItemError,
     UnknownUserError,
 )
+from stylefinder.recognize.colours import warm_up
 from stylefinder.serve.common import ApiError, details
 from stylefinder.serve.limits import BodySizeLimit, Metrics, PrintablePath, RequestTimeout
 from stylefinder.serve.openapi import openapi_schema
@@ -54,6 +55,7 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         opened = engine or Engine.open(settings.index_dir, max_pixels=settings.max_pixels)
         await run_in_threadpool(lambda: opened.embedder)  # load the model before serving
+        await run_in_threadpool(warm_up)  # and the colour kernels (compiled once per install)
         app.state.engine = opened
         metrics.watch_index(opened)
         yield
