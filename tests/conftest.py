@@ -75,6 +75,19 @@ def demo_index(demo: DemoCatalog, embedder, tmp_path_factory: pytest.TempPathFac
     return index_dir, summary
 
 
+@pytest.fixture(scope="session")
+def fake_demo_index(demo: DemoCatalog, tmp_path_factory: pytest.TempPathFactory):
+    """(index directory, IndexSummary) of the demo catalog embedded by `FakeEmbedder` (no
+    model): for tests of the API, app and CLI wiring."""
+    from fakes import FakeEmbedder
+    from stylefinder.jobs.build import build_index
+
+    index_dir = tmp_path_factory.mktemp("fake-demo-index") / "index"
+    fake = FakeEmbedder()
+    summary = build_index(demo.root, index_dir, metadata_csv=demo.csv_path, embedder=fake)
+    return index_dir, summary
+
+
 @pytest.fixture
 def small_catalog(demo: DemoCatalog, tmp_path: Path) -> Path:
     """A fresh 12-image catalog folder (a few of each of four categories)."""

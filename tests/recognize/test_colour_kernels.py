@@ -150,3 +150,40 @@ def test_border_colour_matches_its_numpy_formulation() -> None:
             assert np.array_equal(centre, expected) and float(found_spread) == spread
         found_some, missed_some = found_some or found, missed_some or not found
     assert found_some and missed_some
+
+
+_WARM_SCRIPT = """
+import sys
+from PIL import Image
+from stylefinder.recognize import _colour_kernels as kernels
+from stylefinder.recognize.colours import dominant_colours, warm_up
+
+def compiled():
+    return {name: len(getattr(kernels, name).signatures) for name in dir(kernels)
+            if hasattr(getattr(kernels, name), "signatures")}
+
+warm_up()
+after_warm_up = compiled()
+for path in sys.argv[1:]:
+    dominant_colours(Image.open(path))
+print(sum(after_warm_up.values()))
+print([name for name, count in compiled().items() if count != after_warm_up[name]])
+"""
+
+
+def test_warm_up_compiles_every_kernel_that_photos_use(demo) -> None:
+    """In a fresh process, `warm_up()` leaves nothing for real photos to compile (kernels
+    called only from other kernels are compiled inside them and list no signature)."""
+    import subprocess
+    import sys
+
+    photos = sorted((demo.root / "images").glob("*.png"))[::40] + [q for q, _ in demo.queries]
+    done = subprocess.run(
+        [sys.executable, "-c", _WARM_SCRIPT, *map(str, photos)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    compiled_by_warm_up, compiled_later = done.stdout.strip().splitlines()[-2:]
+    assert int(compiled_by_warm_up) > 0 and compiled_later == "[]"

@@ -14,6 +14,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
+from fakes import FAKE_BACKBONE, FakeEmbedder
 from stylefinder.engine import Engine
 from stylefinder.index.store import IndexStore
 from stylefinder.serve.api import create_app
@@ -24,9 +25,9 @@ READER = "reader-secret"
 
 
 @pytest.fixture
-def api_index(demo_index, tmp_path):
-    """A copy of the demo index that a test may write to."""
-    source, _ = demo_index
+def api_index(fake_demo_index, tmp_path):
+    """A copy of the demo index (embedded by `FakeEmbedder`) that a test may write to."""
+    source, _ = fake_demo_index
     target = tmp_path / "index"
     shutil.copytree(source, target)
     return target
@@ -62,15 +63,19 @@ def recognized_index(demo, embedder, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def make_client(api_index, embedder) -> Callable[..., TestClient]:
+def make_client(api_index, request) -> Callable[..., TestClient]:
     """make(index_dir=None, **ServerSettings fields): a started TestClient (the admin key is
-    ADMIN unless given); `index_dir` defaults to the test's private copy of the demo index."""
+    ADMIN unless given); `index_dir` defaults to the test's private copy of the demo index.
+    An index of the fake backbone gets `FakeEmbedder`, any other the session's real model."""
     clients = []
 
     def make(index_dir: Path | None = None, **settings) -> TestClient:
         settings.setdefault("admin_key", ADMIN)
-        index_dir = index_dir or api_index
-        engine = Engine(IndexStore.open(index_dir), embedder=embedder)
+        store = IndexStore.open(index_dir or api_index)
+        fake = store.header.backbone == FAKE_BACKBONE
+        embedder = FakeEmbedder() if fake else request.getfixturevalue("embedder")
+        engine = Engine(store, embedder=embedder)
+        index_dir = store.directory
         app = create_app(ServerSettings(index_dir=str(index_dir), **settings), engine=engine)
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()

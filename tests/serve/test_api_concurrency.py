@@ -73,7 +73,7 @@ def test_concurrent_writers_and_readers(client, api_index, demo):
     reopened = Engine.open(api_index)  # the index reloads cleanly
     snap = reopened.snapshot
     assert set(snap.row_of) >= kept and not set(snap.row_of) & deleted
-    assert len(snap) == 1000 + len(kept) and snap.vectors.shape == (snap.size, 1280)
+    assert len(snap) == 1000 + len(kept) and snap.vectors.shape == (snap.size, snap.header.dim)
     assert snap.index.live_rows().tolist() == snap.items.rows().tolist()  # empty rows skipped
     assert np.allclose(np.linalg.norm(np.asarray(snap.vectors), axis=1), 1.0, atol=1e-4)
     stored = {p.name for p in (api_index / "images").iterdir()}

@@ -145,10 +145,12 @@ def test_same_category_restricts_results_to_the_recognized_category(client, demo
     )
 
 
-def test_same_category_on_an_index_without_categories_is_409(make_client, recognized_index, demo):
+def test_same_category_on_an_index_without_categories_is_409(
+    make_client, recognized_index, demo_index, demo
+):
     annotated = make_client(recognized_index)
     data, _ = _query_with_a_known_category(annotated, demo)
-    plain = make_client()  # the demo index: colours at most, no category_pred
+    plain = make_client(demo_index[0])  # the real model's demo index: no category_pred (read only)
     _error(
         plain.post("/v1/search", files={"image": ("q.png", data)}, data={"same_category": "true"}),
         409,
