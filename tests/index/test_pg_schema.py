@@ -1,0 +1,106 @@
+"""A catalog's schema in a real PostgreSQL server with pgvector: URLs, migrations, errors."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from stylefinder.errors import DatabaseError
+from stylefinder.index.pg_connect import connect, parse_url, require_vector
+from stylefinder.index.pg_schema import LATEST, migrate, schema_version
+
+
+def _url(postgres_url: str, schema: str) -> str:
+    return f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema={schema}"
+
+
+def _tables(conn, schema: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+    )
+    return {name for (name,) in rows}
+
+
+def test_migrate_creates_the_tables_once(postgres_url):
+    target = parse_url(_url(postgres_url, "shop_once"))
+    with connect(target) as conn:
+        assert schema_version(conn, target.schema) == 0
+        assert migrate(conn, target.schema) == [LATEST]
+        assert migrate(conn, target.schema) == []  # up to date: nothing applied again
+        assert schema_version(conn, target.schema) == LATEST
+        assert _tables(conn, "shop_once") >= {"header", "items", "events", "tokens"}
+        assert require_vector(conn).startswith("0.8")
+        # the vector column takes pgvector values and the JSONB metadata its containment query
+        conn.execute(
+            "INSERT INTO shop_once.items (id, path, content_hash, metadata, embedding, generation)"
+            " VALUES ('a', 'a.jpg', 'h', '{\"colour\": \"navy\"}', '[1,0,0]', 1)"
+        )
+        found = conn.execute(
+            "SELECT id, embedding <=> '[0,1,0]' FROM shop_once.items WHERE metadata @> %s",
+            ('{"colour": "navy"}',),
+        ).fetchall()
+        assert found == [("a", 1.0)]
+
+
+def test_schemas_of_one_database_are_separate_catalogs(postgres_url):
+    with connect(parse_url(postgres_url)) as conn:
+        migrate(conn, "shop_a")
+        migrate(conn, "shop_b")
+        conn.execute("INSERT INTO shop_a.header VALUES ('backbone', '\"x\"')")
+        assert conn.execute("SELECT count(*) FROM shop_b.header").fetchone() == (0,)
+
+
+def test_concurrent_openers_migrate_once(postgres_url):
+    target = parse_url(_url(postgres_url, "shop_race"))
+    applied, errors = [], []
+
+    def open_catalog() -> None:
+        try:
+            with connect(target) as conn:
+                applied.append(migrate(conn, target.schema))
+        except Exception as error:  # the test reports every failure
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_catalog) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(applied) == [[], [], [], [LATEST]]
+
+
+def test_a_schema_from_a_newer_stylefinder_is_refused(postgres_url):
+    with connect(parse_url(postgres_url)) as conn:
+        migrate(conn, "shop_new")
+        conn.execute("INSERT INTO shop_new.schema_migrations VALUES (%s, 'later', now())", (99,))
+        with pytest.raises(DatabaseError, match="version 99, newer than this stylefinder"):
+            migrate(conn, "shop_new")
+
+
+def test_a_server_that_is_down_gets_a_clear_error(tmp_path):
+    target = parse_url(f"postgresql://shop:secret@/catalog?host={tmp_path}&schema=shop")
+    with pytest.raises(DatabaseError, match="cannot connect to the PostgreSQL server") as error:
+        connect(target, timeout=2)
+    assert "secret" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("shop-index", "not a PostgreSQL URL"),
+        ("postgresql://localhost/db?schema=Shop;DROP", "lower-case letters"),
+        ("postgresql://localhost/db?schema=", "lower-case letters"),
+    ],
+)
+def test_bad_urls_are_refused(url, message):
+    with pytest.raises(DatabaseError, match=message):
+        parse_url(url)
+
+
+def test_the_schema_parameter_is_ours_and_the_rest_goes_to_libpq():
+    target = parse_url("postgresql://u:pw@db:5433/cat?sslmode=require&schema=spring")
+    assert target.schema == "spring"
+    assert target.conninfo == "postgresql://u:pw@db:5433/cat?sslmode=require"
+    assert target.redacted == "postgresql://u:***@db:5433/cat?sslmode=require"
