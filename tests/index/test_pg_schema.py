@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from stylefinder.errors import DatabaseError
-from stylefinder.index.pg_connect import connect, parse_url, require_vector
+from stylefinder.index import pg_schema
+from stylefinder.index.pg_connect import connect, open_pool, parse_url, require_vector
 from stylefinder.index.pg_schema import LATEST, migrate, schema_version
 
 
@@ -26,10 +27,10 @@ def test_migrate_creates_the_tables_once(postgres_url):
     target = parse_url(_url(postgres_url, "shop_once"))
     with connect(target) as conn:
         assert schema_version(conn, target.schema) == 0
-        assert migrate(conn, target.schema) == [LATEST]
+        assert migrate(conn, target.schema) == list(range(1, LATEST + 1))
         assert migrate(conn, target.schema) == []  # up to date: nothing applied again
         assert schema_version(conn, target.schema) == LATEST
-        assert _tables(conn, "shop_once") >= {"header", "items", "events", "tokens"}
+        assert _tables(conn, "shop_once") >= {"header", "items", "events", "users"}
         assert require_vector(conn).startswith("0.8")
         # the vector column takes pgvector values and the JSONB metadata its containment query
         conn.execute(
@@ -41,6 +42,34 @@ def test_migrate_creates_the_tables_once(postgres_url):
             ('{"colour": "navy"}',),
         ).fetchall()
         assert found == [("a", 1.0)]
+
+
+def test_a_version_1_schema_is_migrated_keeping_its_rows(postgres_url, monkeypatch):
+    with connect(parse_url(postgres_url)) as conn:
+        with monkeypatch.context() as first_release:
+            first_release.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:1])
+            first_release.setattr(pg_schema, "LATEST", 1)
+            assert migrate(conn, "shop_v1") == [1]
+        conn.execute("INSERT INTO shop_v1.tokens (user_id, token_hash) VALUES ('u-1', 'h1')")
+        conn.execute(
+            "INSERT INTO shop_v1.events (user_id, item_id, kind, at) VALUES ('u-1', 'a', 'like', 1)"
+        )
+        assert migrate(conn, "shop_v1") == list(range(2, LATEST + 1))
+        users = conn.execute("SELECT id, token_hash FROM shop_v1.users").fetchall()
+        weights = conn.execute("SELECT weight FROM shop_v1.events").fetchall()
+        assert (users, weights) == ([("u-1", "h1")], [(1.0,)])
+        assert "tokens" not in _tables(conn, "shop_v1")
+
+
+def test_a_pool_hands_out_working_connections_and_refuses_a_dead_server(postgres_url, tmp_path):
+    with open_pool(parse_url(postgres_url), max_size=2, timeout=5) as pool:
+        with pool.connection() as first, pool.connection() as second:
+            pids = {c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in (first, second)}
+        assert len(pids) == 2
+    down = parse_url(f"postgresql://shop:secret@/catalog?host={tmp_path}")
+    with pytest.raises(DatabaseError, match="cannot connect to the PostgreSQL server") as error:
+        open_pool(down, timeout=2)
+    assert "secret" not in str(error.value)
 
 
 def test_schemas_of_one_database_are_separate_catalogs(postgres_url):
@@ -68,7 +97,7 @@ def test_concurrent_openers_migrate_once(postgres_url):
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    assert sorted(applied) == [[], [], [], [LATEST]]
+    assert sorted(applied) == [[], [], [], list(range(1, LATEST + 1))]
 
 
 def test_a_schema_from_a_newer_stylefinder_is_refused(postgres_url):

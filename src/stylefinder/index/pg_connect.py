@@ -20,6 +20,7 @@ from stylefinder.errors import DatabaseError
 
 if TYPE_CHECKING:
     import psycopg
+    import psycopg_pool
 
 DEFAULT_SCHEMA = "stylefinder"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -95,6 +96,42 @@ def connect(target: DatabaseTarget, *, timeout: float = 5.0) -> psycopg.Connecti
         raise DatabaseError(
             f"cannot connect to the PostgreSQL server at {target.redacted}: {reason}"
         ) from error
+
+
+def open_pool(
+    target: DatabaseTarget, *, min_size: int = 1, max_size: int = 8, timeout: float = 5.0
+) -> psycopg_pool.ConnectionPool:
+    """A pool of connections to `target` (autocommit, checked before each use), opened and
+    with its first connection made, or `DatabaseError` saying why not. `pool.connection()`
+    waits up to `timeout` seconds for a free connection. Close it when done.
+
+    Example:
+        >>> with open_pool(parse_url("postgresql:///shop")) as pool:  # doctest: +SKIP
+        ...     with pool.connection() as conn:
+        ...         conn.execute("select 1").fetchone()
+        (1,)
+    """
+    _psycopg()
+    from psycopg_pool import ConnectionPool, PoolTimeout
+
+    connect(target, timeout=timeout).close()  # the server's own reason when it is down
+    pool = ConnectionPool(
+        target.conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout))},
+        check=ConnectionPool.check_connection,
+        open=False,
+    )
+    try:
+        pool.open(wait=True, timeout=timeout)
+    except PoolTimeout as error:
+        pool.close()
+        raise DatabaseError(
+            f"cannot open {min_size} connection(s) to {target.redacted} in {timeout:g} s"
+        ) from error
+    return pool
 
 
 def require_vector(conn: psycopg.Connection) -> str:

@@ -59,6 +59,31 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        "items keep what the directory's manifest keeps; shoppers and their tokens in users",
+        """
+        ALTER TABLE {schema}.items
+            ADD COLUMN source text NOT NULL DEFAULT 'catalog',
+            ADD COLUMN size bigint NOT NULL DEFAULT 0,
+            ADD COLUMN mtime_ns bigint NOT NULL DEFAULT 0,
+            ADD COLUMN added_at timestamptz NOT NULL DEFAULT now();
+        CREATE TABLE {schema}.users (
+            id text PRIMARY KEY,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            token_hash text,
+            token_created_at timestamptz
+        );
+        INSERT INTO {schema}.users (id, token_hash, token_created_at)
+            SELECT user_id, token_hash, created_at FROM {schema}.tokens;
+        DROP TABLE {schema}.tokens;
+        UPDATE {schema}.events SET weight = 1 WHERE weight IS NULL;
+        ALTER TABLE {schema}.events
+            ALTER COLUMN weight SET DEFAULT 1,
+            ALTER COLUMN weight SET NOT NULL,
+            ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT now();
+        """,
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 
