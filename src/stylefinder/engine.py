@@ -98,8 +98,8 @@ class Engine:
         return len(self._view)
 
     def reload(self, *, latest: Snapshot | None = None) -> bool:
-        """Re-read the index if another writer committed since; True when it changed.
-        `latest` (what this engine itself just committed) saves reading it again."""
+        """Re-read the index if another writer committed (`latest`: what this engine just
+        committed, not read again); True when it changed."""
         current = self._view.snapshot
         if self.store.generation() == current.generation:
             return False
@@ -115,8 +115,7 @@ class Engine:
 
     @property
     def embedder(self) -> Embedder:
-        """The index's backbone, loaded on first use (from the exported graph without torch
-        when there is one, see `embed.load.embedder_for_space`)."""
+        """The index's backbone, loaded on first use (`embed.load.embedder_for_space`)."""
         with self._lock:
             if self._embedder is None:
                 space = self.store.header.space
@@ -151,13 +150,8 @@ class Engine:
         self, item_id: str, image: bytes, metadata: Mapping[str, object] | None = None
     ) -> tuple[Item, bool]:
         """Add or replace item `item_id` with an image (file bytes) and metadata, committed
-        atomically; its colours (and category, on a tuned index) are named as indexing does,
-        values given kept. Returns (item, created).
-
-        Example:
-            >>> item, created = engine.add_item("sku-1", open("a.jpg", "rb").read(),
-            ...                                 {"category": "Dress"})  # doctest: +SKIP
-        """
+        atomically; colours (and category, on a tuned index) are named as indexing does, values
+        given kept. Returns (item, created). Example: `engine.add_item("sku-1", data, {})`."""
         item_id, clean, image = check_item_id(item_id), check_metadata(metadata or {}), bytes(image)
         decoded = load_image(image, max_pixels=self.embedder.max_pixels)
         vector = self.embedder.embed_one(decoded)
@@ -210,13 +204,12 @@ class Engine:
     def browse(
         self, *, offset: int = 0, limit: int = 20, filters: Filters | None = None
     ) -> tuple[list[Item], int]:
-        """A page of catalog items (in index order) that pass `filters`, and how many pass."""
+        """A page of items (in index order) that pass `filters`, and how many pass."""
         return self._view.browse(offset=offset, limit=limit, filters=filters)
 
     @reading_again_when_renumbered
     def filter_columns(self) -> dict[str, list[str]]:
-        """Metadata columns with few enough distinct values to filter on, and their values
-        (computed once per committed generation: the web app asks on every rerun)."""
+        """Metadata columns with few enough distinct values to filter on, and their values."""
         return self._view.filter_columns
 
     @reading_again_when_renumbered
@@ -236,13 +229,8 @@ class Engine:
 
     def recognize(self, image: ImageSource) -> Recognition:
         """The garment category (top 3, calibrated: the index's classifier, else the ImageNet
-        head mapped to a taxonomy) and dominant colours of `image`; the model runs once and the
-        vector is kept for a search that follows.
-
-        Example:
-            >>> engine.recognize("upload.jpg").to_dict()["category"]  # doctest: +SKIP
-            'Dress'
-        """
+        head mapped to a taxonomy) and dominant colours of `image`; the vector is kept for a
+        search that follows. Example: `engine.recognize("upload.jpg").category`."""
         digest = content_hash(image)
         picture = self.embedder.decode(image)
         vectors, imagenet = self.embedder.embed_and_classify([picture])
@@ -274,23 +262,19 @@ class Engine:
         weight: object = None,
     ) -> Event:
         """Store that shopper `user_id` did `kind` (view, like, dislike, add_to_cart, purchase)
-        to catalog item `item_id`; `timestamp` (ISO 8601 or epoch seconds) defaults to now.
-
-        Example:
-            >>> engine.record_event("u-1", "dress-12", "like")  # doctest: +SKIP
-            Event(user_id='u-1', item_id='dress-12', kind='like', ...)
-        """
+        to catalog item `item_id` at `timestamp` (ISO 8601 or epoch seconds; default now).
+        Example: `engine.record_event("u-1", "dress-12", "like")`."""
         return self.events.add_event(
             user_id, item_id, kind, timestamp=timestamp, weight=weight, known_items=self.snapshot
         )
 
     def record_events(self, user_id: str, events: Iterable[Mapping[str, object]]) -> list[Event]:
-        """Store several events of one shopper, all or none (see `EventStore.add_events`)."""
+        """Store several events of one shopper, all or none (`EventStore.add_events`)."""
         return self.events.add_events(user_id, events, known_items=self.snapshot)
 
     def import_events(self, source: CsvSource) -> ImportSummary:
-        """Import events from CSV (user_id,item_id,kind[,timestamp][,weight]); bad rows are
-        rejected with their line number and the rest is stored (see `EventStore.import_csv`)."""
+        """Import events from CSV (user_id,item_id,kind[,timestamp][,weight]), rejecting bad
+        rows with their line numbers (`EventStore.import_csv`)."""
         return self.events.import_csv(source, known_items=self.snapshot)
 
     @reading_again_when_renumbered
@@ -304,13 +288,8 @@ class Engine:
         settings: ProfileSettings | None = None,
         now: float | None = None,
     ) -> list[Recommendation]:
-        """The `k` items to show shopper `user_id`, from their events (see
-        `recommend.for_shoppers.for_shopper` for the ranking and its scores).
-
-        Example:
-            >>> [r.id for r in engine.recommend_for_user("u-1", k=3)]  # doctest: +SKIP
-            ['dress-40', 'dress-7', 'coat-3']
-        """
+        """The `k` items to show shopper `user_id`, from their events (ranking and scores:
+        `recommend.for_shoppers.for_shopper`). Example: `engine.recommend_for_user("u-1")`."""
         options = {"filters": filters, "diversity": diversity, "settings": settings, "now": now}
         return for_shopper(self._view, self.events, user_id, k, **options)
 
@@ -325,12 +304,7 @@ class Engine:
         diversity: float | None = None,
         settings: ProfileSettings | None = None,
     ) -> list[Recommendation]:
-        """More like the `positive` items, not like the `negative` ones (catalog ids); the
-        examples themselves are not returned.
-
-        Example:
-            >>> engine.recommend_from_examples(["dress-12", "dress-40"], ["coat-3"], k=5)
-            ... # doctest: +SKIP
-        """
+        """More like the `positive` items, not like the `negative` ones (catalog ids), without
+        the examples. Example: `engine.recommend_from_examples(["dress-12"], ["coat-3"])`."""
         options = {"filters": filters, "diversity": diversity, "settings": settings}
         return from_examples(self._view, positive, negative, k, **options)
