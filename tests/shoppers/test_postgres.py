@@ -160,6 +160,36 @@ def test_a_store_on_a_shared_pool_leaves_it_open(postgres_url, schema):
         assert PostgresEventStore(target, pool=pool).users() == ["u-1"]
 
 
+def test_a_pool_with_no_free_connection_in_time_is_a_database_error(postgres_url, schema):
+    target = parse_url(_url(postgres_url, schema))
+    with open_pool(target, max_size=1) as pool:
+        store = PostgresEventStore(target, pool=pool, timeout=0.5)
+        assert store.users() == []  # migrated
+        busy = pytest.raises(DatabaseError, match="failed while listing shoppers")
+        with pool.connection(), busy:  # the pool's only connection is in use elsewhere
+            store.users()
+        assert store.users() == []
+
+
+def test_an_erased_shopper_is_in_no_table_of_the_schema(store_factory, postgres_url, schema):
+    store = store_factory()
+    secret = "erase-me-7f3a9c"
+    store.add_events(secret, [{"item_id": "sku-1", "kind": "view"}] * 30, known_items=ITEMS)
+    store.create_token(secret)
+    store.add_event("keep-me", "sku-2", "like", known_items=ITEMS)
+    assert store.delete_user(secret) == {"users": 1, "events": 30}
+    with connect(parse_url(postgres_url)) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+        ).fetchall()
+        assert {"users", "events"} <= {name for (name,) in tables}
+        for (table,) in tables:
+            rows = conn.execute(f"SELECT t::text FROM {schema}.{table} t").fetchall()
+            assert not [row for (row,) in rows if secret in row], table
+            if table == "users":
+                assert [row for (row,) in rows if "keep-me" in row]
+
+
 def _call(function, outcome: list) -> None:
     try:
         outcome.append(function())
