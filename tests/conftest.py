@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from stylefinder.catalog.demo import DemoCatalog, write_demo_catalog
+from stylefinder.catalog.images import DEFAULT_MAX_PIXELS
 
 REPORTED: dict[str, str] = {}
 
@@ -99,6 +100,24 @@ def fake_demo_index(demo: DemoCatalog, tmp_path_factory: pytest.TempPathFactory)
     fake = FakeEmbedder()
     summary = build_index(demo.root, index_dir, metadata_csv=demo.csv_path, embedder=fake)
     return index_dir, summary
+
+
+@pytest.fixture
+def fake_index(fake_demo_index, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fake demo index, with `Engine` opening `FakeEmbedder` for its space (the CLI and the
+    app open their index through `Engine.open`): for their wiring tests. Copy it to write."""
+    import stylefinder.engine
+    from fakes import FAKE_BACKBONE, FakeEmbedder
+
+    real = stylefinder.engine.embedder_for_space
+
+    def embedder_for_space(space, **options):
+        if space.backbone != FAKE_BACKBONE:
+            return real(space, **options)
+        return FakeEmbedder(max_pixels=options.get("max_pixels", DEFAULT_MAX_PIXELS))
+
+    monkeypatch.setattr(stylefinder.engine, "embedder_for_space", embedder_for_space)
+    return fake_demo_index[0]
 
 
 @pytest.fixture

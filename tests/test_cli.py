@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes import FAKE_BACKBONE, FAKE_SPEC
 from stylefinder.cli import main
 
 
@@ -16,8 +17,8 @@ def _run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_recommend_json(capsys, demo_index, demo):
-    index_dir, _ = demo_index
+def test_recommend_json(capsys, fake_index, demo):
+    index_dir = fake_index
     query, _ = demo.queries[0]
     code, out, _ = _run(capsys, "recommend", query, "--index", index_dir, "--json")
     assert code == 0
@@ -28,8 +29,8 @@ def test_recommend_json(capsys, demo_index, demo):
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
 
 
-def test_more_like_this_and_k(capsys, demo_index):
-    index_dir, _ = demo_index
+def test_more_like_this_and_k(capsys, fake_index):
+    index_dir = fake_index
     code, out, _ = _run(
         capsys,
         "recommend",
@@ -45,8 +46,8 @@ def test_more_like_this_and_k(capsys, demo_index):
     assert code == 0 and len(ids) == 3 and "fmnist-test-00000" not in ids
 
 
-def test_filters(capsys, demo_index):
-    index_dir, _ = demo_index
+def test_filters(capsys, fake_index):
+    index_dir = fake_index
     code, out, _ = _run(
         capsys,
         "recommend",
@@ -81,22 +82,22 @@ def test_filters(capsys, demo_index):
     assert code == 0 and categories <= {"Bag", "Sandal"} and len(json.loads(out)["results"]) == 5
 
 
-def test_human_output_and_info(capsys, demo_index, demo):
-    index_dir, _ = demo_index
+def test_human_output_and_info(capsys, fake_index, demo):
+    index_dir = fake_index
     code, out, _ = _run(capsys, "recommend", demo.queries[0][0], "--index", index_dir)
     assert code == 0 and out.count("category=") == 5
     code, out, _ = _run(capsys, "info", "--index", index_dir, "--json")
     info = json.loads(out)
-    assert code == 0 and info["items"] == 1000 and info["backbone"] == "efficientnet-lite0"
-    assert info["dim"] == 1280
+    assert code == 0 and info["items"] == 1000 and info["backbone"] == FAKE_BACKBONE
+    assert info["dim"] == FAKE_SPEC.dim
 
 
-def test_info_shows_tuning_columns_shoppers_and_size(capsys, demo_index, tmp_path):
+def test_info_shows_tuning_columns_shoppers_and_size(capsys, fake_index, tmp_path):
     import shutil
 
     from stylefinder.engine import Engine
 
-    source, _ = demo_index
+    source = fake_index
     shutil.copytree(source, tmp_path / "ix")
     engine = Engine.open(tmp_path / "ix")
     first, second = engine.snapshot.items[0].id, engine.snapshot.items[1].id
@@ -109,7 +110,7 @@ def test_info_shows_tuning_columns_shoppers_and_size(capsys, demo_index, tmp_pat
     columns = {c["name"]: c for c in info["columns"]}
     assert columns["category"]["kind"] == "category" and columns["category"]["distinct"] == 10
     assert columns["category"]["filled"] == 1000 and "colours" in columns
-    assert info["size_bytes"] > 1000 * 1280 * 4
+    assert info["size_bytes"] > 1000 * FAKE_SPEC.dim * 4
     code, out, _ = _run(capsys, "info", "--index", tmp_path / "ix")
     assert "tuned" in out and "stylefinder tune" in out and "MB)" in out
     assert "columns:" in out and "category  category" in out
@@ -152,8 +153,8 @@ def test_index_ann_builds_a_graph_that_info_shows_and_later_runs_keep(
         (["recommend", "missing.jpg"], "not found"),
     ],
 )
-def test_errors_exit_1_with_a_message(capsys, demo_index, args, message):
-    index_dir, _ = demo_index
+def test_errors_exit_1_with_a_message(capsys, fake_index, args, message):
+    index_dir = fake_index
     code, out, err = _run(capsys, *args, "--index", index_dir)
     assert code == 1 and message in err and out == ""
 
@@ -183,10 +184,10 @@ def test_demo_data(capsys, tmp_path: Path):
     assert len(list((tmp_path / "q").glob("*.png"))) == 30
 
 
-def test_config_set_and_show_display_settings(capsys, demo_index, tmp_path):
+def test_config_set_and_show_display_settings(capsys, fake_index, tmp_path):
     import shutil
 
-    source, _ = demo_index
+    source = fake_index
     shutil.copytree(source, tmp_path / "ix")
     index = ["--index", tmp_path / "ix"]
     code, out, _ = _run(capsys, "config", "show", *index, "--json")
@@ -202,8 +203,8 @@ def test_config_set_and_show_display_settings(capsys, demo_index, tmp_path):
     assert code == 1 and "KEY=VALUE" in err
 
 
-def test_recognize_without_a_classifier_says_what_tune_gives(capsys, demo_index, demo):
-    index_dir, _ = demo_index
+def test_recognize_without_a_classifier_says_what_tune_gives(capsys, fake_index, demo):
+    index_dir = fake_index
     code, out, _ = _run(capsys, "recognize", demo.queries[0][0], "--index", index_dir)
     assert code == 0 and "ImageNet" in out
     assert f"stylefinder tune --index {index_dir} --label-column" in out

@@ -17,6 +17,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Block
 
+from fakes import FAKE_BACKBONE
 from imagefactory import bomb_png
 from stylefinder import Engine
 from stylefinder.app import APP_SCRIPT, upload_ceiling_mb
@@ -32,13 +33,13 @@ EVIL_COLUMN = "[Shop](http://evil.example)"  # a column name that is Markdown to
 
 
 @pytest.fixture(scope="module")
-def shop_index(demo_index, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shop_index(fake_demo_index, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the demo index whose items have shop metadata: a title, a price, a link, a
     year, an internal `category_pred`, a `note` holding Markdown (EVIL) and a column whose
     name is Markdown; display settings name the title, price and link, and hide the year."""
     from stylefinder.recommend.display import write_display
 
-    source, _ = demo_index
+    source, _ = fake_demo_index
     target = tmp_path_factory.mktemp("shop-index") / "index"
     shutil.copytree(source, target)
     store = IndexStore.open(target)
@@ -60,6 +61,11 @@ def shop_index(demo_index, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+@pytest.fixture(autouse=True)
+def _fake_model(fake_index):
+    """Every test here runs on an index embedded by `FakeEmbedder` (see `fake_index`)."""
+
+
 def start(index_dir: Path, monkeypatch) -> AppTest:
     monkeypatch.setenv("STYLEFINDER_INDEX", str(index_dir))
     at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
@@ -69,8 +75,8 @@ def start(index_dir: Path, monkeypatch) -> AppTest:
 
 
 @pytest.fixture
-def app(app_index, monkeypatch) -> AppTest:
-    return start(app_index, monkeypatch)
+def app(fake_app_index, monkeypatch) -> AppTest:
+    return start(fake_app_index, monkeypatch)
 
 
 def block(at: AppTest, key: str) -> Block | None:
@@ -159,7 +165,7 @@ def test_catalog_page_pages_through_items(app: AppTest):
     app.radio(key="page").set_value("Catalog").run()
     assert not app.exception
     assert any(
-        md.value.startswith("**1,000 items** · backbone **efficientnet-lite0**")
+        md.value.startswith(f"**1,000 items** · backbone **{FAKE_BACKBONE}**")
         for md in app.markdown
     )
     first_page = result_ids(app, "catalog")
@@ -173,8 +179,8 @@ def test_catalog_page_pages_through_items(app: AppTest):
     assert second_page[0] not in result_ids(app) and len(result_ids(app)) == 5
 
 
-def test_oversized_upload_and_decompression_bomb(app_index, monkeypatch):
-    monkeypatch.setenv("STYLEFINDER_INDEX", str(app_index))
+def test_oversized_upload_and_decompression_bomb(fake_app_index, monkeypatch):
+    monkeypatch.setenv("STYLEFINDER_INDEX", str(fake_app_index))
     monkeypatch.setenv("STYLEFINDER_MAX_UPLOAD_MB", "0.001")  # 1 kB
     at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120).run()
     at.get("file_uploader")[0].set_value(("big.png", bytes(5000), "image/png")).run()
@@ -187,7 +193,8 @@ def test_oversized_upload_and_decompression_bomb(app_index, monkeypatch):
     assert result_ids(at) == []
 
 
-def test_upload_shows_its_category_and_colour_chips(app: AppTest, demo):
+def test_upload_shows_its_category_and_colour_chips(app_index, demo, monkeypatch):
+    app = start(app_index, monkeypatch)  # the real model: the ImageNet head names the category
     path = next(p for p, c in demo.queries if c == "Ankle boot")  # ImageNet: shoes
     upload(app, path, "boot.png")
     assert not app.exception and not app.error
@@ -204,8 +211,8 @@ def test_upload_shows_its_category_and_colour_chips(app: AppTest, demo):
     assert len(result_ids(app)) == 5
 
 
-def test_same_category_toggle_keeps_one_category(tuned_index, demo, monkeypatch):
-    at = start(tuned_index, monkeypatch)
+def test_same_category_toggle_keeps_one_category(fake_tuned_index, demo, monkeypatch):
+    at = start(fake_tuned_index, monkeypatch)
     at.slider(key="k").set_value(20).run()
     path = next(p for p, c in demo.queries if c == "Shirt")
     upload(at, path, "shirt.png")
@@ -232,7 +239,7 @@ def test_same_category_toggle_keeps_one_category(tuned_index, demo, monkeypatch)
     assert categories(at) == mixed
 
 
-def test_like_records_an_event_and_changes_for_you(app: AppTest, app_index):
+def test_like_records_an_event_and_changes_for_you(app: AppTest, fake_app_index):
     app.text_input(key="item_id").set_value("fmnist-test-00017").run()
     results, before = result_ids(app), result_ids(app, "for-you")
     assert len(before) == 5
@@ -242,7 +249,7 @@ def test_like_records_an_event_and_changes_for_you(app: AppTest, app_index):
     liked = results[0]
     app.button(key=f"like-results-{liked}").click().run()
     assert not app.exception and not app.error
-    assert session_events(app_index, app) == [("like", liked)]
+    assert session_events(fake_app_index, app) == [("like", liked)]
     after = result_ids(app, "for-you")
     assert len(after) == 5 and after != before and liked not in after
     assert result_ids(app) == results  # the query and its results are kept
@@ -250,36 +257,36 @@ def test_like_records_an_event_and_changes_for_you(app: AppTest, app_index):
     assert any("From your 1 like." in c.value for c in app.caption)
 
     app.button(key=f"like-results-{liked}").click().run()  # already liked: nothing new
-    assert session_events(app_index, app) == [("like", liked)]
+    assert session_events(fake_app_index, app) == [("like", liked)]
     second = after[0]
     app.button(key=f"like-for-you-{second}").click().run()
-    assert session_events(app_index, app) == [("like", liked), ("like", second)]
+    assert session_events(fake_app_index, app) == [("like", liked), ("like", second)]
     assert second not in result_ids(app, "for-you") and result_ids(app, "for-you") != after
 
 
-def test_dislike_keeps_an_item_out_of_for_you(app: AppTest, app_index):
+def test_dislike_keeps_an_item_out_of_for_you(app: AppTest, fake_app_index):
     app.text_input(key="item_id").set_value("fmnist-test-00017").run()
     disliked = result_ids(app, "for-you")[0]
     app.button(key=f"dislike-for-you-{disliked}").click().run()
     assert not app.exception
-    assert session_events(app_index, app) == [("dislike", disliked)]
+    assert session_events(fake_app_index, app) == [("dislike", disliked)]
     assert disliked not in result_ids(app, "for-you") and len(result_ids(app, "for-you")) == 5
     app.button(key=f"like-results-{result_ids(app)[0]}").click().run()
     assert disliked not in result_ids(app, "for-you")
 
 
-def test_forget_me_erases_the_session_shopper(app: AppTest, app_index):
+def test_forget_me_erases_the_session_shopper(app: AppTest, fake_app_index):
     app.text_input(key="item_id").set_value("fmnist-test-00017").run()
     results = result_ids(app)
     app.button(key=f"like-results-{results[1]}").click().run()
     app.button(key=f"dislike-results-{results[2]}").click().run()
-    assert len(session_events(app_index, app)) == 2
+    assert len(session_events(fake_app_index, app)) == 2
     assert not app.button(key="forget").disabled
 
     app.button(key="forget").click().run()
     assert not app.exception
-    assert session_events(app_index, app) == []
-    fresh = Engine.open(app_index).recommend_for_user(app.session_state["user_id"], k=5)
+    assert session_events(fake_app_index, app) == []
+    fresh = Engine.open(fake_app_index).recommend_for_user(app.session_state["user_id"], k=5)
     assert result_ids(app, "for-you") == [r.id for r in fresh]  # back to the cold start
     assert any(c.value.startswith("Popular, varied picks") for c in app.caption)
     assert app.button(key="forget").disabled
@@ -287,11 +294,11 @@ def test_forget_me_erases_the_session_shopper(app: AppTest, app_index):
     assert result_ids(app) == results
 
 
-def test_catalog_cards_have_like_buttons(app: AppTest, app_index):
+def test_catalog_cards_have_like_buttons(app: AppTest, fake_app_index):
     app.radio(key="page").set_value("Catalog").run()
     first = result_ids(app, "catalog")[0]
     app.button(key=f"like-catalog-{first}").click().run()
-    assert session_events(app_index, app) == [("like", first)]
+    assert session_events(fake_app_index, app) == [("like", first)]
     assert app.session_state["page"] == "Catalog"
 
 
@@ -358,7 +365,7 @@ def test_metadata_is_never_markup(shop_index, monkeypatch):
 
     shown = [unescape(body) for body in bodies]
     from_metadata = [
-        b for b, text in zip(bodies, shown, strict=True) if "pixel" in text or "evil" in text
+        b for b, text in zip(bodies, shown, strict=True) if "pixel.png" in text or "evil" in text
     ]
     assert len(from_metadata) > 20
     for body in from_metadata:
