@@ -36,7 +36,8 @@ from stylefinder.recommend.personal import ProfileSettings
 from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.recent import RecentQueries, content_hash
 from stylefinder.recommend.summary import IndexInfo, index_info
-from stylefinder.recommend.view import CatalogView, Recommendation, reading_again_when_renumbered
+from stylefinder.recommend.view import CatalogView, Recommendation, open_view
+from stylefinder.recommend.view import reading_again_when_renumbered as reading_again
 from stylefinder.shoppers.base import CsvSource, Event, EventStore, ImportSummary
 from stylefinder.shoppers.sqlite import SqliteEventStore
 from stylefinder.types import EmbeddingSpace, Item
@@ -66,7 +67,7 @@ class Engine:
         self.max_pixels = max_pixels
         self._embedder = embedder
         self._lock = threading.Lock()
-        self._view = CatalogView(store, store.snapshot())
+        self._view = open_view(store)
         self._recent = RecentQueries()
         self._event_store = events  # default: the index's own shoppers file, opened on use
 
@@ -100,12 +101,11 @@ class Engine:
     def reload(self, *, latest: Snapshot | None = None) -> bool:
         """Re-read the index if another writer committed (`latest`: what this engine just
         committed, not read again); True when it changed."""
-        current = self._view.snapshot
-        if self.store.generation() == current.generation:
+        if self.store.generation() == self._view.generation:
             return False
-        snapshot = self.store.snapshot(previous=latest or current)
+        view = open_view(self.store, previous=self._view, latest=latest)
         with self._lock:
-            self._view = CatalogView(self.store, snapshot)
+            self._view = view
         return True
 
     @property
@@ -128,7 +128,7 @@ class Engine:
     def _categorizer(self) -> Categorizer:
         return Categorizer(self._view.projection, backbone=self.store.header.backbone)
 
-    @reading_again_when_renumbered
+    @reading_again
     def item(self, item_id: str) -> Item:
         """The catalog item `item_id`, or `UnknownItemError`."""
         return self._view.item(item_id)
@@ -137,7 +137,7 @@ class Engine:
         """Where the item's image file is (absolute when its folder is known)."""
         return self._view.image_path(item)
 
-    @reading_again_when_renumbered
+    @reading_again
     def info(self) -> IndexInfo:
         """Backbone, size, dates, columns, search settings and shoppers of the index."""
         counts = self.events.item_counts(max_age_s=0)
@@ -180,7 +180,7 @@ class Engine:
             self._recent.remember(digest, vector)
         return vector
 
-    @reading_again_when_renumbered
+    @reading_again
     def recommend(
         self, image: ImageSource, k: int = 5, *, filters: Filters | None = None
     ) -> list[Recommendation]:
@@ -188,11 +188,10 @@ class Engine:
         A catalog file byte-identical to the query is never returned."""
         check_k(k)
         digest = content_hash(image)
-        vector, view = self._query_vector(image, digest), self._view
-        exclude = view.snapshot.items.rows_with_hash(digest) if digest else []
-        return view.search(vector, k, exclude_rows=exclude, filters=filters)
+        vector = self._query_vector(image, digest)
+        return self._view.nearest(vector, k, exclude_hash=digest, filters=filters)
 
-    @reading_again_when_renumbered
+    @reading_again
     def similar(
         self, item_id: str, k: int = 5, *, filters: Filters | None = None
     ) -> list[Recommendation]:
@@ -200,32 +199,33 @@ class Engine:
         check_k(k)
         return self._view.similar(item_id, k, filters=filters)
 
-    @reading_again_when_renumbered
+    @reading_again
     def browse(
         self, *, offset: int = 0, limit: int = 20, filters: Filters | None = None
     ) -> tuple[list[Item], int]:
         """A page of items (in index order) that pass `filters`, and how many pass."""
         return self._view.browse(offset=offset, limit=limit, filters=filters)
 
-    @reading_again_when_renumbered
+    @reading_again
     def filter_columns(self) -> dict[str, list[str]]:
         """Metadata columns with few enough distinct values to filter on, and their values."""
         return self._view.filter_columns
 
-    @reading_again_when_renumbered
+    @reading_again
     def search_vector(
         self,
         vector: np.ndarray,
         k: int = 5,
         *,
         space: EmbeddingSpace | None = None,
-        exclude_rows: list[int] | None = None,
+        exclude_ids: Sequence[str] = (),
         filters: Filters | None = None,
     ) -> list[Recommendation]:
-        """Nearest items to a unit vector that pass `filters`; `space` must match the index's."""
+        """Nearest items to a unit vector that pass `filters`, without `exclude_ids`; `space`
+        must match the index's."""
         if space is not None:
             self.store.check_space(space)
-        return self._view.search(vector, k, exclude_rows=exclude_rows, filters=filters)
+        return self._view.nearest(vector, k, exclude_ids=exclude_ids, filters=filters)
 
     def recognize(self, image: ImageSource) -> Recognition:
         """The garment category (top 3, calibrated: the index's classifier, else the ImageNet
@@ -265,19 +265,24 @@ class Engine:
         to catalog item `item_id` at `timestamp` (ISO 8601 or epoch seconds; default now).
         Example: `engine.record_event("u-1", "dress-12", "like")`."""
         return self.events.add_event(
-            user_id, item_id, kind, timestamp=timestamp, weight=weight, known_items=self.snapshot
+            user_id,
+            item_id,
+            kind,
+            timestamp=timestamp,
+            weight=weight,
+            known_items=self._view.known_items,
         )
 
     def record_events(self, user_id: str, events: Iterable[Mapping[str, object]]) -> list[Event]:
         """Store several events of one shopper, all or none (`EventStore.add_events`)."""
-        return self.events.add_events(user_id, events, known_items=self.snapshot)
+        return self.events.add_events(user_id, events, known_items=self._view.known_items)
 
     def import_events(self, source: CsvSource) -> ImportSummary:
         """Import events from CSV (user_id,item_id,kind[,timestamp][,weight]), rejecting bad
         rows with their line numbers (`EventStore.import_csv`)."""
-        return self.events.import_csv(source, known_items=self.snapshot)
+        return self.events.import_csv(source, known_items=self._view.known_items)
 
-    @reading_again_when_renumbered
+    @reading_again
     def recommend_for_user(
         self,
         user_id: str,
@@ -293,7 +298,7 @@ class Engine:
         options = {"filters": filters, "diversity": diversity, "settings": settings, "now": now}
         return for_shopper(self._view, self.events, user_id, k, **options)
 
-    @reading_again_when_renumbered
+    @reading_again
     def recommend_from_examples(
         self,
         positive: Sequence[str],

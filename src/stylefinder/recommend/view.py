@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -82,6 +82,16 @@ class CatalogView:
 
     def __len__(self) -> int:
         return len(self.snapshot)
+
+    @property
+    def generation(self) -> int:
+        """The committed generation this view reads."""
+        return self.snapshot.generation
+
+    @property
+    def known_items(self) -> Snapshot:
+        """The item ids shoppers' events may name (see `shoppers.base.KnownItems`)."""
+        return self.snapshot
 
     # -- the searched space ------------------------------------------------------------------
 
@@ -179,6 +189,28 @@ class CatalogView:
         found, best = index.search(vector, k, allowed=allowed, excluded=excluded)
         return self.results(found[0], best[0])
 
+    def nearest(
+        self,
+        vector: np.ndarray,
+        k: int = 5,
+        *,
+        exclude_ids: Sequence[str] = (),
+        exclude_hash: str | None = None,
+        filters: Filters | None = None,
+    ) -> list[Recommendation]:
+        """`search` without the items `exclude_ids` (unknown ids are ignored) and without items
+        whose image has content hash `exclude_hash` (a query that is a catalog file).
+
+        Example:
+            >>> view.nearest(vector, 3, exclude_hash=content_hash(photo))  # doctest: +SKIP
+        """
+        rows = [
+            row for item_id in exclude_ids if (row := self.snapshot.row_of.get(item_id)) is not None
+        ]
+        if exclude_hash:
+            rows += self.snapshot.items.rows_with_hash(exclude_hash)
+        return self.search(vector, k, exclude_rows=rows, filters=filters)
+
     def similar(
         self, item_id: str, k: int = 5, *, filters: Filters | None = None
     ) -> list[Recommendation]:
@@ -207,3 +239,18 @@ class CatalogView:
             return str(self.store.directory / item.path)
         root = self.snapshot.catalog_root
         return str(Path(root) / item.path) if root else item.path
+
+
+def open_view(
+    store: IndexStore, *, previous: CatalogView | None = None, latest: Snapshot | None = None
+) -> CatalogView:
+    """The view of `store`'s committed generation. `previous` (a view of an earlier
+    generation) or `latest` (a snapshot its writer just committed) spares re-reading what did
+    not change.
+
+    Example:
+        >>> open_view(IndexStore.open("shop-index")).generation  # doctest: +SKIP
+        4
+    """
+    known = latest or (previous.snapshot if previous is not None else None)
+    return CatalogView(store, store.snapshot(previous=known))
