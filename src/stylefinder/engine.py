@@ -27,6 +27,7 @@ from stylefinder.embed.base import Embedder
 from stylefinder.embed.load import embedder_for_space
 from stylefinder.index.snapshot import Snapshot
 from stylefinder.index.store import IndexStore
+from stylefinder.index.stores import open_store
 from stylefinder.index.uploads import put_item, remove_item
 from stylefinder.recognize.categorizer import Categorizer, recognized
 from stylefinder.recognize.recognition import Recognition
@@ -36,8 +37,9 @@ from stylefinder.recommend.personal import ProfileSettings
 from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.recent import RecentQueries, content_hash
 from stylefinder.recommend.summary import IndexInfo, index_info
-from stylefinder.recommend.view import CatalogView, Recommendation, open_view
+from stylefinder.recommend.view import CatalogView, Recommendation
 from stylefinder.recommend.view import reading_again_when_renumbered as reading_again
+from stylefinder.recommend.views import open_view
 from stylefinder.shoppers.base import CsvSource, Event, EventStore, ImportSummary
 from stylefinder.shoppers.sqlite import SqliteEventStore
 from stylefinder.types import EmbeddingSpace, Item
@@ -80,8 +82,8 @@ class Engine:
         weights: str | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> Engine:
-        """Open the index at `index_dir` for queries."""
-        store = IndexStore.open(index_dir)
+        """Open the index at `index_dir` (or a `postgresql://` URL) for queries."""
+        store = open_store(index_dir)
         return cls(store, runtime=runtime, weights=weights, max_pixels=max_pixels)
 
     # -- state -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 
 from stylefinder._version import __version__
 from stylefinder.cli import (
@@ -28,6 +29,23 @@ FILTER_HELP = (
 )
 
 
+DATABASE_URL_VARIABLE = "STYLEFINDER_DATABASE_URL"
+
+
+def _index_option(parser: argparse.ArgumentParser, what: str, *, required: bool = True) -> None:
+    """`--index DIR|URL`: an index directory or a `postgresql://` URL, by default the
+    STYLEFINDER_DATABASE_URL environment variable when it is set."""
+    default = os.environ.get(DATABASE_URL_VARIABLE) or None
+    parser.add_argument(
+        "--index",
+        required=required and default is None,
+        default=default,
+        metavar="DIR|URL",
+        help=f"{what}, or a postgresql://USER@HOST/DB?schema=NAME catalog "
+        f"(default: ${DATABASE_URL_VARIABLE})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand; each sets `run`, the handler that runs it."""
     parser = argparse.ArgumentParser(
@@ -45,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     index = sub.add_parser("index", help="embed a catalog folder into an index (incremental)")
     index.add_argument("catalog", help="folder of product photos (searched recursively)")
-    index.add_argument("--index", required=True, help="index directory (created if missing)")
+    _index_option(index, "index directory (created if missing)")
     index.add_argument("--meta", help="CSV with an id or path column plus metadata columns")
     index.add_argument(
         "--backbone",
@@ -126,23 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="set display settings: title=COL price=COL link=COL facets=A,B|auto hidden=A,B",
     )
     config_set.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
-    config_set.add_argument("--index", required=True, help="index directory")
+    _index_option(config_set, "index directory")
     config_set.set_defaults(run=config_commands.config_set)
     config_show = config_sub.add_parser("show", help="print the display settings")
-    config_show.add_argument("--index", required=True, help="index directory")
+    _index_option(config_show, "index directory")
     config_show.add_argument("--json", action="store_true", help="print them as JSON")
     config_show.set_defaults(run=config_commands.config_show)
 
     restore = sub.add_parser(
         "restore", help="bring back the index as it was before the last `index` run"
     )
-    restore.add_argument("--index", required=True, help="index directory")
+    _index_option(restore, "index directory")
     restore.add_argument("--yes", action="store_true", help="do not ask, even when it removes")
     restore.set_defaults(run=index_commands.restore)
 
     recognize = sub.add_parser("recognize", help="garment category and colours of a photo")
     recognize.add_argument("image", help="image file")
-    recognize.add_argument("--index", required=True, help="index directory")
+    _index_option(recognize, "index directory")
     recognize.add_argument("--json", action="store_true", help="print the result as JSON")
     recognize.set_defaults(run=query_commands.recognize)
 
@@ -156,20 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     event.add_argument("--weight", type=float, help="optional weight (default by kind)")
     event.add_argument("--time", help="ISO 8601 time or epoch seconds (default now)")
-    event.add_argument("--index", required=True, help="index directory")
+    _index_option(event, "index directory")
     event.set_defaults(run=shopper_commands.user_event)
     load = user_sub.add_parser("import", help="import events from a CSV file")
     load.add_argument("csv", help="CSV with user_id,item_id,kind[,timestamp][,weight]")
-    load.add_argument("--index", required=True, help="index directory")
+    _index_option(load, "index directory")
     load.set_defaults(run=shopper_commands.user_import)
     forget = user_sub.add_parser("delete", help="erase every trace of a user")
     forget.add_argument("user_id")
-    forget.add_argument("--index", required=True, help="index directory")
+    _index_option(forget, "index directory")
     forget.set_defaults(run=shopper_commands.user_delete)
 
     for_user = sub.add_parser("for-user", help="personalized recommendations for a shopper")
     for_user.add_argument("user_id")
-    for_user.add_argument("--index", required=True, help="index directory")
+    _index_option(for_user, "index directory")
     for_user.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     for_user.add_argument(
         "--diversity", type=float, help="MMR weight 0..1 (default 0.3; 0 = most relevant only)"
@@ -183,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     recommend = sub.add_parser("recommend", help="the k catalog items most like a photo or item")
     recommend.add_argument("image", nargs="?", help="query image file")
     recommend.add_argument("--item", help="a catalog item id: more like this item")
-    recommend.add_argument("--index", required=True, help="index directory")
+    _index_option(recommend, "index directory")
     recommend.add_argument("-k", type=int, default=5, help="number of results (default 5)")
     recommend.add_argument(
         "--filter",
@@ -197,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.set_defaults(run=query_commands.recommend)
 
     info = sub.add_parser("info", help="summarize an index")
-    info.add_argument("--index", required=True, help="index directory")
+    _index_option(info, "index directory")
     info.add_argument("--json", action="store_true")
     info.set_defaults(run=query_commands.info)
 
@@ -215,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="index (default): the --index catalog; fashion-mnist: train 60k / test 10k; "
         "personalization: simulated shoppers on the --index catalog",
     )
-    evaluate.add_argument("--index", help="index directory")
+    _index_option(evaluate, "index directory", required=False)
     evaluate.add_argument("--label-column", help="metadata column with labels")
     evaluate.add_argument("--raw", action="store_true", help="ignore the index's projection")
     evaluate.add_argument("--backbone", default="efficientnet-lite0", help="fashion-mnist only")
@@ -230,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=eval_commands.evaluate)
 
     tune = sub.add_parser("tune", help="learn a projection from labels (or --reset it)")
-    tune.add_argument("--index", required=True, help="index directory to tune")
+    _index_option(tune, "index directory to tune")
     tune.add_argument("--label-column", help="metadata column with labels")
     tune.add_argument("--train-index", help="learn from this index's labels instead")
     tune.add_argument(
@@ -245,14 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     tune.set_defaults(run=index_commands.tune)
 
     app = sub.add_parser("app", help="start the web app (Streamlit) on an index")
-    app.add_argument("--index", required=True, help="index directory")
+    _index_option(app, "index directory")
     app.add_argument("--port", type=int, default=8501)
     app.add_argument("--host", default="127.0.0.1", help="address to listen on")
     app.add_argument("--max-upload-mb", type=int, default=10, help="largest upload (default 10)")
     app.set_defaults(run=server_commands.start_app)
 
     serve = sub.add_parser("serve", help="start the HTTP API (FastAPI under uvicorn)")
-    serve.add_argument("--index", required=True, help="index directory")
+    _index_option(serve, "index directory")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")

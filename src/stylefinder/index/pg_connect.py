@@ -154,8 +154,11 @@ def require_vector(conn: psycopg.Connection) -> str:
             "https://github.com/pgvector/pgvector), then run CREATE EXTENSION vector"
         )
     try:
-        with conn.transaction():
+        with conn.transaction():  # openers of a fresh database wait for the first one here
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('stylefinder:create vector'))")
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except psycopg.errors.UniqueViolation:  # made meanwhile by a client that takes no lock
+        pass
     except psycopg.errors.InsufficientPrivilege as error:
         database = conn.info.dbname
         raise DatabaseError(

@@ -67,6 +67,10 @@ class Snapshot:
     def catalog_root(self) -> str | None:
         return self.state.get("catalog_root")
 
+    def vector_of(self, item_id: str) -> np.ndarray:
+        """The vector of item `item_id` (a read-only row of the matrix)."""
+        return self.vectors[self.row_of[item_id]]
+
 
 def read_snapshot(
     manifest: Manifest,

@@ -33,8 +33,14 @@ from stylefinder.errors import IndexStateError, RemovalGuardError
 from stylefinder.index.header import HEADER_FILE, MANIFEST_FILE, utc_now
 from stylefinder.index.snapshot import Snapshot
 from stylefinder.index.store import IndexStore
-from stylefinder.index.vector_index import AnnSettings
 from stylefinder.jobs.annotate import annotate_index
+from stylefinder.jobs.targets import (
+    base_of,
+    existing_store,
+    in_database,
+    open_or_create,
+    run_writer,
+)
 from stylefinder.recognize.recognition import (
     CATEGORY_COLUMN,
     COLOURS_COLUMN,
@@ -122,7 +128,7 @@ def build_index(
     started = time.perf_counter()
     root = Path(catalog_dir).resolve()
     summary = IndexSummary(dry_run=dry_run)
-    files = scan_folder(root, skip=[Path(index_dir)])
+    files = scan_folder(root, skip=[] if in_database(index_dir) else [Path(index_dir)])
     summary.scanned = len(files)
     table = read_metadata_csv(metadata_csv, root) if metadata_csv else None
     entries, problems, summary.metadata_rows_without_image = match_files(files, table)
@@ -130,12 +136,17 @@ def build_index(
     wanted = {entry.item_id for entry in entries}
 
     if rebuild and not dry_run:
+        if in_database(index_dir):
+            raise IndexStateError(
+                "--rebuild rebuilds index directories; a PostgreSQL catalog "
+                "is rebuilt into a new schema (?schema=NAME)"
+            )
         header = _readable_header(index_dir)
         if header is not None and backbone == DEFAULT_BACKBONE and pooling is None:
             backbone, pooling = header.backbone, header.pooling
         set_aside_index(index_dir)
-    existing = IndexStore.open(index_dir) if IndexStore.exists(index_dir) else None
-    base = existing.snapshot() if existing is not None else None
+    existing = existing_store(index_dir)
+    base = base_of(existing)
     if dry_run:
         _plan(entries, base, wanted, summary)
         summary.seconds = time.perf_counter() - started
@@ -167,10 +178,8 @@ def build_index(
             batch_size=batch_size,
             threads=threads,
         )
-    store = IndexStore.open_or_create(index_dir, embedder.space)
-
-    settings = AnnSettings(kind=ann) if ann else None
-    writer = store.writer(keep_restore_point=True, previous=base, ann=settings, progress=progress)
+    store = open_or_create(index_dir, embedder.space)
+    writer = run_writer(store, base=base, ann=ann, progress=progress)
     with writer:  # reuses base's items
         _check_removals(writer.base, wanted, root, allow_removals, max_removal_share)
         # items added through the API are not the folder's to remove
@@ -193,7 +202,7 @@ def build_index(
             elif kind in ("moved", "metadata"):
                 writer.put(item, None)
             elif kind == "reused":
-                writer.put(item, writer.base.vectors[writer.base.row_of[by_hash[digest]]])
+                writer.put(item, writer.base.vector_of(by_hash[digest]))
             elif kind == "embed":
                 to_embed[entry.item_id] = (entry, digest)
 
@@ -237,6 +246,9 @@ def build_index(
             bar.close()
         writer.commit()
         summary.total = len(writer.base)
+    if in_database(index_dir):  # colours were named while embedding; nothing is tuned there
+        summary.seconds = time.perf_counter() - started
+        return summary
     if recognize and summary.total:
         recognized = annotate_index(index_dir, imagenet=imagenet_categories, progress=progress)
         summary.recognized += recognized.colours

@@ -239,18 +239,3 @@ class CatalogView:
             return str(self.store.directory / item.path)
         root = self.snapshot.catalog_root
         return str(Path(root) / item.path) if root else item.path
-
-
-def open_view(
-    store: IndexStore, *, previous: CatalogView | None = None, latest: Snapshot | None = None
-) -> CatalogView:
-    """The view of `store`'s committed generation. `previous` (a view of an earlier
-    generation) or `latest` (a snapshot its writer just committed) spares re-reading what did
-    not change.
-
-    Example:
-        >>> open_view(IndexStore.open("shop-index")).generation  # doctest: +SKIP
-        4
-    """
-    known = latest or (previous.snapshot if previous is not None else None)
-    return CatalogView(store, store.snapshot(previous=known))
