@@ -405,6 +405,41 @@ def column_values(items: Sequence[Item], *, max_values: int = 100) -> dict[str, 
     return {c: sorted(v, key=_value_order) for c, v in sorted(seen.items()) if len(v) <= max_values}
 
 
+# -- the parsing, for other filter engines (`recommend.pg_filters`) ------------------------------
+
+
+def filter_alternatives(column: str, wanted: object) -> list[Range | float | str]:
+    """What one filter allows, any of: ranges, numbers (floats) and casefolded texts. A text
+    written as a range is a `str` for which `is_range_text` is true: the range, unless some item
+    holds that very text (compare `comparison_key(value)` with it).
+
+    Example:
+        >>> filter_alternatives("price", ["<50", 49, "Dress,Coat"])
+        ['<50', 49.0, 'dress,coat', 'dress', 'coat']
+    """
+    return _alternatives(column, wanted)
+
+
+def is_range_text(alternative: object) -> bool:
+    """True for an alternative of `filter_alternatives` written as a range (`<50`, `20..80`)."""
+    return isinstance(alternative, _RangeText)
+
+
+def comparison_key(value: object) -> float | str:
+    """What a metadata value is compared as: its number, else its text without regard to case.
+
+    Example:
+        >>> comparison_key(" 49 "), comparison_key("Dress")
+        (49.0, 'dress')
+    """
+    return _key(value)
+
+
+def restricts(wanted: object) -> bool:
+    """False for a filter that allows anything (an empty list of values)."""
+    return not _no_restriction(wanted)
+
+
 # -- values: shared with `columns.describe_columns` -----------------------------------------------
 
 

@@ -1,0 +1,170 @@
+"""Nearest items of a PostgreSQL catalog by cosine similarity, with an optional SQL filter.
+
+A query runs in one transaction. Where many items pass the filter (or there is none), it walks
+the HNSW index with `hnsw.ef_search` and pgvector's iterative scan (`relaxed_order`), which
+goes on scanning until k rows pass the filter; the rows are then sorted by their exact score.
+Where few pass (at most `EXACT_MAX_ROWS`, counted once per generation and filter), it scores
+those rows exactly instead: fast, and exact. The planner is told which way to go, since it
+cannot estimate a JSONB filter's selectivity. Scores are cosine similarities computed from the
+stored vectors, `1 - (embedding <=> query)`, best first.
+
+Example:
+    >>> hits = search(catalog, query_vector, 10)  # doctest: +SKIP
+    >>> [(item.id, round(score, 3)) for item, score in hits[:2]]  # doctest: +SKIP
+    [('dress-12', 0.912), ('dress-40', 0.887)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from stylefinder.index.pg_catalog import PgCatalog
+from stylefinder.index.pg_tables import ITEM_COLUMNS, item_from_row, read_generation
+from stylefinder.types import Item
+
+if TYPE_CHECKING:
+    from psycopg import sql
+
+    Where = tuple[sql.Composable, Any]
+
+DEFAULT_EF_SEARCH = 100  # HNSW candidates kept per query (pgvector's default: 40)
+# filters passing at most this many rows are scored exactly (benchmarks/postgres_backend.py)
+EXACT_MAX_ROWS = 2_000
+MAX_SCAN_TUPLES = 50_000  # iterative scans stop after visiting this many index tuples
+_MATCH_COUNTS_KEPT = 256
+
+
+def search(
+    catalog: PgCatalog,
+    vector: np.ndarray,
+    k: int,
+    *,
+    where: Where | None = None,
+    exclude_ids: Iterable[str] = (),
+    ef_search: int = DEFAULT_EF_SEARCH,
+    exact: bool | None = None,
+) -> list[tuple[Item, float]]:
+    """The `k` items most similar to `vector` that pass `where` (a psycopg SQL clause over the
+    items' columns, such as `metadata`, and its parameters) and are not in `exclude_ids`, as
+    (item, cosine similarity), best first. `exact` forces (True) or forbids (False) the exact
+    scan; by default it is chosen by how many rows the filter passes.
+
+    Example:
+        >>> from psycopg import sql
+        >>> where = (sql.SQL("metadata @> %s::jsonb"), ['{"category": "Dress"}'])
+        >>> search(catalog, query_vector, 5, where=where)[0][0].metadata  # doctest: +SKIP
+        {'category': 'Dress', 'price': 49}
+    """
+    query_vector = np.asarray(vector, np.float32).reshape(-1)
+    if query_vector.shape != (catalog.header.dim,):
+        raise ValueError(f"the query vector must have {catalog.header.dim} dims")
+    if k <= 0:
+        return []
+    excluded = sorted(set(exclude_ids))
+    clause, params = _clause(where, excluded)
+    with catalog.connection() as conn, conn.transaction():
+        if exact is None:
+            exact = count_matching(catalog, conn, clause, params, EXACT_MAX_ROWS) <= EXACT_MAX_ROWS
+        for setting in settings(exact=exact, ef_search=max(ef_search, k)):
+            conn.execute(setting)
+        query, query_params = _query(catalog, clause, params, query_vector, k)
+        rows = conn.cursor(binary=True).execute(query, query_params).fetchall()
+    hits = [(item_from_row(row[:-1]), float(row[-1])) for row in rows]
+    hits.sort(key=lambda hit: -hit[1])  # relaxed order: the index's order may be a little off
+    return hits
+
+
+def settings(*, exact: bool, ef_search: int = DEFAULT_EF_SEARCH) -> list[str]:
+    """The `SET LOCAL` statements of a search: the HNSW index with an iterative scan, or an
+    exact scan of the rows that pass the filter.
+
+    Example:
+        >>> settings(exact=True)
+        ['SET LOCAL enable_indexscan = off']
+    """
+    if exact:
+        return ["SET LOCAL enable_indexscan = off"]
+    return [
+        f"SET LOCAL hnsw.ef_search = {int(ef_search)}",
+        "SET LOCAL hnsw.iterative_scan = relaxed_order",
+        f"SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}",
+        "SET LOCAL enable_seqscan = off",
+        "SET LOCAL enable_bitmapscan = off",
+    ]
+
+
+def search_query(
+    catalog: PgCatalog,
+    vector: np.ndarray,
+    k: int,
+    *,
+    where: Where | None = None,
+    exclude_ids: Iterable[str] = (),
+) -> tuple[sql.Composable, list]:
+    """The SELECT `search` runs and its parameters (for EXPLAIN)."""
+    clause, params = _clause(where, sorted(set(exclude_ids)))
+    return _query(catalog, clause, params, np.asarray(vector, np.float32).reshape(-1), k)
+
+
+def count_matching(catalog: PgCatalog, conn, clause, params: list, cap: int) -> int:
+    """How many items pass `clause`, counted up to `cap + 1`, remembered per generation."""
+    from psycopg import sql
+
+    if clause is None:
+        return cap + 1 if len(catalog) > cap else len(catalog)
+    generation = read_generation(conn, catalog)
+    key = (generation, clause.as_string(conn), _hashable(params), cap)
+    counts = catalog.match_counts
+    if key not in counts:
+        query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} LIMIT {}) AS passing")
+        query = query.format(catalog.sql("{items}"), clause, sql.Literal(cap + 1))
+        if len(counts) >= _MATCH_COUNTS_KEPT:
+            counts.clear()
+        counts[key] = int(conn.execute(query, params).fetchone()[0])
+    return counts[key]
+
+
+def _clause(where: Where | None, excluded: list[str]) -> tuple[Any, list]:
+    from psycopg import sql
+
+    parts, params = [], []
+    if where is not None:
+        clause, where_params = where
+        parts.append(sql.SQL("({})").format(clause))
+        params.extend(_as_list(where_params))
+    if excluded:
+        parts.append(sql.SQL("NOT (id = ANY(%s))"))
+        params.append(excluded)
+    return (sql.SQL(" AND ").join(parts) if parts else None), params
+
+
+def _query(catalog: PgCatalog, clause, params: list, vector: np.ndarray, k: int):
+    from psycopg import sql
+
+    cast = sql.SQL(f"%s::vector::{catalog.vector_type}")
+    query = sql.SQL(
+        "SELECT {columns}, 1 - (embedding <=> {q}) FROM {items} {where} "
+        "ORDER BY embedding <=> {q} LIMIT {k}"
+    ).format(
+        columns=sql.SQL(ITEM_COLUMNS),
+        q=cast,
+        items=catalog.sql("{items}"),
+        where=sql.SQL("WHERE {}").format(clause) if clause is not None else sql.SQL(""),
+        k=sql.Literal(int(k)),
+    )
+    return query, [vector, *params, vector]
+
+
+def _as_list(params: Any) -> list:
+    if params is None:
+        return []
+    if isinstance(params, dict):
+        raise TypeError("a search's `where` takes positional parameters (%s), not named ones")
+    return list(params)
+
+
+def _hashable(params: list) -> tuple:
+    return tuple(tuple(p) if isinstance(p, list) else p for p in params)
