@@ -41,7 +41,7 @@ from stylefinder.recommend.view import CatalogView, Recommendation
 from stylefinder.recommend.view import reading_again_when_renumbered as reading_again
 from stylefinder.recommend.views import open_view
 from stylefinder.shoppers.base import CsvSource, Event, EventStore, ImportSummary
-from stylefinder.shoppers.sqlite import SqliteEventStore
+from stylefinder.shoppers.stores import shoppers_of
 from stylefinder.types import EmbeddingSpace, Item
 
 __all__ = ["Engine", "IndexInfo", "Recommendation"]
@@ -144,7 +144,10 @@ class Engine:
         """Backbone, size, dates, columns, search settings and shoppers of the index."""
         counts = self.events.item_counts(max_age_s=0)
         total = sum(sum(kinds.values()) for kinds in counts.values())
-        return index_info(self._view, shoppers=len(self.events.users()), events=total)
+        shoppers = len(self.events.users())
+        if not isinstance(self._view, CatalogView):  # a PostgreSQL catalog's view
+            return self._view.info(shoppers=shoppers, events=total)
+        return index_info(self._view, shoppers=shoppers, events=total)
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -248,10 +251,11 @@ class Engine:
 
     @property
     def events(self) -> EventStore:
-        """The shoppers' users, events and tokens (in the index's own shoppers file)."""
+        """The shoppers' users, events and tokens (the index's shoppers file, or the
+        PostgreSQL catalog's schema)."""
         with self._lock:
             if self._event_store is None:
-                self._event_store = SqliteEventStore(self.store.directory)
+                self._event_store = shoppers_of(self.store)
             return self._event_store
 
     def record_event(

@@ -45,7 +45,11 @@ def base_of(store: Store | None):
     """What the catalog holds now (items, their vectors, the catalog folder), or None."""
     if store is None:
         return None
-    return store.snapshot() if isinstance(store, IndexStore) else store.base()
+    if isinstance(store, IndexStore):
+        return store.snapshot()
+    from stylefinder.index.pg_reads import PgBase
+
+    return PgBase.read(store)
 
 
 def open_or_create(location: str | Path, space: EmbeddingSpace) -> Store:
@@ -61,6 +65,44 @@ def run_writer(store: Store, *, base, ann: str | None, progress: bool):
     """The writer of an indexing run: on a directory it keeps the generation it started from
     as the restore point and builds the `ann` vector index at each commit."""
     if not isinstance(store, IndexStore):
-        return store.writer()
+        return _PgRunWriter(store, base)
     settings = AnnSettings(kind=ann) if ann else None
     return store.writer(keep_restore_point=True, previous=base, ann=settings, progress=progress)
+
+
+class _PgRunWriter:
+    """A PostgreSQL catalog's writer with the `base` an indexing run reads (re-read after each
+    commit, as a directory writer's is)."""
+
+    def __init__(self, catalog: PgCatalog, base) -> None:
+        self._writer, self._catalog, self._base = catalog.writer(), catalog, base
+
+    @property
+    def base(self):
+        if self._base is None:
+            self._base = base_of(self._catalog)
+        return self._base
+
+    def __enter__(self) -> _PgRunWriter:
+        if self._base is None:
+            self._base = base_of(self._catalog)
+        self._writer.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._writer.__exit__(*exc_info)
+        self._base = None
+
+    def put(self, item, vector) -> None:
+        self._writer.put(item, vector)
+
+    def remove(self, item_id: str) -> None:
+        self._writer.remove(item_id)
+
+    def set_state(self, key: str, value: str) -> None:
+        self._writer.set_state(key, value)
+
+    def commit(self) -> int:
+        generation = self._writer.commit()
+        self._base = None
+        return generation

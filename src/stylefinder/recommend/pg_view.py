@@ -21,13 +21,34 @@ import numpy as np
 
 from stylefinder.errors import StylefinderError
 from stylefinder.index.pg_catalog import PgCatalog
-from stylefinder.index.pg_search import browse_items, ids_with_hash, search
+from stylefinder.index.pg_reads import browse_items, ids_with_hash
+from stylefinder.index.pg_search import search
+from stylefinder.recommend.columns import describe_columns
 from stylefinder.recommend.filters import Filters, column_values
 from stylefinder.recommend.pg_filters import filter_clause
+from stylefinder.recommend.summary import IndexInfo
 from stylefinder.recommend.view import Recommendation
 from stylefinder.types import Item
 
 ITEMS_FOR_FILTER_VALUES = 200_000  # larger catalogs: filter values are not listed
+_MATRIX_PARTS = frozenset(
+    [
+        "snapshot",
+        "space",
+        "matrix",
+        "vector_index",
+        "row",
+        "metadata_columns",
+        "allowed",
+        "live_or_allowed",
+        "search",
+        "results",
+    ]
+)
+DIRECTORY_ONLY = (
+    "personal recommendations (for-user, examples), adding or removing single items, tune, "
+    "eval and the web app"
+)
 
 
 class NotOnPostgresError(StylefinderError, ValueError):
@@ -63,13 +84,6 @@ class PgCatalogView:
         """Where the item's image file is (absolute when the catalog folder is known)."""
         root = self.store.state("catalog_root")
         return str(f"{root.rstrip('/')}/{item.path}") if root else item.path
-
-    @cached_property
-    def filter_columns(self) -> dict[str, list[str]]:
-        """Columns with few enough distinct values to filter on, and their values."""
-        if self._size > ITEMS_FOR_FILTER_VALUES:
-            return {}
-        return column_values(self.store.items(self.store.ids()))
 
     def browse(
         self, *, offset: int = 0, limit: int = 20, filters: Filters | None = None
@@ -117,10 +131,52 @@ class PgCatalogView:
             vector, k, exclude_ids=[item_id], exclude_hash=item.hash, filters=filters
         )
 
-    def not_yet(self, feature: str) -> NotOnPostgresError:
-        """The error for `feature`, which needs an index directory for now."""
-        return NotOnPostgresError(
-            f"{feature} works on index directories only, for now: `stylefinder export --index "
-            f"{self.store.target.redacted}?schema={self.store.target.schema} --to DIR` copies "
-            "this catalog into one"
+    @cached_property
+    def _items(self) -> list[Item]:
+        return self.store.items(self.store.ids())
+
+    @cached_property
+    def filter_columns(self) -> dict[str, list[str]]:
+        """Columns with few enough distinct values to filter on, and their values."""
+        return {} if self._size > ITEMS_FOR_FILTER_VALUES else column_values(self._items)
+
+    def info(self, *, shoppers: int, events: int) -> IndexInfo:
+        """Backbone, size, dates, columns and search settings of the catalog
+        (`size_bytes`: what its items table and indexes take in the database)."""
+        header, store = self.store.header, self.store
+        with store.connection() as conn:
+            size = conn.execute(
+                "SELECT pg_total_relation_size(%s::regclass)", (f"{store.target.schema}.items",)
+            ).fetchone()[0]
+        columns = [
+            {"name": c.name, "kind": c.kind, "distinct": c.distinct, "filled": c.filled}
+            for c in describe_columns(self._items)
+        ]
+        return IndexInfo(
+            directory=f"{store.target.redacted} (schema {store.target.schema})",
+            items=self._size,
+            backbone=header.backbone,
+            pooling=header.pooling,
+            dim=header.dim,
+            weights_fingerprint=header.weights_fingerprint,
+            version=header.version,
+            created_at=header.created_at,
+            updated_at=store.state("updated_at") or header.created_at,
+            catalog_root=store.state("catalog_root"),
+            generation=self.generation,
+            size_bytes=int(size),
+            columns=columns,
+            shoppers=shoppers,
+            events=events,
+            search={"kind": "hnsw", "library": f"pgvector ({store.vector_type})"},
+        )
+
+    def __getattr__(self, name: str):
+        """`CatalogView`'s parts over a matrix in memory (`snapshot`, `matrix`, `row`, ...)
+        are not here: the features that use them say so."""
+        if name not in _MATRIX_PARTS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise NotOnPostgresError(
+            f"{DIRECTORY_ONLY} work on index directories only, for now: `stylefinder export "
+            "--index URL --to DIR` copies a PostgreSQL catalog into one"
         )

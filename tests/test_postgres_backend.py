@@ -1,0 +1,137 @@
+"""The whole path on a PostgreSQL catalog: `index` into it, then the Engine and the CLI query
+it, with the answers of an index directory built from the same photos by the same model."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("psycopg")
+
+from fakes import FakeEmbedder
+from stylefinder.cli import main
+from stylefinder.engine import Engine
+from stylefinder.errors import RemovalGuardError
+from stylefinder.jobs.build import build_index
+from stylefinder.recommend.pg_view import NotOnPostgresError
+
+ITEMS = 240  # 24 of each of the demo's 10 categories
+
+
+@pytest.fixture(scope="module")
+def photos(demo, tmp_path_factory) -> Path:
+    """A catalog folder of 240 demo photos and the demo's metadata CSV."""
+    root = tmp_path_factory.mktemp("pg-photos")
+    (root / "images").mkdir()
+    by_category: dict[str, int] = {}
+    rows = (demo.csv_path.read_text().splitlines())[1:]
+    kept = ["id,path,category"]
+    for row in rows:
+        item_id, path, category = row.split(",")
+        if by_category.get(category, 0) < ITEMS // 10:
+            by_category[category] = by_category.get(category, 0) + 1
+            shutil.copy2(demo.root / path, root / "images" / Path(path).name)
+            kept.append(f"{item_id},images/{Path(path).name},{category}")
+    (root / "catalog.csv").write_text("\n".join(kept) + "\n")
+    return root
+
+
+@pytest.fixture
+def url(postgres_url, request) -> str:
+    schema = "e2e_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
+    return f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema={schema}"
+
+
+@pytest.fixture
+def both(photos, url, tmp_path, fake_index):
+    """(PostgreSQL engine, directory engine) over the same photos, embedded by the fake."""
+    csv = photos / "catalog.csv"
+    into_pg = build_index(photos, url, metadata_csv=csv, embedder=FakeEmbedder())
+    into_dir = build_index(photos, tmp_path / "ix", metadata_csv=csv, embedder=FakeEmbedder())
+    assert into_pg.embedded == into_dir.embedded == ITEMS and into_pg.total == ITEMS
+    return Engine.open(url), Engine.open(tmp_path / "ix")
+
+
+def _same(pg_results, dir_results) -> None:
+    assert [r.id for r in pg_results] == [r.id for r in dir_results]
+    for pg, directory in zip(pg_results, dir_results, strict=True):
+        assert pg.score == pytest.approx(directory.score, abs=1e-5)
+        assert pg.metadata == directory.metadata and pg.path == directory.path
+
+
+def test_queries_answer_as_the_directory_does(both, demo):
+    pg, directory = both
+    assert len(pg) == len(directory) == ITEMS
+    query = demo.queries[0][0]
+    _same(pg.recommend(query, k=8), directory.recommend(query, k=8))
+    item_id = pg.browse(limit=1)[0][0].id
+    _same(pg.similar(item_id, k=6), directory.similar(item_id, k=6))
+    bags = {"category": "bag,SANDAL"}
+    _same(pg.recommend(query, k=10, filters=bags), directory.recommend(query, k=10, filters=bags))
+    assert {r.metadata["category"] for r in pg.recommend(query, 10, filters=bags)} <= {
+        "Bag",
+        "Sandal",
+    }
+    page, total = pg.browse(offset=5, limit=7, filters={"category": "Coat"})
+    assert total == ITEMS // 10 and len(page) == 7
+    assert all(item.metadata["category"] == "Coat" for item in page)
+    assert pg.filter_columns()["category"] == directory.filter_columns()["category"]
+    assert pg.item(item_id).metadata == directory.item(item_id).metadata
+
+
+def test_a_catalog_photo_as_query_is_not_its_own_result(both, photos):
+    pg, _ = both
+    photo = sorted((photos / "images").iterdir())[3]
+    results = pg.recommend(photo, k=5)
+    assert len(results) == 5 and photo.name not in {Path(r.path).name for r in results}
+
+
+def test_events_and_info_live_in_the_database(both, url):
+    pg, _ = both
+    first = pg.browse(limit=1)[0][0].id
+    pg.record_event("ann", first, "like")
+    again = Engine.open(url)  # another replica
+    assert [e.item_id for e in again.events.events("ann")] == [first]
+    info = again.info()
+    assert (info.items, info.backbone, info.shoppers, info.events) == (ITEMS, "fake-pixels", 1, 1)
+    assert info.size_bytes > ITEMS * info.dim * 4 and "schema e2e_" in info.directory
+    with pytest.raises(NotOnPostgresError, match="index directories only"):
+        again.recommend_for_user("ann")
+
+
+def test_a_second_run_embeds_nothing_and_the_removal_guard_holds(both, photos, url, tmp_path):
+    csv = photos / "catalog.csv"
+    again = build_index(photos, url, metadata_csv=csv, embedder=FakeEmbedder())
+    assert (again.embedded, again.unchanged, again.total) == (0, ITEMS, ITEMS)
+    fewer = tmp_path / "fewer"
+    shutil.copytree(photos, fewer)
+    for photo in sorted((fewer / "images").iterdir())[: ITEMS // 2]:
+        photo.unlink()
+    with pytest.raises(RemovalGuardError):
+        build_index(fewer, url, metadata_csv=csv, embedder=FakeEmbedder())
+    assert len(Engine.open(url)) == ITEMS  # nothing was written
+    done = build_index(fewer, url, metadata_csv=csv, embedder=FakeEmbedder(), allow_removals=True)
+    assert done.removed == ITEMS // 2 and len(Engine.open(url)) == ITEMS // 2
+
+
+def test_the_cli_takes_a_url_or_the_environment(both, url, capsys, monkeypatch):
+    item_id = both[0].browse(limit=1)[0][0].id
+    ask = ["recommend", "--item", item_id, "-k", "3", "--json"]
+    assert main([*ask, "--index", url]) == 0
+    by_flag = json.loads(capsys.readouterr().out)["results"]
+    monkeypatch.setenv("STYLEFINDER_DATABASE_URL", url)
+    assert main(ask) == 0
+    assert json.loads(capsys.readouterr().out)["results"] == by_flag
+    assert len(by_flag) == 3 and item_id not in {r["id"] for r in by_flag}
+    assert main(["info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] == ITEMS
+
+
+def test_an_unknown_schema_says_how_to_make_a_catalog(postgres_url, capsys):
+    url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema=nothing_here"
+    assert main(["info", "--index", url]) == 1
+    assert "stylefinder index" in capsys.readouterr().err
