@@ -135,3 +135,38 @@ def test_an_unknown_schema_says_how_to_make_a_catalog(postgres_url, capsys):
     url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema=nothing_here"
     assert main(["info", "--index", url]) == 1
     assert "stylefinder index" in capsys.readouterr().err
+
+
+def test_export_to_postgres_and_back_keeps_items_vectors_and_events(
+    photos, url, tmp_path, fake_index, capsys
+):
+    csv = photos / "catalog.csv"
+    build_index(photos, tmp_path / "ix", metadata_csv=csv, embedder=FakeEmbedder())
+    directory = Engine.open(tmp_path / "ix")
+    liked = [item.id for item in directory.browse(limit=3)[0]]
+    directory.record_events("ann", [{"item_id": i, "kind": "like"} for i in liked])
+    directory.events.create_token("ann")
+
+    assert main(["export", "--index", str(tmp_path / "ix"), "--to", url, "--json"]) == 0
+    there = json.loads(capsys.readouterr().out)
+    assert (there["items"], there["shoppers"], there["events"]) == (ITEMS, 1, 3)
+    assert there["tokens_not_copied"] == 1
+    assert main(["export", "--index", url, "--to", str(tmp_path / "back")]) == 0
+    assert f"copied {ITEMS} items and 3 events of 1 shoppers" in capsys.readouterr().out
+
+    pg, back = Engine.open(url), Engine.open(tmp_path / "back")
+    original = directory.snapshot
+    returned = back.snapshot
+    for item in original.items:
+        assert returned.vector_of(item.id).tobytes() == original.vector_of(item.id).tobytes()
+        assert back.item(item.id).metadata == item.metadata
+        assert back.item(item.id).hash == item.hash
+    query = liked[0]
+    _same(pg.similar(query, k=5), directory.similar(query, k=5))
+    _same(back.similar(query, k=5), directory.similar(query, k=5))
+    assert [e.item_id for e in back.events.events("ann")] == liked
+    assert back.image_path(back.item(query)) == directory.image_path(directory.item(query))
+
+    # never over a catalog
+    assert main(["export", "--index", str(tmp_path / "ix"), "--to", url]) == 1
+    assert "already holds a catalog" in capsys.readouterr().err

@@ -130,6 +130,27 @@ def restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    """`stylefinder export --index SRC --to DEST`: copy a catalog, directory <-> PostgreSQL."""
+    from stylefinder.jobs.export import export_catalog
+
+    summary = export_catalog(args.index, args.to)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+        return 0
+    print(
+        f"copied {summary.items} items and {summary.events} events of {summary.shoppers} "
+        f"shoppers from {summary.source} to {summary.destination}"
+    )
+    if summary.events_of_missing_items:
+        print(f"  left out {summary.events_of_missing_items} events of items no longer there")
+    if summary.tokens_not_copied:
+        print(f"  {summary.tokens_not_copied} shoppers' tokens stay behind: issue new ones")
+    for note in summary.notes:
+        print(f"  note: {note}")
+    return 0
+
+
 def tune(args: argparse.Namespace) -> int:
     """`stylefinder tune --index DIR --label-column C` (or `--reset`): learn a projection."""
     from stylefinder.jobs.tune import reset_projection, tune_index

@@ -158,6 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--yes", action="store_true", help="do not ask, even when it removes")
     restore.set_defaults(run=index_commands.restore)
 
+    export = sub.add_parser(
+        "export", help="copy a catalog between an index directory and PostgreSQL (either way)"
+    )
+    _index_option(export, "catalog to copy: an index directory")
+    export.add_argument(
+        "--to", required=True, metavar="DIR|URL", help="a new index directory or schema"
+    )
+    export.add_argument("--json", action="store_true", help="print the summary as JSON")
+    export.set_defaults(run=index_commands.export)
+
     recognize = sub.add_parser("recognize", help="garment category and colours of a photo")
     recognize.add_argument("image", help="image file")
     _index_option(recognize, "index directory")
