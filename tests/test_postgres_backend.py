@@ -6,8 +6,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("psycopg")
@@ -15,9 +20,9 @@ pytest.importorskip("psycopg")
 from fakes import FakeEmbedder
 from stylefinder.cli import main
 from stylefinder.engine import Engine
-from stylefinder.errors import RemovalGuardError
+from stylefinder.errors import NotOnPostgresError, RemovalGuardError
+from stylefinder.index.pg_catalog import PgCatalog
 from stylefinder.jobs.build import build_index
-from stylefinder.recommend.pg_view import NotOnPostgresError
 
 ITEMS = 240  # 24 of each of the demo's 10 categories
 
@@ -170,3 +175,37 @@ def test_export_to_postgres_and_back_keeps_items_vectors_and_events(
     # never over a catalog
     assert main(["export", "--index", str(tmp_path / "ix"), "--to", url]) == 1
     assert "already holds a catalog" in capsys.readouterr().err
+
+
+def test_a_killed_index_run_keeps_its_commits_and_resumes(demo, url, tmp_path, embedder):
+    catalog = tmp_path / "catalog"
+    (catalog / "images").mkdir(parents=True)
+    for path in sorted((demo.root / "images").glob("*.png"))[:256]:
+        shutil.copy2(path, catalog / "images" / path.name)
+    command = [
+        sys.executable, "-m", "stylefinder.cli", "index", str(catalog), "--index", url,
+        "--checkpoint-seconds", "0", "--batch-size", "16", "--no-progress",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, watched = time.monotonic() + 120, None
+    while time.monotonic() < deadline and process.poll() is None:
+        if watched is None and PgCatalog.exists(url):
+            watched = PgCatalog.open(url)
+        if watched is not None and watched.generation() >= 2:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "indexing finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    engine = Engine.open(url)  # what was committed is there, and only that
+    done = len(engine)
+    assert 0 < done < 256
+    items, _ = engine.browse(limit=300)
+    for item in (items[0], items[-1]):  # vectors belong to their items
+        stored = engine.store.vectors_of([item.id])[0]
+        expected = embedder.embed_one(catalog / item.path)
+        np.testing.assert_allclose(stored, expected, atol=1e-5)
+    summary = build_index(catalog, url, embedder=embedder)
+    assert summary.embedded == 256 - done and summary.total == 256  # nothing embedded twice
+    watched.close()

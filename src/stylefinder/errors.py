@@ -86,3 +86,8 @@ class RemovalGuardError(StylefinderError, RuntimeError):
 class DatabaseError(StylefinderError, RuntimeError):
     """A PostgreSQL catalog cannot be used: the server is down or refuses the connection, the
     pgvector extension is missing, or the schema was migrated by a newer stylefinder."""
+
+
+class NotOnPostgresError(StylefinderError, ValueError):
+    """A feature the PostgreSQL backend does not offer yet (it needs an index directory); the
+    message names the way round."""

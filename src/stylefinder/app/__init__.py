@@ -19,6 +19,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from stylefinder.errors import NotOnPostgresError
+from stylefinder.index.pg_connect import is_database_url
 from stylefinder.index.store import IndexStore
 
 APP_SCRIPT = Path(__file__).with_name("streamlit_app.py")
@@ -47,6 +49,11 @@ def app_command(
     index_dir: str | Path, *, port: int = 8501, host: str = "127.0.0.1", max_upload_mb: int = 10
 ) -> tuple[list[str], dict[str, str]]:
     """The command line and environment that start the web app on `index_dir`."""
+    if is_database_url(str(index_dir)):
+        raise NotOnPostgresError(
+            "the web app reads index directories only, for now: `stylefinder export --index URL "
+            "--to DIR` copies a PostgreSQL catalog into one (`stylefinder serve` takes the URL)"
+        )
     IndexStore.open(index_dir)  # fail here, with a clear message, if there is no index
     command = [
         sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),

@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from stylefinder.errors import StylefinderError
+from stylefinder.errors import NotOnPostgresError
 from stylefinder.index.pg_catalog import PgCatalog
 from stylefinder.index.pg_reads import browse_items, ids_with_hash
 from stylefinder.index.pg_search import search
@@ -51,10 +51,6 @@ DIRECTORY_ONLY = (
 )
 
 
-class NotOnPostgresError(StylefinderError, ValueError):
-    """A feature the PostgreSQL backend does not offer yet; the message names the way round."""
-
-
 class PgCatalogView:
     """The derived state of one generation of a PostgreSQL catalog (thread-safe)."""
 
@@ -76,13 +72,20 @@ class PgCatalogView:
         """The item ids shoppers' events may name."""
         return frozenset(self.store.ids())
 
+    @cached_property
+    def state(self) -> dict[str, object]:
+        """What writers recorded besides items (the catalog folder, the display settings)."""
+        with self.store.connection() as conn:
+            rows = conn.execute(self.store.sql("SELECT key, value FROM {header}")).fetchall()
+        return dict(rows)
+
     def item(self, item_id: str) -> Item:
         """The item `item_id`, or `UnknownItemError`."""
         return self.store.item(item_id)
 
     def image_path(self, item: Item) -> str:
         """Where the item's image file is (absolute when the catalog folder is known)."""
-        root = self.store.state("catalog_root")
+        root = self.state.get("catalog_root")
         return str(f"{root.rstrip('/')}/{item.path}") if root else item.path
 
     def browse(
@@ -161,8 +164,8 @@ class PgCatalogView:
             weights_fingerprint=header.weights_fingerprint,
             version=header.version,
             created_at=header.created_at,
-            updated_at=store.state("updated_at") or header.created_at,
-            catalog_root=store.state("catalog_root"),
+            updated_at=self.state.get("updated_at") or header.created_at,
+            catalog_root=self.state.get("catalog_root"),
             generation=self.generation,
             size_bytes=int(size),
             columns=columns,

@@ -89,6 +89,11 @@ class CatalogView:
         return self.snapshot.generation
 
     @property
+    def state(self) -> dict[str, str]:
+        """What writers recorded besides items (the catalog folder, the display settings)."""
+        return self.snapshot.state
+
+    @property
     def known_items(self) -> Snapshot:
         """The item ids shoppers' events may name (see `shoppers.base.KnownItems`)."""
         return self.snapshot

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stylefinder.index.store import IndexStore
+from stylefinder.index.pg_connect import is_database_url
+from stylefinder.index.stores import open_store
 
 #: Seconds a stopping server (SIGTERM, Ctrl-C) waits for requests in flight before ending them.
 SHUTDOWN_GRACE_S = 3.0
@@ -35,8 +36,9 @@ def serve(
     """
     import uvicorn
 
-    IndexStore.open(index_dir)  # a clear error now rather than in every worker
-    os.environ["STYLEFINDER_INDEX"] = str(Path(index_dir).resolve())
+    open_store(index_dir)  # a clear error now rather than in every worker
+    in_database = is_database_url(str(index_dir))
+    os.environ["STYLEFINDER_INDEX"] = str(index_dir if in_database else Path(index_dir).resolve())
     os.environ["STYLEFINDER_MAX_UPLOAD_MB"] = str(max_upload_mb)
     os.environ["STYLEFINDER_REQUEST_TIMEOUT"] = str(request_timeout)
     if admin_key_file:

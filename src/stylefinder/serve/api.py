@@ -29,9 +29,11 @@ from stylefinder.errors import (
     BackboneUnavailableError,
     BadFilterError,
     BadImageError,
+    DatabaseError,
     ImageTooLargeError,
     IndexStateError,
     NoSpaceError,
+    NotOnPostgresError,
     StylefinderError,
     UnknownColumnError,
     UnknownItemError,
@@ -100,6 +102,8 @@ _LIBRARY_ERRORS: dict[type[Exception], tuple[int, str]] = {
     NoSpaceError: (507, "no_space"),
     BackboneUnavailableError: (503, "model_unavailable"),
     IndexStateError: (503, "index_unavailable"),
+    DatabaseError: (503, "database_unavailable"),
+    NotOnPostgresError: (409, "not_on_postgres"),
     StylefinderError: (422, "invalid_request"),
 }
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

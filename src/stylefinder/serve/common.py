@@ -186,7 +186,7 @@ def display_out(metadata: Mapping[str, object], request: Request) -> dict:
     """What the web app shows of an item (title, price, link, details), from the index's
     display settings (`stylefinder config set`), as `Display`."""
     engine = getattr(request.app.state, "engine", None)
-    state = engine.snapshot.state if engine is not None else {}
+    state = engine.view.state if engine is not None else {}
     return display_fields(metadata, read_display(state))
 
 

@@ -1,0 +1,87 @@
+"""The HTTP API over a PostgreSQL catalog: two apps on one database (as two replicas behind a
+load balancer) answer searches as the directory does and see each other's writes."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+pytest.importorskip("psycopg")
+from fastapi.testclient import TestClient
+
+from conftest import ADMIN, png
+from fakes import FakeEmbedder
+from stylefinder.engine import Engine
+from stylefinder.index.stores import open_store
+from stylefinder.jobs.export import export_catalog
+from stylefinder.serve.api import create_app
+from stylefinder.serve.settings import ServerSettings
+
+ADMIN_HEADERS = {"X-API-Key": ADMIN}
+
+
+@pytest.fixture
+def replicas(fake_demo_index, postgres_url, request):
+    """Two started API clients on one PostgreSQL copy of the fake demo index, and the copy's
+    directory engine."""
+    schema = "api_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
+    url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema={schema}"
+    source, _ = fake_demo_index
+    export_catalog(source, url)
+    clients = []
+    for _ in range(2):
+        engine = Engine(open_store(url), embedder=FakeEmbedder())  # as make_client does
+        settings = ServerSettings(index_dir=url, admin_key=ADMIN)
+        client = TestClient(create_app(settings, engine=engine), raise_server_exceptions=False)
+        clients.append(client.__enter__())
+    yield clients, Engine(Engine.open(source).store, embedder=FakeEmbedder())
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def test_searches_answer_as_the_directory_does(replicas):
+    (first, second), directory = replicas
+    photo = png((30, 30, 200))
+    found = first.post("/v1/search", files={"image": ("q.png", photo, "image/png")})
+    assert found.status_code == 200, found.text
+    expected = [r.id for r in directory.recommend(photo, k=5)]
+    assert [r["id"] for r in found.json()["results"]] == expected
+    item = expected[0]
+    similar = second.get(f"/v1/items/{item}/similar", params={"k": 4}).json()["results"]
+    assert [r["id"] for r in similar] == [r.id for r in directory.similar(item, k=4)]
+    page = second.get("/v1/items", params={"filter": "category:Bag", "limit": 3}).json()
+    assert (
+        page["total"] == 100 and [i["metadata"]["category"] for i in page["items"]] == ["Bag"] * 3
+    )
+    assert first.get("/readyz").json()["items"] == 1000
+
+
+def test_a_write_to_one_replica_is_read_by_the_other_within_a_second(replicas):
+    (first, second), _ = replicas
+    token = first.post("/v1/users/ann/token", headers=ADMIN_HEADERS).json()["token"]
+    posted = time.monotonic()
+    event = {"item_id": "fmnist-test-00007", "kind": "like"}
+    response = first.post("/v1/users/ann/events", json=event, headers={"X-User-Token": token})
+    assert response.status_code == 201, response.text
+    while True:  # the other replica, on its own connections
+        export = second.get("/v1/users/ann/export", headers=ADMIN_HEADERS)
+        if export.status_code == 200 and export.json()["events"]:
+            break
+        assert time.monotonic() - posted < 1.0, "the other replica did not see the event"
+    assert [e["item_id"] for e in export.json()["events"]] == ["fmnist-test-00007"]
+    # the token issued by one replica is good at the other
+    other = {"X-User-Token": token}
+    again = second.post("/v1/users/ann/events", json=event, headers=other)
+    assert again.status_code == 201
+
+
+def test_writes_of_items_say_they_need_a_directory_for_now(replicas):
+    (first, _), _ = replicas
+    form = {"id": "new-1", "metadata": "{}"}
+    files = {"image": ("n.png", png(), "image/png")}
+    response = first.post("/v1/items", data=form, files=files, headers=ADMIN_HEADERS)
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "not_on_postgres"
+    assert "export" in response.json()["error"]["message"]
