@@ -3,8 +3,8 @@ it, with the answers of an index directory built from the same photos by the sam
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 import shutil
 import signal
 import subprocess
@@ -47,7 +47,7 @@ def photos(demo, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def url(postgres_url, request) -> str:
-    schema = "e2e_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
+    schema = "e2e_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
     return f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema={schema}"
 
 
@@ -209,3 +209,13 @@ def test_a_killed_index_run_keeps_its_commits_and_resumes(demo, url, tmp_path, e
     summary = build_index(catalog, url, embedder=embedder)
     assert summary.embedded == 256 - done and summary.total == 256  # nothing embedded twice
     watched.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["tune", "--label-column", "category"], ["restore", "--yes"], ["config", "show"], ["app"]],
+)
+def test_directory_only_commands_say_so_on_a_url(both, url, capsys, command):
+    assert main([*command, "--index", url]) == 1
+    err = capsys.readouterr().err
+    assert "index directories only" in err and "stylefinder export" in err

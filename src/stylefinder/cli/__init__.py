@@ -16,9 +16,19 @@ import sys
 from collections.abc import Sequence
 
 from stylefinder.cli.parser import build_parser
-from stylefinder.errors import BadFilterError, StylefinderError, UnknownColumnError
+from stylefinder.errors import (
+    BadFilterError,
+    NotOnPostgresError,
+    StylefinderError,
+    UnknownColumnError,
+)
+from stylefinder.index.pg_connect import is_database_url
 
 __all__ = ["main"]
+
+#: commands that read or write an index directory's own files (a tuned projection, restore
+#: points, display settings), not yet a PostgreSQL catalog
+DIRECTORY_COMMANDS = frozenset({"tune", "eval", "restore", "config", "app"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = shlex.join(["stylefinder", *argv])  # recorded in reports
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        _check_backend(args)
         return args.run(args) or 0
     except (UnknownColumnError, BadFilterError) as exc:  # usage mistakes: like argparse's, 2
         print(f"stylefinder: error: {exc}", file=sys.stderr)
@@ -42,3 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stylefinder: interrupted; the index keeps its last checkpoint", file=sys.stderr)
         return 130
+
+
+def _check_backend(args) -> None:
+    if args.command in DIRECTORY_COMMANDS and is_database_url(str(getattr(args, "index", ""))):
+        raise NotOnPostgresError(
+            f"`stylefinder {args.command}` works on index directories only, for now: "
+            "`stylefinder export --index URL --to DIR` copies a PostgreSQL catalog into one"
+        )
