@@ -25,6 +25,7 @@ from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_ima
 from stylefinder.catalog.uploads import check_item_id, check_metadata
 from stylefinder.embed.base import Embedder
 from stylefinder.embed.load import embedder_for_space
+from stylefinder.index import pg_uploads
 from stylefinder.index.snapshot import Snapshot
 from stylefinder.index.store import IndexStore
 from stylefinder.index.stores import open_store
@@ -161,13 +162,22 @@ class Engine:
         decoded = load_image(image, max_pixels=self.embedder.max_pixels)
         vector = self.embedder.embed_one(decoded)
         clean = {**self._categorizer().new_item_metadata(decoded, vector), **clean}
-        item, old, latest = put_item(self.store, self.snapshot, item_id, image, vector, clean)
+        if isinstance(self.store, IndexStore):
+            item, old, latest = put_item(self.store, self.snapshot, item_id, image, vector, clean)
+        else:
+            (item, old), latest = (
+                pg_uploads.put_item(self.store, item_id, image, vector, clean),
+                None,
+            )
         self.reload(latest=latest)
         return item, old is None
 
     def remove_item(self, item_id: str) -> Item:
         """Remove item `item_id` (committed atomically); returns what was removed."""
-        item, latest = remove_item(self.store, self.snapshot, item_id)
+        if isinstance(self.store, IndexStore):
+            item, latest = remove_item(self.store, self.snapshot, item_id)
+        else:
+            item, latest = pg_uploads.remove_item(self.store, item_id), None
         self.reload(latest=latest)
         return item
 

@@ -77,11 +77,34 @@ def test_a_write_to_one_replica_is_read_by_the_other_within_a_second(replicas):
     assert again.status_code == 201
 
 
-def test_writes_of_items_say_they_need_a_directory_for_now(replicas):
-    (first, _), _ = replicas
-    form = {"id": "new-1", "metadata": "{}"}
-    files = {"image": ("n.png", png(), "image/png")}
+def test_items_written_through_one_replica_are_served_by_the_other(replicas):
+    (first, second), _ = replicas
+    photo = png((200, 30, 30))
+    form = {"id": "new-1", "metadata": '{"category": "Dress", "price": 49}'}
+    files = {"image": ("n.png", photo, "image/png")}
     response = first.post("/v1/items", data=form, files=files, headers=ADMIN_HEADERS)
+    assert response.status_code == 201, response.text
+    item = second.get("/v1/items/new-1").json()["item"]
+    assert item["metadata"]["category"] == "Dress" and item["metadata"]["price"] == 49
+    image = second.get("/v1/items/new-1/image")
+    assert image.status_code == 200 and image.content == photo
+    assert image.headers["content-type"] == "image/png"
+    found = second.post("/v1/search", files={"image": ("q.png", photo, "image/png")}).json()
+    assert "new-1" not in [r["id"] for r in found["results"]]  # the same bytes: not itself
+    nearest = second.post("/v1/search", files={"image": ("q.png", png((201, 30, 30)), "image/png")})
+    assert nearest.json()["results"][0]["id"] == "new-1"
+    assert second.get("/readyz").json()["items"] == 1001
+
+    gone = second.delete("/v1/items/new-1", headers=ADMIN_HEADERS)
+    assert gone.status_code == 204, gone.text
+    assert first.get("/v1/items/new-1").status_code == 404
+    assert first.get("/v1/items/new-1/image").status_code == 404
+
+
+def test_personal_recommendations_say_they_need_a_directory_for_now(replicas):
+    (first, _), _ = replicas
+    token = first.post("/v1/users/ann/token", headers=ADMIN_HEADERS).json()["token"]
+    response = first.get("/v1/users/ann/recommendations", headers={"X-User-Token": token})
     assert response.status_code == 409, response.text
     assert response.json()["error"]["code"] == "not_on_postgres"
     assert "export" in response.json()["error"]["message"]

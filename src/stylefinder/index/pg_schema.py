@@ -84,6 +84,17 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT now();
         """,
     ),
+    (
+        3,
+        "images of items added through the API, by content hash, shared by every replica",
+        """
+        CREATE TABLE {schema}.images (
+            content_hash text PRIMARY KEY,
+            data bytea NOT NULL,
+            added_at timestamptz NOT NULL DEFAULT now()
+        );
+        """,
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 

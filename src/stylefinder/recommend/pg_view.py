@@ -23,6 +23,7 @@ from stylefinder.errors import NotOnPostgresError
 from stylefinder.index.pg_catalog import PgCatalog
 from stylefinder.index.pg_reads import browse_items, ids_with_hash
 from stylefinder.index.pg_search import search
+from stylefinder.index.pg_uploads import stored_image
 from stylefinder.recommend.columns import describe_columns
 from stylefinder.recommend.filters import Filters, column_values
 from stylefinder.recommend.pg_filters import filter_clause
@@ -45,10 +46,7 @@ _MATRIX_PARTS = frozenset(
         "results",
     ]
 )
-DIRECTORY_ONLY = (
-    "personal recommendations (for-user, examples), adding or removing single items, tune, "
-    "eval and the web app"
-)
+DIRECTORY_ONLY = "personal recommendations (for-user, examples), tune, eval and the web app"
 
 
 class PgCatalogView:
@@ -84,7 +82,10 @@ class PgCatalogView:
         return self.store.item(item_id)
 
     def image_path(self, item: Item) -> str:
-        """Where the item's image file is (absolute when the catalog folder is known)."""
+        """Where the item's image file is (absolute when the catalog folder is known); an
+        item added through the API has its image in the database (`stored_image`)."""
+        if item.source == "api":
+            return item.path
         root = self.state.get("catalog_root")
         return str(f"{root.rstrip('/')}/{item.path}") if root else item.path
 
@@ -137,6 +138,10 @@ class PgCatalogView:
     @cached_property
     def _items(self) -> list[Item]:
         return self.store.items(self.store.ids())
+
+    def stored_image(self, item: Item) -> bytes | None:
+        """The image of an item added through the API, kept in the database (None: a file)."""
+        return stored_image(self.store, item)
 
     @cached_property
     def filter_columns(self) -> dict[str, list[str]]:

@@ -238,6 +238,10 @@ class CatalogView:
             if item is not None
         ]
 
+    def stored_image(self, item: Item) -> bytes | None:
+        """None: an index directory keeps every image as a file (see `image_path`)."""
+        return None
+
     def image_path(self, item: Item) -> str:
         """Where the item's image file is (absolute when its folder is known)."""
         if item.source == "api":

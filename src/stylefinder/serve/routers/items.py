@@ -60,12 +60,15 @@ _ITEM_FORM = {
         **ITEM_ERRORS,
     },
 )
-def item_image(item_id: str, engine: Engine = Depends(get_engine)) -> FileResponse:
+def item_image(item_id: str, engine: Engine = Depends(get_engine)) -> Response:
     """The item's image file."""
-    path = Path(engine.image_path(engine.item(item_id)))
+    item = engine.item(item_id)
+    path = Path(engine.image_path(item))
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if (data := engine.view.stored_image(item)) is not None:  # kept in the database
+        return Response(data, media_type=media_type)
     if not path.is_file():
         raise ApiError(404, "image_missing", f"the image file of {item_id!r} is gone")
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type)
 
 
