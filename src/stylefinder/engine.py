@@ -1,9 +1,10 @@
 """The Python API: open an index once, then ask for items that look like a photo or an item.
 
-A thin facade: one generation's search space, filters and results are a
-`recommend.view.CatalogView`, made anew when the index moves on; personal ranking is
-`recommend.for_shoppers`; added items are `index.uploads`; categories are
-`recognize.categorizer`; shoppers' events are `engine.events`.
+A thin facade over an index directory or a PostgreSQL catalog (`index.stores`): one
+generation's search, filters and results are a view (`recommend.views`), made anew when the
+catalog moves on; personal ranking is `recommend.for_shoppers`; added items are
+`index.item_writes`; categories are `recognize.categorizer`; shoppers' events are
+`engine.events` (`shoppers.stores`).
 
 Example:
     >>> engine = Engine.open("shop-index")  # doctest: +SKIP
@@ -18,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,11 +27,13 @@ from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_ima
 from stylefinder.catalog.uploads import check_item_id, check_metadata
 from stylefinder.embed.base import Embedder
 from stylefinder.embed.load import embedder_for_space
-from stylefinder.index import pg_uploads
+from stylefinder.index.item_writes import put_item, remove_item
 from stylefinder.index.snapshot import Snapshot
 from stylefinder.index.store import IndexStore
+
+if TYPE_CHECKING:
+    from stylefinder.index.pg_catalog import PgCatalog
 from stylefinder.index.stores import open_store
-from stylefinder.index.uploads import put_item, remove_item
 from stylefinder.recognize.categorizer import Categorizer, recognized
 from stylefinder.recognize.recognition import Recognition
 from stylefinder.recommend.filters import Filters
@@ -56,7 +60,7 @@ class Engine:
 
     def __init__(
         self,
-        store: IndexStore,
+        store: IndexStore | PgCatalog,
         *,
         runtime: str = "onnx",
         weights: str | None = None,
@@ -64,28 +68,18 @@ class Engine:
         events: EventStore | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        self.store = store
-        self.runtime = runtime
-        self.weights = weights
-        self.max_pixels = max_pixels
-        self._embedder = embedder
+        self.store, self.runtime, self.weights = store, runtime, weights
+        self.max_pixels, self._embedder = max_pixels, embedder
         self._lock = threading.Lock()
         self._view = open_view(store)
         self._recent = RecentQueries()
         self._event_store = events  # default: the index's own shoppers file, opened on use
 
     @classmethod
-    def open(
-        cls,
-        index_dir: str | Path,
-        *,
-        runtime: str = "onnx",
-        weights: str | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-    ) -> Engine:
-        """Open the index at `index_dir` (or a `postgresql://` URL) for queries."""
-        store = open_store(index_dir)
-        return cls(store, runtime=runtime, weights=weights, max_pixels=max_pixels)
+    def open(cls, location: str | Path, **options) -> Engine:
+        """Open the index at `location` (a directory, or a `postgresql://` URL) for queries;
+        `options` as `Engine`'s (runtime, weights, max_pixels)."""
+        return cls(open_store(location), **options)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -145,10 +139,10 @@ class Engine:
         """Backbone, size, dates, columns, search settings and shoppers of the index."""
         counts = self.events.item_counts(max_age_s=0)
         total = sum(sum(kinds.values()) for kinds in counts.values())
-        shoppers = len(self.events.users())
-        if not isinstance(self._view, CatalogView):  # a PostgreSQL catalog's view
-            return self._view.info(shoppers=shoppers, events=total)
-        return index_info(self._view, shoppers=shoppers, events=total)
+        shoppers, view = len(self.events.users()), self._view
+        if isinstance(view, CatalogView):
+            return index_info(view, shoppers=shoppers, events=total)
+        return view.info(shoppers=shoppers, events=total)  # a PostgreSQL catalog's
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -162,22 +156,15 @@ class Engine:
         decoded = load_image(image, max_pixels=self.embedder.max_pixels)
         vector = self.embedder.embed_one(decoded)
         clean = {**self._categorizer().new_item_metadata(decoded, vector), **clean}
-        if isinstance(self.store, IndexStore):
-            item, old, latest = put_item(self.store, self.snapshot, item_id, image, vector, clean)
-        else:
-            (item, old), latest = (
-                pg_uploads.put_item(self.store, item_id, image, vector, clean),
-                None,
-            )
+        base = self._view.snapshot if isinstance(self._view, CatalogView) else None
+        item, old, latest = put_item(self.store, base, item_id, image, vector, clean)
         self.reload(latest=latest)
         return item, old is None
 
     def remove_item(self, item_id: str) -> Item:
         """Remove item `item_id` (committed atomically); returns what was removed."""
-        if isinstance(self.store, IndexStore):
-            item, latest = remove_item(self.store, self.snapshot, item_id)
-        else:
-            item, latest = pg_uploads.remove_item(self.store, item_id), None
+        base = self._view.snapshot if isinstance(self._view, CatalogView) else None
+        item, latest = remove_item(self.store, base, item_id)
         self.reload(latest=latest)
         return item
 

@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("psycopg")
 from fastapi.testclient import TestClient
 
-from conftest import ADMIN, png
 from fakes import FakeEmbedder
+from serve.conftest import ADMIN, png
 from stylefinder.engine import Engine
 from stylefinder.index.stores import open_store
 from stylefinder.jobs.export import export_catalog
