@@ -20,7 +20,7 @@ pytest.importorskip("psycopg")
 from fakes import FakeEmbedder
 from stylefinder.cli import main
 from stylefinder.engine import Engine
-from stylefinder.errors import NotOnPostgresError, RemovalGuardError
+from stylefinder.errors import RemovalGuardError
 from stylefinder.index.pg_catalog import PgCatalog
 from stylefinder.jobs.build import build_index
 
@@ -104,8 +104,6 @@ def test_events_and_info_live_in_the_database(both, url):
     info = again.info()
     assert (info.items, info.backbone, info.shoppers, info.events) == (ITEMS, "fake-pixels", 1, 1)
     assert info.size_bytes > ITEMS * info.dim * 4 and "schema e2e_" in info.directory
-    with pytest.raises(NotOnPostgresError, match="index directories only"):
-        again.recommend_for_user("ann")
 
 
 def test_a_second_run_embeds_nothing_and_the_removal_guard_holds(both, photos, url, tmp_path):
@@ -219,3 +217,38 @@ def test_directory_only_commands_say_so_on_a_url(both, url, capsys, command):
     assert main([*command, "--index", url]) == 1
     err = capsys.readouterr().err
     assert "index directories only" in err and "stylefinder export" in err
+
+
+def test_personal_recommendations_are_the_directorys(both):
+    pg, directory = both
+    items = [item.id for item in directory.browse(limit=ITEMS)[0]]
+    moment = 1_780_000_000.0
+    history = [
+        {"item_id": items[3], "kind": "like", "timestamp": moment - 86_400},
+        {"item_id": items[40], "kind": "purchase", "timestamp": moment - 3_600},
+        {"item_id": items[41], "kind": "view", "timestamp": moment - 60},
+        {"item_id": items[120], "kind": "dislike", "timestamp": moment - 60},
+    ]
+    for engine in both:
+        engine.record_events("ann", history)
+    for options in ({}, {"filters": {"category": "Bag,Coat"}}, {"diversity": 0.0}):
+        mine = pg.recommend_for_user("ann", k=8, now=moment, **options)
+        _same(mine, directory.recommend_for_user("ann", k=8, now=moment, **options))
+        assert len(mine) == 8 and not {items[3], items[40], items[120]} & {r.id for r in mine}
+    examples = ([items[3], items[50]], [items[120]])
+    _same(
+        pg.recommend_from_examples(*examples, k=6),
+        directory.recommend_from_examples(*examples, k=6),
+    )
+    cold = pg.recommend_for_user("nobody-yet", k=5, filters={"category": "Sandal"})
+    assert len(cold) == 5 and {r.metadata["category"] for r in cold} == {"Sandal"}
+
+
+def test_the_cold_start_puts_popular_items_first(both):
+    pg, _ = both
+    items = [item.id for item in pg.browse(limit=ITEMS)[0]]
+    for n, user in enumerate(["a", "b", "c"]):
+        pg.record_event(user, items[7], "purchase")
+        pg.record_event(user, items[9 + n], "view")
+    first = pg.recommend_for_user("new", k=5, diversity=0.0)
+    assert first[0].id == items[7] and len(first) == 5

@@ -101,10 +101,14 @@ def test_items_written_through_one_replica_are_served_by_the_other(replicas):
     assert first.get("/v1/items/new-1/image").status_code == 404
 
 
-def test_personal_recommendations_say_they_need_a_directory_for_now(replicas):
-    (first, _), _ = replicas
-    token = first.post("/v1/users/ann/token", headers=ADMIN_HEADERS).json()["token"]
-    response = first.get("/v1/users/ann/recommendations", headers={"X-User-Token": token})
-    assert response.status_code == 409, response.text
-    assert response.json()["error"]["code"] == "not_on_postgres"
-    assert "export" in response.json()["error"]["message"]
+def test_personal_recommendations_come_from_the_database(replicas):
+    (first, second), _ = replicas
+    token = {
+        "X-User-Token": first.post("/v1/users/ann/token", headers=ADMIN_HEADERS).json()["token"]
+    }
+    liked = {"item_id": "fmnist-test-00007", "kind": "like"}
+    assert first.post("/v1/users/ann/events", json=liked, headers=token).status_code == 201
+    response = second.get("/v1/users/ann/recommendations", params={"k": 4}, headers=token)
+    assert response.status_code == 200, response.text
+    ids = [r["id"] for r in response.json()["results"]]
+    assert len(ids) == 4 and "fmnist-test-00007" not in ids

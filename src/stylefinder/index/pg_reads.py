@@ -92,3 +92,18 @@ def ids_with_hash(catalog: PgCatalog, digest: str) -> list[str]:
     with catalog.connection() as conn:
         query = catalog.sql("SELECT id FROM {items} WHERE content_hash = %s")
         return [item_id for (item_id,) in conn.execute(query, (digest,))]
+
+
+def passing_ids(catalog: PgCatalog, *, where: tuple[Any, list] | None) -> list[str]:
+    """The ids of the items that pass `where` (None: every item), in id order.
+
+    Example:
+        >>> passing_ids(catalog, where=None)[:2]  # doctest: +SKIP
+        ['dress-1', 'dress-2']
+    """
+    from psycopg import sql
+
+    clause, params = where if where is not None else (sql.SQL("true"), [])
+    query = sql.SQL("SELECT id FROM {} WHERE {} ORDER BY id").format(catalog.sql("{items}"), clause)
+    with catalog.connection() as conn:
+        return [item_id for (item_id,) in conn.execute(query, list(params))]

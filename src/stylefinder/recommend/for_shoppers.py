@@ -61,6 +61,11 @@ def for_shopper(
         >>> for_shopper(view, events, "u-1", k=3, diversity=0.0)  # doctest: +SKIP
     """
     check_k(k)
+    if not isinstance(view, CatalogView):  # a PostgreSQL catalog's: candidates from there
+        from stylefinder.recommend.pg_personal import pg_for_shopper
+
+        options = {"filters": filters, "diversity": diversity, "settings": settings, "now": now}
+        return pg_for_shopper(view, events, user_id, k, **options)
     if diversity is not None:
         check_diversity(diversity)
     settings = settings or ProfileSettings()
@@ -89,6 +94,11 @@ def from_examples(
         >>> from_examples(view, ["dress-12"], ["coat-3"], k=5)  # doctest: +SKIP
     """
     check_k(k)
+    if not isinstance(view, CatalogView):  # a PostgreSQL catalog's: candidates from there
+        from stylefinder.recommend.pg_personal import pg_from_examples
+
+        options = {"filters": filters, "diversity": diversity, "settings": settings}
+        return pg_from_examples(view, positive, negative, k, **options)
     if diversity is not None:
         check_diversity(diversity)
     positive = [positive] if isinstance(positive, str) else list(positive)

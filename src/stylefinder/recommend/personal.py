@@ -50,7 +50,7 @@ KIND_WEIGHTS: dict[str, float] = {
     "dislike": -1.5,
 }
 _DAY_S = 86_400.0
-_COLD_POOL = 500  # cold-start candidates: the most popular items, topped up with spread ones
+COLD_POOL = 500  # cold-start candidates: the most popular items, topped up with spread ones
 _BLOCK_ROWS = 262_144  # rows scored per step when finding candidates
 _TYPICALITY = 0.1  # cold start: weight of "close to the middle of the pool", breaks popularity ties
 
@@ -391,7 +391,7 @@ def cold_start_candidates(
     blocked: np.ndarray,
     popularity: np.ndarray | None,
     *,
-    pool: int = _COLD_POOL,
+    pool: int = COLD_POOL,
     temperature: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidates and relevance without positives: the most popular unblocked items (log-scaled

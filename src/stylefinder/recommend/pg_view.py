@@ -46,7 +46,7 @@ _MATRIX_PARTS = frozenset(
         "results",
     ]
 )
-DIRECTORY_ONLY = "personal recommendations (for-user, examples), tune, eval and the web app"
+DIRECTORY_ONLY = "tune, eval and the web app"
 
 
 class PgCatalogView:
