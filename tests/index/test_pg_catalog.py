@@ -277,6 +277,9 @@ def test_search_agrees_with_exact_search(url, dim, report):
         plan = _plan(catalog, queries[0], 10, where=where, exact=False)
         assert "items_embedding" in plan and "Seq Scan" not in plan
         assert "items_embedding" not in _plan(catalog, queries[0], 10, where=where, exact=True)
+        for _ in range(12):  # past psycopg's and the server's thresholds for prepared plans
+            assert len(search(catalog, queries[0], 10, where=where, exact=False)) == 10
+        assert len(search(catalog, queries[0], 10, where=where, exact=True)) == 10
         best_rare = sorted(rare, key=lambda row: -(vectors[row] @ queries[0]))[:10]
         hits = search(catalog, queries[0], 10, where=where)  # 100 rows: scored exactly
         assert [int(item.id.split("-")[1]) for item, _ in hits] == best_rare

@@ -71,7 +71,9 @@ def search(
         for setting in settings(exact=exact, ef_search=max(ef_search, k)):
             conn.execute(setting)
         query, query_params = _query(catalog, clause, params, query_vector, k)
-        rows = conn.cursor(binary=True).execute(query, query_params).fetchall()
+        # never prepared: a prepared plan would keep the way (index or exact scan) of the
+        # settings it was planned under
+        rows = conn.cursor(binary=True).execute(query, query_params, prepare=False).fetchall()
     hits = [(item_from_row(row[:-1]), float(row[-1])) for row in rows]
     hits.sort(key=lambda hit: -hit[1])  # relaxed order: the index's order may be a little off
     return hits
@@ -113,14 +115,14 @@ def count_matching(catalog: PgCatalog, conn, clause, params: list, cap: int) -> 
     """How many items pass `clause`, counted up to `cap + 1`, remembered per generation."""
     from psycopg import sql
 
-    if clause is None:
-        return cap + 1 if len(catalog) > cap else len(catalog)
     generation = read_generation(conn, catalog)
-    key = (generation, clause.as_string(conn), _hashable(params), cap)
+    text = None if clause is None else clause.as_string(conn)
+    key = (generation, text, _hashable(params), cap)
     counts = catalog.match_counts
     if key not in counts:
-        query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} LIMIT {}) AS passing")
-        query = query.format(catalog.sql("{items}"), clause, sql.Literal(cap + 1))
+        query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} {} LIMIT {}) AS passing")
+        where = sql.SQL("") if clause is None else sql.SQL("WHERE {}").format(clause)
+        query = query.format(catalog.sql("{items}"), where, sql.Literal(cap + 1))
         if len(counts) >= _MATCH_COUNTS_KEPT:
             counts.clear()
         counts[key] = int(conn.execute(query, params).fetchone()[0])
