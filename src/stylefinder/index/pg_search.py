@@ -31,7 +31,11 @@ if TYPE_CHECKING:
     Where = tuple[sql.Composable, Any]
 
 DEFAULT_EF_SEARCH = 100  # HNSW candidates kept per query (pgvector's default: 40)
-# filters passing at most this many rows are scored exactly (benchmarks/postgres_backend.py)
+# filters passing at most this many rows are scored exactly. Measured on 20,000 x 1280-d
+# (benchmarks/postgres_backend.py, k=10): 207 rows exactly 4.7 ms (recall 1.0) against 19 ms
+# through the index (recall 0.93); 2,223 rows exactly 18 ms (1.0) against 3.4 ms (0.94); no
+# filter: the index 4.4 ms (1.0) against 102 ms exactly. An exact scan costs about 6 us a row
+# after the filter's GIN lookup, a filtered walk of the index grows as the share shrinks.
 EXACT_MAX_ROWS = 2_000
 MAX_SCAN_TUPLES = 50_000  # iterative scans stop after visiting this many index tuples
 _MATCH_COUNTS_KEPT = 256
