@@ -226,9 +226,9 @@ def test_two_catalog_objects_see_each_others_commits(url, catalog):
 
 
 def _plan(catalog, vector, k, where=None, exact=False) -> str:
-    query, params = search_query(catalog, vector, k, where=where)
+    query, params = search_query(catalog, vector, k, where=where, exact=exact)
     with catalog.connection() as conn, conn.transaction():
-        for setting in settings(exact=exact):
+        for setting in settings(exact=exact, filtered=where is not None):
             conn.execute(setting)
         return json.dumps(
             conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + query, params).fetchone()
@@ -268,6 +268,11 @@ def test_search_agrees_with_exact_search(url, dim, report):
         assert np.mean(recalls) >= 0.95
         assert "Index Scan" in _plan(catalog, queries[0], 10) and "items_embedding" in _plan(
             catalog, queries[0], 10
+        )
+        assert "items_embedding" not in _plan(catalog, queries[0], 10, exact=True)
+        hits = search(catalog, queries[0], 10, exact=True)
+        assert [int(item.id.split("-")[1]) for item, _ in hits] == list(
+            np.argsort(-(stored @ queries[0]))[:10]
         )
 
         where = (sql.SQL("metadata ->> 'kind' = %s"), ["rare"])

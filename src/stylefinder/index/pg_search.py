@@ -35,10 +35,11 @@ if TYPE_CHECKING:
 DEFAULT_EF_SEARCH = 100  # HNSW candidates kept per query (pgvector's default: 40)
 # filters passing at most this many rows are scored exactly. Measured on 20,000 x 1280-d
 # (benchmarks/postgres_backend.py, k=10, p50): 207 rows exactly 5.2 ms (recall 1.0) against
-# 25 ms through the index (recall 0.95); 2,223 rows exactly 17 ms (1.0) against 9.1 ms (0.98);
-# no filter: the index 4.3 ms (1.0) against 104 ms exactly. An exact scan costs about 6 us a
-# row after the filter's GIN lookup; a filtered walk of the index grows as the share shrinks.
-EXACT_MAX_ROWS = 2_000
+# 25 ms through the index (recall 0.95); 2,223 rows exactly 17 to 30 ms (1.0) against 9.1 ms
+# (0.98); no filter: the index 4.3 ms (1.0) against 104 ms exactly. An exact scan costs 6 to
+# 15 us a row (reading its vector) after the filter's GIN lookup; a filtered walk of the index
+# grows as the share shrinks (and its recall falls).
+EXACT_MAX_ROWS = 1_000
 # a filtered walk keeps ef_search candidates, of which the filter's share pass: it keeps enough
 # for about this many to pass. 2,223 of 20,000 rows (11%) pass: recall@10 0.947 at ef_search 100
 # (3.1 ms), 0.983 at the 364 this gives (8.3 ms), 0.987 at 400 (8.7 ms)
@@ -84,9 +85,9 @@ def search(
             ef_search = filtered_ef_search(ef_search, share)
         elif exact is None:
             exact = count_matching(catalog, conn, None, []) <= EXACT_MAX_ROWS
-        for setting in settings(exact=exact, ef_search=ef_search):
+        for setting in settings(exact=exact, ef_search=ef_search, filtered=clause is not None):
             conn.execute(setting)
-        query, query_params = _query(catalog, clause, params, query_vector, k)
+        query, query_params = _query(catalog, clause, params, query_vector, k, exact=exact)
         # never prepared: a prepared plan would keep the way (index or exact scan) of the
         # settings it was planned under
         rows = conn.cursor(binary=True).execute(query, query_params, prepare=False).fetchall()
@@ -95,16 +96,19 @@ def search(
     return hits
 
 
-def settings(*, exact: bool, ef_search: int = DEFAULT_EF_SEARCH) -> list[str]:
-    """The `SET LOCAL` statements of a search: the HNSW index with an iterative scan, or an
-    exact scan of the rows that pass the filter.
+def settings(
+    *, exact: bool, ef_search: int = DEFAULT_EF_SEARCH, filtered: bool = False
+) -> list[str]:
+    """The `SET LOCAL` statements of a search: the HNSW index with an iterative scan, or for
+    an exact scan (whose ORDER BY no vector index serves) of filtered rows, the GIN index on
+    `metadata` where the filter can use it (a table scan where it cannot).
 
     Example:
-        >>> settings(exact=True)
-        ['SET LOCAL enable_indexscan = off']
+        >>> settings(exact=True, filtered=True)
+        ['SET LOCAL enable_seqscan = off']
     """
     if exact:
-        return ["SET LOCAL enable_indexscan = off"]
+        return ["SET LOCAL enable_seqscan = off"] if filtered else []
     return [
         f"SET LOCAL hnsw.ef_search = {int(ef_search)}",
         "SET LOCAL hnsw.iterative_scan = relaxed_order",
@@ -121,10 +125,12 @@ def search_query(
     *,
     where: Where | None = None,
     exclude_ids: Iterable[str] = (),
+    exact: bool = False,
 ) -> tuple[sql.Composable, list]:
     """The SELECT `search` runs and its parameters (for EXPLAIN)."""
     clause, params = _clause(where, sorted(set(exclude_ids)))
-    return _query(catalog, clause, params, np.asarray(vector, np.float32).reshape(-1), k)
+    vector = np.asarray(vector, np.float32).reshape(-1)
+    return _query(catalog, clause, params, vector, k, exact=exact)
 
 
 def filtered_ef_search(ef_search: int, share: float) -> int:
@@ -170,21 +176,28 @@ def _clause(where: Where | None, excluded: list[str]) -> tuple[Any, list]:
     return (sql.SQL(" AND ").join(parts) if parts else None), params
 
 
-def _query(catalog: PgCatalog, clause, params: list, vector: np.ndarray, k: int):
+def _query(catalog: PgCatalog, clause, params: list, vector, k: int, *, exact: bool):
+    """The SELECT of a search: ordered by the distance operator, which the HNSW index serves,
+    or (`exact`) by the score, which no index serves."""
     from psycopg import sql
 
     cast = sql.SQL(f"%s::vector::{catalog.vector_type}")
-    query = sql.SQL(
-        "SELECT {columns}, 1 - (embedding <=> {q}) FROM {items} {where} "
-        "ORDER BY embedding <=> {q} LIMIT {k}"
-    ).format(
+    if exact:
+        text = "SELECT {columns}, 1 - (embedding <=> {q}) AS score FROM {items} {where} "
+        text += "ORDER BY score DESC LIMIT {k}"
+        query_params = [vector, *params]
+    else:
+        text = "SELECT {columns}, 1 - (embedding <=> {q}) FROM {items} {where} "
+        text += "ORDER BY embedding <=> {q} LIMIT {k}"
+        query_params = [vector, *params, vector]
+    query = sql.SQL(text).format(
         columns=sql.SQL(ITEM_COLUMNS),
         q=cast,
         items=catalog.sql("{items}"),
         where=sql.SQL("WHERE {}").format(clause) if clause is not None else sql.SQL(""),
         k=sql.Literal(int(k)),
     )
-    return query, [vector, *params, vector]
+    return query, query_params
 
 
 def _as_list(params: Any) -> list:
