@@ -225,6 +225,35 @@ def test_two_catalog_objects_see_each_others_commits(url, catalog):
         assert other.generation() == 2 and len(other) == 0
 
 
+def test_writers_wait_for_each_other(url, catalog):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(first: int) -> int:
+        with PgCatalog.open(url) as own, own.writer() as writer:
+            for n in range(first, first + 300):
+                writer.put(_item(n), np.ones(8))
+        return writer.last_commit["total_s"]
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(write, [0, 300]))
+    assert catalog.generation() == 2 and len(catalog) == 600
+
+
+def test_many_removals_are_checked_against_the_committed_ids(catalog):
+    from stylefinder.index import pg_writer
+
+    with catalog.writer() as writer:
+        for n in range(pg_writer.LOOKUPS_BEFORE_ALL_IDS + 20):
+            writer.put(_item(n), np.ones(8))
+    with catalog.writer() as writer:
+        for n in range(pg_writer.LOOKUPS_BEFORE_ALL_IDS + 20):
+            writer.remove(f"item-{n:04d}")  # the last ones checked in the ids read at once
+        with pytest.raises(UnknownItemError):
+            writer.remove("item-9999")  # never in the catalog: not in the ids read at once
+        writer.put(_item(5), np.ones(8))
+    assert catalog.ids() == ["item-0005"]
+
+
 def _plan(catalog, vector, k, where=None, exact=False) -> str:
     query, params = search_query(catalog, vector, k, where=where, exact=exact)
     with catalog.connection() as conn, conn.transaction():
@@ -245,6 +274,13 @@ def test_search_agrees_with_exact_search(url, dim, report):
     space = EmbeddingSpace("test-backbone", "gem", "w0", dim)
     with PgCatalog.create(url, space) as catalog:
         assert catalog.vector_type == ("vector" if dim <= 2000 else "halfvec")
+        with catalog.connection() as conn:
+            column = conn.execute(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attname = 'embedding'",
+                (f"{catalog.target.schema}.items",),
+            ).fetchone()[0]
+        assert column == f"{catalog.vector_type}({dim})"
         with catalog.writer(bulk_load_min=1) as writer:
             for row in range(n):
                 writer.put(_item(row, kind="rare" if row in rare else "common"), vectors[row])
