@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -129,8 +130,6 @@ class PgWriter:
     def commit(self) -> int:
         """Write the staged changes as a new generation in one transaction; returns its number
         (the current one when nothing was staged)."""
-        import time
-
         catalog = self.catalog
         if not self.staged and not self._state:
             return catalog.generation()
