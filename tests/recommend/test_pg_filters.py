@@ -133,6 +133,25 @@ def test_sql_filters_raise_as_allowed_rows_does(catalog, listed):
             assert raised.value.known == ["brand", "category", "colours", "price", "size"]
 
 
+def test_filter_clause_asks_the_catalog_once_per_generation(catalog, monkeypatch):
+    _load(catalog, _items())
+    asked = []
+    original = PgFilters._ask
+    monkeypatch.setattr(
+        PgFilters, "_ask", lambda self, conn, key: asked.append(key) or original(self, conn, key)
+    )
+    for _ in range(3):
+        assert _passing_via_filter_clause(catalog, {"category": "dress"})
+    assert asked == [("empty",), ("has", "category"), ("values", "category")]
+
+
+def _passing_via_filter_clause(catalog, filters) -> set[str]:
+    clause, params = filter_clause(catalog, filters)
+    with catalog.connection() as conn:
+        query = catalog.sql("SELECT id FROM {items} WHERE ") + clause
+        return {item_id for (item_id,) in conn.execute(query, params)}
+
+
 def test_a_catalog_without_items_filters_nothing(catalog):
     assert filter_clause(catalog, {"anything": "x"}) is None
     assert filter_clause(catalog, None) is None

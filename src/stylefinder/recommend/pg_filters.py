@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -235,13 +236,22 @@ def _listed_clause(column: str, wanted: object, values: list) -> tuple[sql.Compo
 
 
 def filter_clause(catalog: PgCatalog, filters: Filters | Mapping | None):
-    """`PgFilters(catalog).clause(filters)`, for one query.
+    """`filters` as SQL for `catalog`, through one `PgFilters` kept per catalog object (what it
+    learnt about the catalog serves every query of a generation).
 
     Example:
         >>> where = filter_clause(catalog, {"size": "36..40"})  # doctest: +SKIP
         >>> search(catalog, query_vector, 10, where=where)  # doctest: +SKIP
     """
-    return PgFilters(catalog).clause(filters)
+    with _KEPT_LOCK:
+        kept = _KEPT.get(catalog)
+        if kept is None:
+            kept = _KEPT[catalog] = PgFilters(catalog)
+    return kept.clause(filters)
+
+
+_KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # catalog -> its PgFilters
+_KEPT_LOCK = threading.Lock()
 
 
 # -- SQL expressions -------------------------------------------------------------------------------
