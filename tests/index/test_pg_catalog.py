@@ -225,10 +225,39 @@ def test_two_catalog_objects_see_each_others_commits(url, catalog):
         assert other.generation() == 2 and len(other) == 0
 
 
+def test_writers_wait_for_each_other(url, catalog):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(first: int) -> int:
+        with PgCatalog.open(url) as own, own.writer() as writer:
+            for n in range(first, first + 300):
+                writer.put(_item(n), np.ones(8))
+        return writer.last_commit["total_s"]
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(write, [0, 300]))
+    assert catalog.generation() == 2 and len(catalog) == 600
+
+
+def test_many_removals_are_checked_against_the_committed_ids(catalog):
+    from stylefinder.index import pg_writer
+
+    with catalog.writer() as writer:
+        for n in range(pg_writer.LOOKUPS_BEFORE_ALL_IDS + 20):
+            writer.put(_item(n), np.ones(8))
+    with catalog.writer() as writer:
+        for n in range(pg_writer.LOOKUPS_BEFORE_ALL_IDS + 20):
+            writer.remove(f"item-{n:04d}")  # the last ones checked in the ids read at once
+        with pytest.raises(UnknownItemError):
+            writer.remove("item-9999")  # never in the catalog: not in the ids read at once
+        writer.put(_item(5), np.ones(8))
+    assert catalog.ids() == ["item-0005"]
+
+
 def _plan(catalog, vector, k, where=None, exact=False) -> str:
-    query, params = search_query(catalog, vector, k, where=where)
+    query, params = search_query(catalog, vector, k, where=where, exact=exact)
     with catalog.connection() as conn, conn.transaction():
-        for setting in settings(exact=exact):
+        for setting in settings(exact=exact, filtered=where is not None):
             conn.execute(setting)
         return json.dumps(
             conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + query, params).fetchone()
@@ -245,6 +274,13 @@ def test_search_agrees_with_exact_search(url, dim, report):
     space = EmbeddingSpace("test-backbone", "gem", "w0", dim)
     with PgCatalog.create(url, space) as catalog:
         assert catalog.vector_type == ("vector" if dim <= 2000 else "halfvec")
+        with catalog.connection() as conn:
+            column = conn.execute(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attname = 'embedding'",
+                (f"{catalog.target.schema}.items",),
+            ).fetchone()[0]
+        assert column == f"{catalog.vector_type}({dim})"
         with catalog.writer(bulk_load_min=1) as writer:
             for row in range(n):
                 writer.put(_item(row, kind="rare" if row in rare else "common"), vectors[row])
@@ -269,6 +305,11 @@ def test_search_agrees_with_exact_search(url, dim, report):
         assert "Index Scan" in _plan(catalog, queries[0], 10) and "items_embedding" in _plan(
             catalog, queries[0], 10
         )
+        assert "items_embedding" not in _plan(catalog, queries[0], 10, exact=True)
+        hits = search(catalog, queries[0], 10, exact=True)
+        assert [int(item.id.split("-")[1]) for item, _ in hits] == list(
+            np.argsort(-(stored @ queries[0]))[:10]
+        )
 
         where = (sql.SQL("metadata ->> 'kind' = %s"), ["rare"])
         for exact in (False, True):  # through the index (iterative scan) and exactly
@@ -277,6 +318,9 @@ def test_search_agrees_with_exact_search(url, dim, report):
         plan = _plan(catalog, queries[0], 10, where=where, exact=False)
         assert "items_embedding" in plan and "Seq Scan" not in plan
         assert "items_embedding" not in _plan(catalog, queries[0], 10, where=where, exact=True)
+        for _ in range(12):  # past psycopg's and the server's thresholds for prepared plans
+            assert len(search(catalog, queries[0], 10, where=where, exact=False)) == 10
+        assert len(search(catalog, queries[0], 10, where=where, exact=True)) == 10
         best_rare = sorted(rare, key=lambda row: -(vectors[row] @ queries[0]))[:10]
         hits = search(catalog, queries[0], 10, where=where)  # 100 rows: scored exactly
         assert [int(item.id.split("-")[1]) for item, _ in hits] == best_rare

@@ -55,8 +55,8 @@ def _load(catalog: PgCatalog, items: list[Item]) -> None:
             writer.put(item, rng.normal(size=SPACE.dim))
 
 
-def _passing(catalog: PgCatalog, filters) -> set[str]:
-    where = filter_clause(catalog, filters)
+def _passing(catalog: PgCatalog, filters, listed: int | None = None) -> set[str]:
+    where = PgFilters(catalog, max_listed_values=listed).clause(filters)
     if where is None:
         return set(catalog.ids())
     clause, params = where
@@ -99,21 +99,25 @@ FILTERS = [
 ]
 
 
-def test_sql_filters_pass_the_items_allowed_rows_passes(catalog):
+@pytest.mark.parametrize("listed", [None, 0], ids=["values-listed", "text-expressions"])
+def test_sql_filters_pass_the_items_allowed_rows_passes(catalog, listed):
     items = _items()
     _load(catalog, items)
     stored = catalog.items([item.id for item in items])
     for filters in FILTERS:
         mask = allowed_rows(stored, filters)
         expected = {item.id for item, ok in zip(stored, mask, strict=True) if ok}
-        assert _passing(catalog, filters) == expected, filters
+        assert _passing(catalog, filters, listed) == expected, filters
     assert 0 < len(_passing(catalog, {"category": "dress"})) < len(items)  # a real restriction
+    clause, _ = PgFilters(catalog, max_listed_values=listed).clause({"category": "dress"})
+    assert ("@>" in clause.as_string()) == (listed is None)  # the GIN-indexed form, or not
 
 
-def test_sql_filters_raise_as_allowed_rows_does(catalog):
+@pytest.mark.parametrize("listed", [None, 0], ids=["values-listed", "text-expressions"])
+def test_sql_filters_raise_as_allowed_rows_does(catalog, listed):
     items = _items()
     _load(catalog, items)
-    filters = PgFilters(catalog)
+    filters = PgFilters(catalog, max_listed_values=listed)
     for wanted, error in [
         ({"colour": "navy"}, UnknownColumnError),
         ({"category": ">20"}, BadFilterError),  # a range on a text column
@@ -127,6 +131,25 @@ def test_sql_filters_raise_as_allowed_rows_does(catalog):
             filters.clause(wanted)
         if error is UnknownColumnError:
             assert raised.value.known == ["brand", "category", "colours", "price", "size"]
+
+
+def test_filter_clause_asks_the_catalog_once_per_generation(catalog, monkeypatch):
+    _load(catalog, _items())
+    asked = []
+    original = PgFilters._ask
+    monkeypatch.setattr(
+        PgFilters, "_ask", lambda self, conn, key: asked.append(key) or original(self, conn, key)
+    )
+    for _ in range(3):
+        assert _passing_via_filter_clause(catalog, {"category": "dress"})
+    assert asked == [("empty",), ("has", "category"), ("values", "category")]
+
+
+def _passing_via_filter_clause(catalog, filters) -> set[str]:
+    clause, params = filter_clause(catalog, filters)
+    with catalog.connection() as conn:
+        query = catalog.sql("SELECT id FROM {items} WHERE ") + clause
+        return {item_id for (item_id,) in conn.execute(query, params)}
 
 
 def test_a_catalog_without_items_filters_nothing(catalog):

@@ -69,7 +69,7 @@ class PgCatalog:
 
         Example:
             >>> PgCatalog.create("postgresql:///shop?schema=spring", space)  # doctest: +SKIP
-            PgCatalog(postgresql:///shop, schema 'spring', 0 items)
+            PgCatalog(postgresql:///shop, schema 'spring')
         """
         from psycopg import sql
 

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +39,10 @@ if TYPE_CHECKING:
     import psycopg
 
 # rows of a first load into an empty catalog from which the HNSW index is built after the rows
-# are in rather than kept while they are inserted (measured: benchmarks/postgres_backend.py)
-BULK_LOAD_MIN = 5_000
+# are in rather than kept while they are inserted: 4x faster at 1,000 and at 5,000 rows of
+# 1280-d (0.43 s against 1.74 s; 3.1 s against 12.7 s; benchmarks/postgres_backend.py)
+BULK_LOAD_MIN = 1_000
+LOOKUPS_BEFORE_ALL_IDS = 100
 BUILD_MAINTENANCE_WORK_MEM = "1GB"  # HNSW builds are much faster when the graph fits in memory
 
 _STAGE = "stylefinder_stage"
@@ -68,6 +71,8 @@ class PgWriter:
         self._puts: dict[str, tuple[Item, np.ndarray | None]] = {}
         self._removals: set[str] = set()
         self._state: dict[str, Any] = {}
+        self._asked = 0  # ids looked up one by one; after LOOKUPS_BEFORE_ALL_IDS, all at once
+        self._committed_ids: set[str] | None = None
         self.last_commit: dict[str, float | bool] = {}  # what the last commit did, timed
 
     def __enter__(self) -> PgWriter:
@@ -125,8 +130,6 @@ class PgWriter:
     def commit(self) -> int:
         """Write the staged changes as a new generation in one transaction; returns its number
         (the current one when nothing was staged)."""
-        import time
-
         catalog = self.catalog
         if not self.staged and not self._state:
             return catalog.generation()
@@ -165,6 +168,7 @@ class PgWriter:
         timings["bulk_load"] = bulk
         self.last_commit = timings
         self.discard()
+        self._committed_ids, self._asked = None, 0
         return generation
 
     # -- the steps of a commit -------------------------------------------------------------------
@@ -226,6 +230,13 @@ class PgWriter:
         )
 
     def _exists(self, item_id: str) -> bool:
+        """Whether the catalog holds `item_id` (as last committed): one query each for the
+        first few ids asked about, then every id read once (an index run removing thousands)."""
+        if self._committed_ids is None and self._asked >= LOOKUPS_BEFORE_ALL_IDS:
+            self._committed_ids = set(self.catalog.ids())
+        if self._committed_ids is not None:
+            return item_id in self._committed_ids
+        self._asked += 1
         with self.catalog.connection() as conn:
             query = self.catalog.sql("SELECT EXISTS (SELECT 1 FROM {items} WHERE id = %s)")
             return bool(conn.execute(query, (item_id,)).fetchone()[0])
