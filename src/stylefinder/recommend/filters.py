@@ -201,7 +201,7 @@ class _Column:
 
     def _read_values(self) -> None:
         """One key per value (100,000 distinct titles: about 50 ms)."""
-        keys = [_key(value) for value in self.values]
+        keys = [comparison_key(value) for value in self.values]
         self.rows_of = dict(zip(keys, range(len(keys)), strict=True))
         if len(self.rows_of) < len(keys):  # values that compare equal ("Dress", "dress", 49, "49")
             self.rows_of = {}
@@ -216,7 +216,7 @@ class _Column:
         """A multi-value column: each of its names (a text column, for ranges)."""
         self.rows_of = {}
         for code, value in enumerate(self.values):
-            for key in dict.fromkeys(_key(name) for name in value_names(value)):
+            for key in dict.fromkeys(comparison_key(name) for name in value_names(value)):
                 self.rows_of.setdefault(key, []).append(code)  # type: ignore[union-attr]
             if self.not_number is None and value_names(value):
                 self.not_number = value
@@ -227,7 +227,7 @@ class _Column:
         passes = np.zeros(len(self.values) + 1, bool)
         for alternative in alternatives:
             if isinstance(alternative, _RangeText):
-                exact = self.rows_of.get(_key(alternative))
+                exact = self.rows_of.get(comparison_key(alternative))
                 if exact is not None:  # some item holds this very text: that value
                     passes[exact] = True
                     continue
@@ -249,8 +249,14 @@ class _Column:
         return wanted.contains(self.numbers)
 
 
-def _alternatives(column: str, wanted: object) -> list[Range | float | str]:
-    """What one filter allows: comparison keys and ranges (a list: any of its entries)."""
+def filter_alternatives(column: str, wanted: object) -> list[Range | float | str]:
+    """What one filter allows, any of: ranges, numbers and casefolded texts (`comparison_key`).
+    A text written as a range (`is_range_text`) is the range unless some item holds it.
+
+    Example:
+        >>> filter_alternatives("price", ["<50", 49, "Dress,Coat"])
+        ['<50', 49.0, 'dress,coat', 'dress', 'coat']
+    """
     entries = wanted if isinstance(wanted, list | tuple | set | frozenset) else [wanted]
     read: list[Range | float | str] = []
     for entry in entries:
@@ -272,13 +278,13 @@ def _read_text(text: str) -> list[Range | float | str]:
     parts = [part.strip() for part in text.split(",")]
     read: list[Range | float | str] = []
     if len(parts) > 1:
-        read.append(_key(text))  # a value that itself holds commas, given whole
+        read.append(comparison_key(text))  # a value that itself holds commas, given whole
         parts = [part for part in parts if part] or [""]
     for part in parts:
         if part[:1] in ("<", ">") or ".." in part:
             read.append(_RangeText(part))
         else:
-            read.append(_key(part))
+            read.append(comparison_key(part))
     return read
 
 
@@ -324,7 +330,7 @@ class MetadataColumns:
                 continue
             read = self._column(column)
             # code -1 (no value) reads the last entry: a False appended for it
-            mask &= read.passes(_alternatives(column, wanted))[read.codes]
+            mask &= read.passes(filter_alternatives(column, wanted))[read.codes]
         return mask
 
     def known(self) -> list[str]:
@@ -408,31 +414,9 @@ def column_values(items: Sequence[Item], *, max_values: int = 100) -> dict[str, 
 # -- the parsing, for other filter engines (`recommend.pg_filters`) ------------------------------
 
 
-def filter_alternatives(column: str, wanted: object) -> list[Range | float | str]:
-    """What one filter allows, any of: ranges, numbers (floats) and casefolded texts. A text
-    written as a range is a `str` for which `is_range_text` is true: the range, unless some item
-    holds that very text (compare `comparison_key(value)` with it).
-
-    Example:
-        >>> filter_alternatives("price", ["<50", 49, "Dress,Coat"])
-        ['<50', 49.0, 'dress,coat', 'dress', 'coat']
-    """
-    return _alternatives(column, wanted)
-
-
 def is_range_text(alternative: object) -> bool:
     """True for an alternative of `filter_alternatives` written as a range (`<50`, `20..80`)."""
     return isinstance(alternative, _RangeText)
-
-
-def comparison_key(value: object) -> float | str:
-    """What a metadata value is compared as: its number, else its text without regard to case.
-
-    Example:
-        >>> comparison_key(" 49 "), comparison_key("Dress")
-        (49.0, 'dress')
-    """
-    return _key(value)
 
 
 def restricts(wanted: object) -> bool:
@@ -470,8 +454,13 @@ def value_text(value: object) -> str:
     return str(value)
 
 
-def _key(value: object) -> float | str:
-    """What a value is compared as: its number, else its text without regard to case."""
+def comparison_key(value: object) -> float | str:
+    """What a value is compared as: its number, else its text without regard to case.
+
+    Example:
+        >>> comparison_key(" 49 "), comparison_key("Dress")
+        (49.0, 'dress')
+    """
     if value.__class__ is str and (first := value[:1]) not in _NUMBER_START and not first.isspace():
         return value.strip().casefold()  # the common case, made fast: a text that is not a number
     number = as_number(value)
