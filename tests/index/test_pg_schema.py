@@ -133,3 +133,25 @@ def test_the_schema_parameter_is_ours_and_the_rest_goes_to_libpq():
     assert target.schema == "spring"
     assert target.conninfo == "postgresql://u:pw@db:5433/cat?sslmode=require"
     assert target.redacted == "postgresql://u:***@db:5433/cat?sslmode=require"
+
+
+def test_a_role_that_may_not_create_the_extension_is_told_who_can(postgres_url):
+    from urllib.parse import urlsplit, urlunsplit
+
+    with connect(parse_url(postgres_url)) as admin:
+        admin.execute("DROP DATABASE IF EXISTS shopdb")
+        admin.execute("DROP ROLE IF EXISTS shopper")
+        admin.execute("CREATE ROLE shopper LOGIN")
+        admin.execute("CREATE DATABASE shopdb OWNER shopper")
+    parts = urlsplit(postgres_url)
+    as_shopper = urlunsplit(parts._replace(netloc="shopper@", path="/shopdb"))
+    target = parse_url(as_shopper + "&schema=shop")
+    with connect(target) as conn, pytest.raises(DatabaseError) as error:
+        migrate(conn, target.schema)
+    message = str(error.value)
+    assert "CREATE EXTENSION vector needs more rights than role 'shopper'" in message
+    assert "'shopdb'" in message
+    with connect(parse_url(urlunsplit(parts._replace(path="/shopdb")))) as admin:
+        admin.execute("CREATE EXTENSION vector")  # what the message asks a superuser to do
+    with connect(target) as conn:
+        assert migrate(conn, target.schema) == list(range(1, LATEST + 1))
