@@ -61,14 +61,14 @@ def for_shopper(
         >>> for_shopper(view, events, "u-1", k=3, diversity=0.0)  # doctest: +SKIP
     """
     check_k(k)
-    if not isinstance(view, CatalogView):  # a PostgreSQL catalog's: candidates from there
-        from stylefinder.recommend.pg_personal import pg_for_shopper
-
-        options = {"filters": filters, "diversity": diversity, "settings": settings, "now": now}
-        return pg_for_shopper(view, events, user_id, k, **options)
     if diversity is not None:
         check_diversity(diversity)
     settings = settings or ProfileSettings()
+    if not isinstance(view, CatalogView):  # a PostgreSQL catalog's: candidates from there
+        from stylefinder.recommend.pg_personal import pg_for_shopper
+
+        options = {"filters": filters, "diversity": diversity, "now": now}
+        return pg_for_shopper(view, events, user_id, k, settings=settings, **options)
     snapshot = view.snapshot
     profile = build_profile(events.events(user_id), snapshot.row_of, settings=settings, now=now)
     popularity = None
@@ -94,17 +94,17 @@ def from_examples(
         >>> from_examples(view, ["dress-12"], ["coat-3"], k=5)  # doctest: +SKIP
     """
     check_k(k)
-    if not isinstance(view, CatalogView):  # a PostgreSQL catalog's: candidates from there
-        from stylefinder.recommend.pg_personal import pg_from_examples
-
-        options = {"filters": filters, "diversity": diversity, "settings": settings}
-        return pg_from_examples(view, positive, negative, k, **options)
     if diversity is not None:
         check_diversity(diversity)
     positive = [positive] if isinstance(positive, str) else list(positive)
     negative = [negative] if isinstance(negative, str) else list(negative)
     if not positive:
         raise ValueError("give at least one positive example")
+    if not isinstance(view, CatalogView):  # a PostgreSQL catalog's: candidates from there
+        from stylefinder.recommend.pg_personal import pg_from_examples
+
+        options = {"filters": filters, "diversity": diversity, "settings": settings}
+        return pg_from_examples(view, positive, negative, k, **options)
     rows = [view.row(item_id) for item_id in [*positive, *negative]]
     profile = Profile.from_examples(rows[: len(positive)], rows[len(positive) :])
     settings = settings or ProfileSettings()

@@ -28,7 +28,6 @@ from stylefinder.recommend.personal import (
     Profile,
     ProfileSettings,
     build_profile,
-    check_diversity,
     interests,
     popularity_vector,
     rank,
@@ -50,14 +49,13 @@ def pg_for_shopper(
     settings: ProfileSettings | None = None,
     now: float | None = None,
 ) -> list[Recommendation]:
-    """`for_shoppers.for_shopper` on a PostgreSQL catalog (same arguments, same scores).
+    """`for_shoppers.for_shopper` on a PostgreSQL catalog (same arguments, checked there;
+    same scores).
 
     Example:
         >>> pg_for_shopper(view, events, "u-1", k=3, diversity=0.0)  # doctest: +SKIP
     """
     settings = settings or ProfileSettings()
-    if diversity is not None:
-        check_diversity(diversity)
     history = events.events(user_id)
     own = sorted({event.item_id for event in history} & view.known_items)
     profile = build_profile(history, {i: n for n, i in enumerate(own)}, settings=settings, now=now)
@@ -75,17 +73,11 @@ def pg_from_examples(
     diversity: float | None = None,
     settings: ProfileSettings | None = None,
 ) -> list[Recommendation]:
-    """`for_shoppers.from_examples` on a PostgreSQL catalog.
+    """`for_shoppers.from_examples` on a PostgreSQL catalog (examples as lists, checked there).
 
     Example:
         >>> pg_from_examples(view, ["dress-12"], ["coat-3"], k=5)  # doctest: +SKIP
     """
-    if diversity is not None:
-        check_diversity(diversity)
-    positive = [positive] if isinstance(positive, str) else list(positive)
-    negative = [negative] if isinstance(negative, str) else list(negative)
-    if not positive:
-        raise ValueError("give at least one positive example")
     for item_id in [*positive, *negative]:
         view.item(item_id)  # UnknownItemError names it
     own = list(dict.fromkeys([*positive, *negative]))
