@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -89,3 +90,73 @@ def test_sigterm_stops_the_server_and_its_workers(small_catalog, embedder, tmp_p
             os.killpg(server.pid, signal.SIGKILL)
         server.wait(5)
         log.close()
+
+
+def test_two_servers_on_one_database_see_each_others_writes(
+    small_catalog, embedder, postgres_url, tmp_path, request
+):
+    import base64
+    import hashlib
+    import json
+
+    pytest.importorskip("psycopg")
+    from serve.conftest import ADMIN, png
+    from stylefinder.jobs.build import build_index
+
+    schema = "serve_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
+    url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema={schema}"
+    build_index(small_catalog, url, embedder=embedder)
+    env = {**os.environ, "STYLEFINDER_ADMIN_KEY": ADMIN}
+    ports, servers, logs = [_free_port(), _free_port()], [], []
+    try:
+        for n, port in enumerate(ports):
+            logs.append((tmp_path / f"serve-{n}.log").open("w"))
+            command = [sys.executable, "-m", "stylefinder.cli", "serve", "--index", url]
+            command += ["--port", str(port)]
+            servers.append(
+                subprocess.Popen(
+                    command, stdout=logs[n], stderr=logs[n], env=env, start_new_session=True
+                )
+            )
+        for n, port in enumerate(ports):
+            ready = _poll(lambda p=port, s=servers[n]: _ready(p) or s.poll() is not None, 90)
+            assert ready and servers[n].poll() is None, (tmp_path / f"serve-{n}.log").read_text()
+
+        def call(port: int, method: str, path: str, body: bytes | None = None, **headers):
+            url_ = f"http://127.0.0.1:{port}{path}"
+            ask = urllib.request.Request(url_, data=body, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(ask, timeout=10) as response:
+                    return response.status, response.read()
+            except urllib.error.HTTPError as error:
+                return error.code, error.read()
+
+        admin = {"X-API-Key": ADMIN}
+        item = json.dumps({"id": "new-1", "image_base64": base64.b64encode(png()).decode()})
+        status, _ = call(ports[0], "POST", "/v1/items", item.encode(), **admin,
+                         **{"Content-Type": "application/json"})  # fmt: skip
+        assert status == 201
+        written = time.monotonic()
+        assert _poll(lambda: call(ports[1], "GET", "/v1/items/new-1")[0] == 200, 1.0)
+        assert time.monotonic() - written < 1.0
+        status, body = call(ports[1], "GET", "/v1/items/new-1/image")
+        assert status == 200 and body == png()
+        status, token = call(ports[1], "POST", "/v1/users/ann/token", **admin)
+        assert status == 201
+        user = {"X-User-Token": json.loads(token)["token"], "Content-Type": "application/json"}
+        event = json.dumps({"item_id": "new-1", "kind": "like"}).encode()
+        assert call(ports[0], "POST", "/v1/users/ann/events", event, **user)[0] == 201
+        written = time.monotonic()
+
+        def seen() -> bool:
+            status, body = call(ports[1], "GET", "/v1/users/ann/export", **admin)
+            return status == 200 and len(json.loads(body)["events"]) == 1
+
+        assert _poll(seen, 1.0) and time.monotonic() - written < 1.0
+    finally:
+        for server in servers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait(5)
+        for log in logs:
+            log.close()
