@@ -168,6 +168,25 @@ def test_items_read_routes(client):
         client.get("/v1/items/fmnist-test-00017/similar", params={"k": 0}), 422, "invalid_request"
     )
     _error(client.get("/v1/items/nope/similar"), 404, "unknown_item")
+    own = item["metadata"]["category"]
+    same = client.get(
+        "/v1/items/fmnist-test-00017/similar", params={"k": 4, "filter": f"category:{own}"}
+    ).json()["results"]
+    nearest = client.get("/v1/items/fmnist-test-00017/similar", params={"k": 100}).json()
+    # the unfiltered order, less the other categories
+    assert [r["id"] for r in same] == [
+        r["id"] for r in nearest["results"] if r["metadata"]["category"] == own
+    ][:4]
+    other = "Bag" if own != "Bag" else "Coat"
+    others = client.get(
+        "/v1/items/fmnist-test-00017/similar", params={"k": 4, "filter": f"category:{other}"}
+    ).json()["results"]
+    assert [r["metadata"]["category"] for r in others] == [other] * 4
+    _error(
+        client.get("/v1/items/fmnist-test-00017/similar", params={"filter": "category"}),
+        422,
+        "invalid_filter",
+    )
     _error(client.get("/v1/items/nope/image"), 404, "unknown_item")
 
     page = client.get("/v1/items", params={"offset": 990, "limit": 50}).json()

@@ -9,7 +9,15 @@ from fastapi.concurrency import run_in_threadpool
 
 from stylefinder.engine import Engine
 from stylefinder.recognize.recognition import CATEGORY_COLUMN, Recognition
-from stylefinder.serve.common import ERRORS, IMAGE_ERRORS, ITEM_ERRORS, ApiError, result_out
+from stylefinder.serve.common import (
+    ERRORS,
+    IMAGE_ERRORS,
+    ITEM_ERRORS,
+    ApiError,
+    filter_errors,
+    query_filters,
+    result_out,
+)
 from stylefinder.serve.deps import get_engine, get_settings, require_read
 from stylefinder.serve.openapi import body_schema
 from stylefinder.serve.schemas import (
@@ -110,10 +118,14 @@ def similar(
     item_id: str,
     request: Request,
     k: int = Query(5, ge=1, le=MAX_K),
+    filter: list[str] = Query(default=[], description="metadata filter COLUMN:VALUE, repeatable"),
     engine: Engine = Depends(get_engine),
 ) -> SearchResponse:
-    """More like this: the k items most similar to catalog item `item_id`, without it."""
-    results = engine.similar(item_id, k=k)
+    """More like this: the k items most similar to catalog item `item_id`, without it, that
+    pass the `filter`s."""
+    filters = query_filters(filter)
+    with filter_errors("invalid_filter"):
+        results = engine.similar(item_id, k=k, filters=filters)
     return SearchResponse(results=[result_out(r, request) for r in results])
 
 
