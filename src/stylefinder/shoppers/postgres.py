@@ -33,11 +33,10 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from stylefinder.errors import DatabaseError, UnknownUserError
 from stylefinder.index.header import utc_now
-from stylefinder.index.pg_connect import DatabaseTarget, open_pool, parse_url
+from stylefinder.index.pg_connect import DatabaseTarget, failure_reason, open_pool, parse_url
 from stylefinder.index.pg_schema import migrate
 from stylefinder.shoppers.base import CsvSource, Event, ImportSummary, KnownItems
 from stylefinder.shoppers.csv_events import csv_batches
@@ -375,7 +374,7 @@ class PostgresEventStore:
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
             raise DatabaseError(
                 f"PostgreSQL at {self.target.redacted} failed while {doing}: "
-                f"{_reason(error, self.target)}; check that the server is up, then retry"
+                f"{failure_reason(error, self.target)}; check that the server is up, then retry"
             ) from error
 
     @contextlib.contextmanager
@@ -405,14 +404,3 @@ def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(timezone.utc).isoformat(timespec="seconds")
-
-
-def _reason(error: BaseException, target: DatabaseTarget) -> str:
-    """The server's own message when it sent one (a query error's first line), else the last
-    line of the driver's (a connection error's cause); without the password should it appear."""
-    diag = getattr(error, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    text = str(error).strip()
-    reason = primary or (text.splitlines()[-1] if text else type(error).__name__)
-    password = urlsplit(target.conninfo).password
-    return reason.replace(password, "***") if password else reason

@@ -20,10 +20,12 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: _NOT_READY})
 def readyz(request: Request) -> Health:
-    """Readiness: the index and the model are loaded."""
+    """Readiness: the index and the model are loaded, and the catalog's store answers (a
+    PostgreSQL server that is down makes this a 503 `database_unavailable`)."""
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         raise ApiError(503, "not_ready", "still loading the index and the model")
+    engine.store.generation()
     return Health(status="ready", items=len(engine), backbone=engine.store.header.backbone)
 
 
