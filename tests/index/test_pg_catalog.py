@@ -19,9 +19,16 @@ pytest.importorskip("psycopg")
 
 from psycopg import sql
 
-from stylefinder.errors import IndexStateError, UnknownItemError
+from stylefinder.errors import DatabaseError, IndexStateError, UnknownItemError
 from stylefinder.index.pg_catalog import PgCatalog
-from stylefinder.index.pg_search import search, search_query, settings
+from stylefinder.index.pg_search import (
+    EXACT_MAX_ROWS,
+    NARROW_EXACT_MAX_ROWS,
+    scan_exactly,
+    search,
+    search_query,
+    settings,
+)
 from stylefinder.types import EmbeddingSpace, Item
 
 SPACE = EmbeddingSpace("test-backbone", "gem", "w0", 8)
@@ -86,7 +93,7 @@ def test_create_open_header_and_space(url):
             ).fetchone()[0]
     assert column == "vector(8)"
     assert "hnsw (embedding vector_cosine_ops)" in index and "m='16'" in index
-    assert "ef_construction='64'" in index
+    assert "ef_construction='128'" in index
 
 
 def test_put_replace_remove_commit_round_trip(catalog):
@@ -214,6 +221,18 @@ def test_a_writer_killed_mid_commit_leaves_the_catalog_as_it_was(url, catalog):
     assert catalog.generation() == before[0] + 1 and "item-0001" not in catalog.ids()
 
 
+def test_a_statement_timeout_is_a_clear_database_error(url, catalog):
+    with PgCatalog.open(url + "&options=-c%20statement_timeout%3D200") as slow:
+        with (
+            pytest.raises(DatabaseError, match="statement timeout") as error,
+            slow.connection() as conn,
+        ):
+            conn.execute("SELECT pg_sleep(3)")
+        assert "check that the server is up" in str(error.value)
+        with slow.connection() as conn:  # the pool's connection still works
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_two_catalog_objects_see_each_others_commits(url, catalog):
     with PgCatalog.open(url) as other:
         assert other.generation() == catalog.generation() == 0
@@ -329,6 +348,14 @@ def test_search_agrees_with_exact_search(url, dim, report):
         again = search(catalog, queries[0], 10, where=where, exclude_ids=excluded)
         assert [item.id for item, _ in again][:7] == [item.id for item, _ in hits[3:]]
         assert not set(excluded) & {item.id for item, _ in again}
+
+
+def test_narrow_filters_are_scored_exactly_and_wide_ones_through_the_index():
+    assert scan_exactly(EXACT_MAX_ROWS, 0.9)  # few rows, whatever their share
+    assert not scan_exactly(EXACT_MAX_ROWS + 1, 0.11)  # many rows, a share the index finds
+    # 1% of 100,000 items: the index would need over 1,000 candidates to find 10 of them
+    assert scan_exactly(1_031, 0.0103)
+    assert not scan_exactly(NARROW_EXACT_MAX_ROWS + 1, 0.01)  # too many rows to score
 
 
 def test_search_small_catalog_and_edge_cases(catalog):

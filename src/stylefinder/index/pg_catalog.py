@@ -4,7 +4,7 @@ vector each, searched through an HNSW index (see `stylefinder.index.pg_search`) 
 
 The vector column's type is fixed when the catalog is created: `vector(dim)`, or `halfvec(dim)`
 above 2,000 dimensions (pgvector's HNSW index takes `vector` up to 2,000 and `halfvec` up to
-4,000), with an HNSW index for cosine distance (m=16, ef_construction=64).
+4,000), with an HNSW index for cosine distance (m=16, ef_construction=128).
 
 Example:
     >>> url = "postgresql:///shop?schema=spring"

@@ -4,10 +4,11 @@ A query runs in one transaction. Where many items pass the filter (or there is n
 the HNSW index with `hnsw.ef_search` and pgvector's iterative scan (`relaxed_order`), which
 goes on scanning until k rows pass the filter; the rows are then sorted by their exact score.
 With a filter, `hnsw.ef_search` grows as the share of items passing shrinks (see
-`filtered_ef_search`). Where few pass (at most `EXACT_MAX_ROWS`, counted once per generation
-and filter), it scores those rows exactly instead: fast, and exact. The planner is told which
-way to go, since it cannot estimate a JSONB filter's selectivity. Scores are cosine
-similarities computed from the stored vectors, `1 - (embedding <=> query)`, best first.
+`filtered_ef_search`). Where few pass (at most `EXACT_MAX_ROWS`, or under 4% of the items and
+at most `NARROW_EXACT_MAX_ROWS`; counted once per generation and filter), it scores those rows
+exactly instead: fast, and exact. The planner is told which way to go, since it cannot
+estimate a JSONB filter's selectivity. Scores are cosine similarities computed from the stored
+vectors, `1 - (embedding <=> query)`, best first.
 
 Example:
     >>> hits = search(catalog, query_vector, 10)  # doctest: +SKIP
@@ -40,6 +41,11 @@ DEFAULT_EF_SEARCH = 100  # HNSW candidates kept per query (pgvector's default: 4
 # 15 us a row (reading its vector) after the filter's GIN lookup; a filtered walk of the index
 # grows as the share shrinks (and its recall falls).
 EXACT_MAX_ROWS = 1_000
+# ...and so are filters too narrow for the index, whose walk would need more than
+# MAX_EF_SEARCH candidates (under 4% of the items pass), up to this many rows. On 100,000
+# items (benchmarks/results/postgres_backend_100000.json), 1,031 rows (1%): the index at
+# ef_search 1,000 25.8 ms p50, recall@10 0.846; exactly 4.0 ms, 1.0.
+NARROW_EXACT_MAX_ROWS = 20_000
 # a filtered walk keeps ef_search candidates, of which the filter's share pass: it keeps enough
 # for about this many to pass. 2,223 of 20,000 rows (11%) pass: recall@10 0.947 at ef_search 100
 # (3.1 ms), 0.983 at the 364 this gives (8.3 ms), 0.987 at 400 (8.7 ms)
@@ -80,8 +86,8 @@ def search(
     with catalog.connection() as conn, conn.transaction():
         if where is not None and exact is not True:
             passing = count_matching(catalog, conn, *_clause(where, []))
-            exact = passing <= EXACT_MAX_ROWS if exact is None else exact
             share = passing / max(1, count_matching(catalog, conn, None, []))
+            exact = scan_exactly(passing, share) if exact is None else exact
             ef_search = filtered_ef_search(ef_search, share)
         elif exact is None:
             exact = count_matching(catalog, conn, None, []) <= EXACT_MAX_ROWS
@@ -131,6 +137,20 @@ def search_query(
     clause, params = _clause(where, sorted(set(exclude_ids)))
     vector = np.asarray(vector, np.float32).reshape(-1)
     return _query(catalog, clause, params, vector, k, exact=exact)
+
+
+def scan_exactly(passing: int, share: float) -> bool:
+    """Whether a filter that `passing` rows (`share` of the items) pass is scored exactly:
+    few rows, or a share too small for the index to find k of them.
+
+    Example:
+        >>> scan_exactly(800, 0.5), scan_exactly(1_031, 0.01), scan_exactly(11_000, 0.11)
+        (True, True, False)
+    """
+    if passing <= EXACT_MAX_ROWS:
+        return True
+    too_narrow = share * MAX_EF_SEARCH < FILTERED_CANDIDATES
+    return too_narrow and passing <= NARROW_EXACT_MAX_ROWS
 
 
 def filtered_ef_search(ef_search: int, share: float) -> int:
