@@ -4,11 +4,11 @@ A query runs in one transaction. Where many items pass the filter (or there is n
 the HNSW index with `hnsw.ef_search` and pgvector's iterative scan (`relaxed_order`), which
 goes on scanning until k rows pass the filter; the rows are then sorted by their exact score.
 With a filter, `hnsw.ef_search` grows as the share of items passing shrinks (see
-`filtered_ef_search`). Where few pass (at most `EXACT_MAX_ROWS`, or under 4% of the items and
-at most `NARROW_EXACT_MAX_ROWS`; counted once per generation and filter), it scores those rows
-exactly instead: fast, and exact. The planner is told which way to go, since it cannot
-estimate a JSONB filter's selectivity. Scores are cosine similarities computed from the stored
-vectors, `1 - (embedding <=> query)`, best first.
+`filtered_ef_search`). Where few pass (at most `EXACT_MAX_ROWS`, or under `EXACT_MAX_SHARE`
+of the items and at most `NARROW_EXACT_MAX_ROWS`; counted once per generation and filter), it
+scores those rows exactly instead: fast, and exact. The planner is told which way to go, since
+it cannot estimate a JSONB filter's selectivity. Scores are cosine similarities computed from
+the stored vectors, `1 - (embedding <=> query)`, best first.
 
 Example:
     >>> hits = search(catalog, query_vector, 10)  # doctest: +SKIP
@@ -41,15 +41,15 @@ DEFAULT_EF_SEARCH = 100  # HNSW candidates kept per query (pgvector's default: 4
 # 15 us a row (reading its vector) after the filter's GIN lookup; a filtered walk of the index
 # grows as the share shrinks (and its recall falls).
 EXACT_MAX_ROWS = 1_000
-# ...and so are filters too narrow for the index, whose walk would need more than
-# MAX_EF_SEARCH candidates (under 4% of the items pass), up to this many rows. On 100,000
-# items (benchmarks/results/postgres_backend_100000.json), 1,031 rows (1%): the index at
-# ef_search 1,000 25.8 ms p50, recall@10 0.846; exactly 4.0 ms, 1.0.
+# ...and so are filters too narrow for the index (under EXACT_MAX_SHARE of the items pass), up
+# to this many rows. On 100,000 items (benchmarks/results/postgres_backend_100000.json), 1,031
+# rows (1%): the index at ef_search 1,000 45 ms p50, recall@10 0.893; exactly 5.8 ms, 1.0.
 NARROW_EXACT_MAX_ROWS = 20_000
+EXACT_MAX_SHARE = 0.04
 # a filtered walk keeps ef_search candidates, of which the filter's share pass: it keeps enough
-# for about this many to pass. 2,223 of 20,000 rows (11%) pass: recall@10 0.947 at ef_search 100
-# (3.1 ms), 0.983 at the 364 this gives (8.3 ms), 0.987 at 400 (8.7 ms)
-FILTERED_CANDIDATES = 40
+# for about this many to pass. 100,000 x 1280-d, 11% passing (benchmarks/pg_filtered_ef.py):
+# recall@10 0.999 at ef_search 100 (5.5 ms), 1.0 at 200 (6.3 ms), 1.0 at 400 (12 ms)
+FILTERED_CANDIDATES = 20
 MAX_EF_SEARCH = 1_000  # pgvector's largest hnsw.ef_search
 MAX_SCAN_TUPLES = 50_000  # iterative scans stop after visiting this many index tuples
 _MATCH_COUNTS_KEPT = 256
@@ -149,8 +149,7 @@ def scan_exactly(passing: int, share: float) -> bool:
     """
     if passing <= EXACT_MAX_ROWS:
         return True
-    too_narrow = share * MAX_EF_SEARCH < FILTERED_CANDIDATES
-    return too_narrow and passing <= NARROW_EXACT_MAX_ROWS
+    return share < EXACT_MAX_SHARE and passing <= NARROW_EXACT_MAX_ROWS
 
 
 def filtered_ef_search(ef_search: int, share: float) -> int:
@@ -159,7 +158,7 @@ def filtered_ef_search(ef_search: int, share: float) -> int:
 
     Example:
         >>> filtered_ef_search(100, 0.5), filtered_ef_search(100, 0.11), filtered_ef_search(100, 0)
-        (100, 364, 1000)
+        (100, 182, 1000)
     """
     wanted = math.ceil(FILTERED_CANDIDATES / share) if share > 0 else MAX_EF_SEARCH
     return min(MAX_EF_SEARCH, max(ef_search, wanted))
