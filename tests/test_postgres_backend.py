@@ -209,14 +209,24 @@ def test_a_killed_index_run_keeps_its_commits_and_resumes(demo, url, tmp_path, e
     watched.close()
 
 
-@pytest.mark.parametrize(
-    "command",
-    [["tune", "--label-column", "category"], ["restore", "--yes"], ["config", "show"], ["app"]],
-)
+@pytest.mark.parametrize("command", [["tune", "--label-column", "category"], ["restore", "--yes"]])
 def test_directory_only_commands_say_so_on_a_url(both, url, capsys, command):
     assert main([*command, "--index", url]) == 1
     err = capsys.readouterr().err
     assert "index directories only" in err and "stylefinder export" in err
+
+
+def test_display_settings_live_in_the_database(both, url, capsys):
+    pg, _ = both
+    assert main(["config", "set", "title=category", "facets=category", "--index", url]) == 0
+    capsys.readouterr()
+    assert main(["config", "show", "--json", "--index", url]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["title"] == "category" and shown["facets"] == ["category"]
+    assert main(["config", "set", "price=no_such_column", "--index", url]) == 2
+    assert "no metadata column 'no_such_column'" in capsys.readouterr().err
+    pg.reload()  # another process (the API, the app) reads them from the catalog
+    assert json.loads(pg.view.state["display"])["title"] == "category"
 
 
 def test_personal_recommendations_are_the_directorys(both):
@@ -252,3 +262,22 @@ def test_the_cold_start_puts_popular_items_first(both):
         pg.record_event(user, items[9 + n], "view")
     first = pg.recommend_for_user("new", k=5, diversity=0.0)
     assert first[0].id == items[7] and len(first) == 5
+
+
+def test_eval_on_a_url_scores_as_on_the_directory(both, url, tmp_path, capsys):
+    from stylefinder.evaluate.retrieval import evaluate_index
+
+    _, directory = both
+    on_pg = evaluate_index(url, label_column="category", ks=(1, 5))
+    on_dir = evaluate_index(directory.store.directory, label_column="category", ks=(1, 5))
+    assert on_pg.items == on_dir.items == ITEMS and not on_pg.tuned
+    assert on_pg.metrics == pytest.approx(on_dir.metrics, abs=1e-6)
+    report = tmp_path / "report"
+    command = ["eval", "--index", url, "--label-column", "category", "--report", str(report)]
+    assert main(command) == 0
+    assert "leave-one-out over 240 items" in capsys.readouterr().out
+    written = json.loads((report / "report.json").read_text())
+    assert written["index"]["directory"].endswith(f"(schema {url.rsplit('schema=', 1)[1]})")
+    assert (report / "samples.png").stat().st_size > 0
+    assert main(["eval", "personalization", "--index", url, "--label-column", "category"]) == 1
+    assert "index directories only" in capsys.readouterr().err

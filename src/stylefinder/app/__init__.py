@@ -19,9 +19,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from stylefinder.errors import NotOnPostgresError
 from stylefinder.index.pg_connect import is_database_url
-from stylefinder.index.store import IndexStore
+from stylefinder.index.stores import open_store
 
 APP_SCRIPT = Path(__file__).with_name("streamlit_app.py")
 #: Streamlit passes the app uploads up to this many times its limit, so that one over the limit
@@ -46,15 +45,12 @@ def upload_ceiling_mb(max_upload_mb: float) -> int:
 
 
 def app_command(
-    index_dir: str | Path, *, port: int = 8501, host: str = "127.0.0.1", max_upload_mb: int = 10
+    index: str | Path, *, port: int = 8501, host: str = "127.0.0.1", max_upload_mb: int = 10
 ) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment that start the web app on `index_dir`."""
-    if is_database_url(str(index_dir)):
-        raise NotOnPostgresError(
-            "the web app reads index directories only, for now: `stylefinder export --index URL "
-            "--to DIR` copies a PostgreSQL catalog into one (`stylefinder serve` takes the URL)"
-        )
-    IndexStore.open(index_dir)  # fail here, with a clear message, if there is no index
+    """The command line and environment that start the web app on `index` (a directory or a
+    PostgreSQL URL)."""
+    store = open_store(index)  # fail here, with a clear message, if there is no index
+    getattr(store, "close", lambda: None)()
     command = [
         sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
         "--server.port", str(port),
@@ -68,16 +64,16 @@ def app_command(
     ]  # fmt: skip
     env = dict(
         os.environ,
-        STYLEFINDER_INDEX=str(Path(index_dir).resolve()),
+        STYLEFINDER_INDEX=str(index) if is_database_url(str(index)) else str(Path(index).resolve()),
         STYLEFINDER_MAX_UPLOAD_MB=str(max_upload_mb),
     )
     return command, env
 
 
-def run_app(index_dir: str | Path, **options) -> int:
+def run_app(index: str | Path, **options) -> int:
     """Start the web app and wait until it stops; returns its exit status, 0 when stopped by
     SIGINT (Ctrl-C), SIGTERM or SIGHUP (which stop the server's whole process group)."""
-    command, env = app_command(index_dir, **options)
+    command, env = app_command(index, **options)
     port, host = options.get("port", 8501), options.get("host", "127.0.0.1")
     print(f"stylefinder web app: http://{host}:{port}  (Ctrl-C stops it)", flush=True)
     return supervise(command, env)

@@ -1,8 +1,8 @@
 """What the web app computes once and keeps: the engine (once per process), thumbnails, and
 per index generation the query's recognition, its same-category filter and the facets.
 
-Cached functions take the engine as `_engine` (Streamlit does not hash it) and the index
-directory and generation as keys, so that a catalog update computes them again.
+Cached functions take the engine as `_engine` (Streamlit does not hash it) and the catalog
+(`catalog_key`) and generation as keys, so that a catalog update computes them again.
 """
 
 from __future__ import annotations
@@ -50,13 +50,30 @@ def png(image: Image.Image, size: int) -> bytes:
     return buffer.getvalue()
 
 
+@st.cache_data(max_entries=1024, show_spinner=False)
+def stored_thumbnail(data: bytes, size: int = THUMBNAIL) -> bytes:
+    """A PNG of an image kept in the database, scaled to fit `size` pixels."""
+    return png(load_image(data), size)
+
+
 def image_of(engine: Engine, item_id: str) -> bytes | None:
     """The thumbnail of a catalog item's image; None when it cannot be read."""
-    path = engine.image_path(engine.item(item_id))
+    item = engine.item(item_id)
     try:
+        if (data := engine.view.stored_image(item)) is not None:  # kept in the database
+            return stored_thumbnail(data)
+        path = engine.image_path(item)
         return thumbnail(path, os.stat(path).st_mtime_ns)
     except (OSError, BadImageError):
         return None
+
+
+def catalog_key(engine: Engine) -> str:
+    """Which catalog the engine reads: its directory, or its database and schema."""
+    directory = getattr(engine.store, "directory", None)
+    if directory is not None:
+        return str(directory)
+    return f"{engine.store.target.redacted}#{engine.store.target.schema}"
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -83,14 +100,17 @@ def same_category(
 def facet_options(_engine: Engine, index: str, generation: int) -> dict[str, list[tuple[str, int]]]:
     """The sidebar's filters: the facet columns of the display settings, each with its values
     and how many items hold them, once per index generation."""
-    snapshot = _engine.snapshot
-    return facets(snapshot.items, read_display(snapshot.state))
+    view = _engine.view
+    return facets(view.items, read_display(view.state))
 
 
 def image_key(engine: Engine, query: Query) -> tuple[str, int, bytes | str, int]:
-    """The cache key of the query's image: index, generation, then bytes or (path, mtime)."""
-    where = (str(engine.store.directory), engine.snapshot.generation)
+    """The cache key of the query's image: catalog, generation, then bytes or (path, mtime)."""
+    where = (catalog_key(engine), engine.view.generation)
     if query.data is not None:
         return (*where, query.data, 0)
-    path = engine.image_path(engine.item(query.item_id))
+    item = engine.item(query.item_id)
+    if (data := engine.view.stored_image(item)) is not None:  # kept in the database
+        return (*where, data, 0)
+    path = engine.image_path(item)
     return (*where, path, os.stat(path).st_mtime_ns)

@@ -42,7 +42,7 @@ def card_grid(
     """Items as bordered cards, COLUMNS to a row: image, title (or id), price, a note, the visible
     details, a shop link, a button that makes the item the query and, given the shopper's
     `opinions`, like and dislike buttons. What shows follows the index's display settings."""
-    settings = read_display(engine.snapshot.state)
+    settings = read_display(engine.view.state)
     with st.container(key=container):
         for start in range(0, len(cards), COLUMNS):
             cells = st.columns(COLUMNS)

@@ -16,12 +16,12 @@ PAGE_SIZE = 20
 def catalog_page(engine: Engine, filters: dict[str, list[str]]) -> None:
     """The index's header and one page of its items passing `filters`."""
     st.title("Catalog")
-    # the header and snapshot, not engine.info(): that also describes every column and counts
+    # the header and view, not engine.info(): that also describes every column and counts
     # shoppers and disk space, too much for each rerun of the page
-    header, snapshot = engine.store.header, engine.snapshot
-    updated_at = snapshot.state.get("updated_at", header.created_at)
+    header, view = engine.store.header, engine.view
+    updated_at = view.state.get("updated_at") or header.created_at
     st.markdown(
-        f"**{len(snapshot):,} items** · backbone **{header.backbone}** ({header.dim}-d, "
+        f"**{len(view):,} items** · backbone **{header.backbone}** ({header.dim}-d, "
         f"{header.pooling} pooling) · created {_when(header.created_at)} · "
         f"last updated {_when(updated_at)}"
     )

@@ -99,9 +99,11 @@ def on_item_id() -> None:
 
 def on_random_item(engine: Engine) -> None:
     """A random catalog item becomes the query."""
-    items = engine.snapshot.items
-    if items:  # a random row that holds an item
-        set_item_query(items[int(random.choice(items.rows()))].id)
+    total = len(engine)
+    if total:
+        page, _ = engine.browse(offset=random.randrange(total), limit=1)
+        if page:
+            set_item_query(page[0].id)
 
 
 def on_same_category() -> None:

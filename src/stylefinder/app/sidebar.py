@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import streamlit as st
 
-from stylefinder.app.cache import facet_options
+from stylefinder.app.cache import catalog_key, facet_options
 from stylefinder.app.markup import plain
 from stylefinder.engine import Engine
 
@@ -21,7 +21,7 @@ def sidebar(engine: Engine) -> dict[str, list[str]]:
     st.sidebar.radio("Page", ["Find similar", "Catalog"], key="page")
     st.sidebar.slider("Results", 1, 20, 5, key="k")
     filters: dict[str, list[str]] = {}
-    options = facet_options(engine, str(engine.store.directory), engine.snapshot.generation)
+    options = facet_options(engine, catalog_key(engine), engine.view.generation)
     if options:
         st.sidebar.subheader("Filters")
         st.sidebar.caption("Applied before ranking: you still get k results when they exist.")

@@ -7,7 +7,7 @@ import json
 
 
 def config_set(args: argparse.Namespace) -> int:
-    """`stylefinder config set KEY=VALUE ... --index DIR`: write display settings."""
+    """`stylefinder config set KEY=VALUE ... --index DIR|URL`: write display settings."""
     from stylefinder.recommend.display import parse_display_assignments, write_display
 
     settings = write_display(args.index, parse_display_assignments(args.assignments))
@@ -17,15 +17,16 @@ def config_set(args: argparse.Namespace) -> int:
 
 
 def config_show(args: argparse.Namespace) -> int:
-    """`stylefinder config show --index DIR`: print the display settings."""
-    from stylefinder.index.store import IndexStore
+    """`stylefinder config show --index DIR|URL`: print the display settings."""
+    from stylefinder.index.stores import open_store
     from stylefinder.recommend.display import facet_columns, read_display
+    from stylefinder.recommend.views import open_view
 
-    snapshot = IndexStore.open(args.index).snapshot()
-    settings = read_display(snapshot.state)
+    view = open_view(open_store(args.index))
+    settings = read_display(view.state)
     shown = settings.to_dict()
     if settings.facets is None:
-        shown["facets"] = f"auto: {', '.join(facet_columns(snapshot.items, settings)) or 'none'}"
+        shown["facets"] = f"auto: {', '.join(facet_columns(view.items, settings)) or 'none'}"
     if args.json:
         print(json.dumps(shown, indent=2, ensure_ascii=False))
     else:

@@ -19,6 +19,7 @@ from stylefinder.catalog.images import load_image
 from stylefinder.engine import Engine
 from stylefinder.errors import BadImageError
 from stylefinder.evaluate.retrieval import RetrievalEvaluation
+from stylefinder.index.pg_connect import is_database_url, parse_url
 
 
 def environment_info() -> dict:
@@ -52,7 +53,7 @@ def write_report(
         "command": command,
         **environment_info(),
         "index": {
-            "directory": str(index_dir),
+            "directory": _where(index_dir),
             "backbone": header.backbone,
             "pooling": header.pooling,
             "dim": result.dim or header.dim,  # the space scored: the tuned one if any
@@ -73,6 +74,14 @@ def write_report(
     files.append(_confusion_plot(result, out / "confusion.png"))
     files.append(_samples_plot(result, engine, out / "samples.png", samples, seed))
     return files
+
+
+def _where(index: str | Path) -> str:
+    """The index's directory, or its database and schema without the password."""
+    if not is_database_url(str(index)):
+        return str(index)
+    target = parse_url(str(index))
+    return f"{target.redacted} (schema {target.schema})"
 
 
 def _markdown(payload: dict) -> str:
@@ -180,7 +189,8 @@ def _samples_plot(
             ax = axes[row, col]
             item = engine.item(result.item_ids[item_row])
             try:
-                ax.imshow(load_image(engine.image_path(item)))
+                stored = engine.view.stored_image(item)  # an API item's, in the database
+                ax.imshow(load_image(stored if stored is not None else engine.image_path(item)))
             except BadImageError:  # a missing or unreadable file must not stop the report
                 ax.text(0.5, 0.5, "missing", ha="center", va="center")
             same = result.labels[item_row] == result.labels[query]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stylefinder.evaluate.metrics import leave_one_out_neighbours
+from stylefinder.index.pg_connect import is_database_url
 from stylefinder.index.store import IndexStore
 
 
@@ -101,11 +102,13 @@ def evaluate_index(
     ks: Sequence[int] = (1, 5, 10),
     raw: bool = False,
 ) -> RetrievalEvaluation:
-    """Leave-one-out evaluation of the labeled items of an index (items without the label
-    column are left out), in the space queries use: through the index's tuned projection if it
-    has one, unless `raw`."""
+    """Leave-one-out evaluation of the labeled items of an index (a directory, or a PostgreSQL
+    URL; items without the label column are left out), in the space queries use: through the
+    index's tuned projection if it has one, unless `raw`."""
     from stylefinder.recommend.projection import Projection, labeled_rows
 
+    if is_database_url(str(index_dir)):
+        return _evaluate_database(str(index_dir), label_column=label_column, ks=ks)
     snapshot = IndexStore.open(index_dir).snapshot()
     by_row = snapshot.items.by_row()
     rows = labeled_rows(by_row, label_column)
@@ -124,6 +127,22 @@ def evaluate_index(
             "items: compare with --raw, tune on another index (`stylefinder tune "
             "--train-index OTHER`) or run `stylefinder eval fashion-mnist` for an honest figure"
         )
+    return result
+
+
+def _evaluate_database(url: str, *, label_column: str, ks: Sequence[int]) -> RetrievalEvaluation:
+    """`evaluate_index` of a PostgreSQL catalog: its labeled items' vectors, read from the
+    database once (no tuned projection: `tune` works on directories only)."""
+    from stylefinder.index.pg_catalog import PgCatalog
+    from stylefinder.recommend.projection import labeled_rows
+
+    with PgCatalog.open(url) as catalog:
+        items = catalog.items(catalog.ids())
+        labeled = [items[r] for r in labeled_rows(items, label_column)]
+        vectors = np.asarray(catalog.vectors_of([item.id for item in labeled]), np.float32)
+    result = retrieval_metrics(vectors, [str(i.metadata[label_column]) for i in labeled], ks)
+    result.item_ids = [item.id for item in labeled]
+    result.dim, result.tuned = int(vectors.shape[1]), False
     return result
 
 

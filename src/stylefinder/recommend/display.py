@@ -124,9 +124,10 @@ def read_display(state: Mapping[str, str]) -> DisplaySettings:
 
 
 def write_display(
-    index_dir: str | Path, settings: DisplaySettings | Mapping[str, object]
+    index: str | Path, settings: DisplaySettings | Mapping[str, object]
 ) -> DisplaySettings:
-    """Store display settings in the index at `index_dir`; returns what is stored.
+    """Store display settings in the catalog at `index` (a directory or a PostgreSQL URL);
+    returns what is stored.
 
     `settings` replaces the stored settings when it is a `DisplaySettings`, or updates them when
     it is a mapping (as `parse_display_assignments` gives). Every column named by the new
@@ -137,19 +138,33 @@ def write_display(
         >>> write_display("shop-index", {"title": "productDisplayName"})  # doctest: +SKIP
         DisplaySettings(title='productDisplayName', price=None, link=None, facets=None, hidden=())
     """
-    from stylefinder.index.store import IndexStore  # data flows down: only this writer writes
+    from stylefinder.index.stores import open_store  # data flows down: only this writer writes
 
-    with IndexStore.open(index_dir).writer() as writer:
-        current = read_display(writer.base.state)
-        if isinstance(settings, DisplaySettings):
-            new, named = settings, settings.columns()
-        else:
-            parsed = DisplaySettings.from_dict(settings)  # checks the keys and the types
-            changes = {key: getattr(parsed, key) for key in settings}
-            new, named = dataclasses.replace(current, **changes), parsed.columns()
-        _check_columns(named, writer.base.items, index_dir)
-        writer.set_state(STATE_KEY, json.dumps(new.to_dict(), sort_keys=True))
+    store = open_store(index)
+    try:
+        with store.writer() as writer:
+            state, items = _written_over(store, writer)
+            current = read_display(state)
+            if isinstance(settings, DisplaySettings):
+                new, named = settings, settings.columns()
+            else:
+                parsed = DisplaySettings.from_dict(settings)  # checks the keys and the types
+                changes = {key: getattr(parsed, key) for key in settings}
+                new, named = dataclasses.replace(current, **changes), parsed.columns()
+            _check_columns(named, items, index)
+            writer.set_state(STATE_KEY, json.dumps(new.to_dict(), sort_keys=True))
+    finally:
+        getattr(store, "close", lambda: None)()
     return new
+
+
+def _written_over(store, writer) -> tuple[Mapping[str, object], Sequence[Item]]:
+    """The state and items a writer writes over: a directory's base snapshot, or a PostgreSQL
+    catalog's committed rows."""
+    base = getattr(writer, "base", None)
+    if base is not None:
+        return base.state, base.items
+    return {STATE_KEY: store.state(STATE_KEY)}, store.items(store.ids())
 
 
 def _check_columns(named: set[str], items: Sequence[Item], index_dir: str | Path) -> None:

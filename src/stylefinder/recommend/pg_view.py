@@ -46,7 +46,7 @@ _MATRIX_PARTS = frozenset(
         "results",
     ]
 )
-DIRECTORY_ONLY = "tune, eval and the web app"
+DIRECTORY_ONLY = "tune and `eval personalization`"
 
 
 class PgCatalogView:
@@ -136,7 +136,8 @@ class PgCatalogView:
         )
 
     @cached_property
-    def _items(self) -> list[Item]:
+    def items(self) -> list[Item]:
+        """Every item of this generation, by id (read once, on first use)."""
         return self.store.items(self.store.ids())
 
     def stored_image(self, item: Item) -> bytes | None:
@@ -146,7 +147,7 @@ class PgCatalogView:
     @cached_property
     def filter_columns(self) -> dict[str, list[str]]:
         """Columns with few enough distinct values to filter on, and their values."""
-        return {} if self._size > ITEMS_FOR_FILTER_VALUES else column_values(self._items)
+        return {} if self._size > ITEMS_FOR_FILTER_VALUES else column_values(self.items)
 
     def info(self, *, shoppers: int, events: int) -> IndexInfo:
         """Backbone, size, dates, columns and search settings of the catalog
@@ -158,7 +159,7 @@ class PgCatalogView:
             ).fetchone()[0]
         columns = [
             {"name": c.name, "kind": c.kind, "distinct": c.distinct, "filled": c.filled}
-            for c in describe_columns(self._items)
+            for c in describe_columns(self.items)
         ]
         return IndexInfo(
             directory=f"{store.target.redacted} (schema {store.target.schema})",

@@ -94,6 +94,11 @@ class CatalogView:
         return self.snapshot.state
 
     @property
+    def items(self) -> Sequence[Item]:
+        """Every item of this generation."""
+        return self.snapshot.items
+
+    @property
     def known_items(self) -> Snapshot:
         """The item ids shoppers' events may name (see `shoppers.base.KnownItems`)."""
         return self.snapshot
