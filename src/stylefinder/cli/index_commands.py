@@ -58,6 +58,9 @@ def _run_index(args: argparse.Namespace, *, allow_removals: bool) -> int:
         progress=not args.no_progress and not args.json,
         recognize=not args.no_recognize,
         imagenet_categories=args.imagenet_categories,
+        engine=args.engine,
+        ray_address=args.address,
+        ray_workers=args.workers,
     )
     if args.json:
         payload = dict(summary.__dict__, images_per_second=summary.images_per_second)

@@ -21,7 +21,7 @@ from stylefinder.cli import (
     shopper_commands,
 )
 from stylefinder.embed.registry import DEFAULT_BACKBONE, POOLINGS
-from stylefinder.jobs.build import DEFAULT_MAX_REMOVAL_SHARE
+from stylefinder.jobs.build import DEFAULT_MAX_REMOVAL_SHARE, ENGINES
 
 FILTER_HELP = (
     "only items whose metadata COLUMN is VALUE: a,b for any of, text case-insensitive; numbers: "
@@ -132,6 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="how searches find candidates: exact (every row scored), hnsw (a faiss graph, "
         "for large catalogs), auto (hnsw from 20,000 items; the default, or what the index "
         "was last built with)",
+    )
+    index.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="where images are decoded and embedded: here, or on a Ray cluster "
+        "(pip install 'stylefinder[ray]')",
+    )
+    index.add_argument(
+        "--address",
+        help="with --engine ray: the cluster (auto: the running one, ray://HOST:10001; "
+        "default: a local cluster for this run)",
+    )
+    index.add_argument(
+        "--workers", type=int, help="with --engine ray: embedding actors (default: one per CPU)"
     )
     index.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -80,6 +80,7 @@ class IndexSummary:
 
 ProgressFactory = Callable[[int], object]
 DEFAULT_MAX_REMOVAL_SHARE = 0.2  # a run removing more of the catalog than this stops first
+ENGINES = ("local", "ray")  # where images are decoded and embedded
 
 
 def build_index(
@@ -104,6 +105,9 @@ def build_index(
     max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE,
     rebuild: bool = False,
     ann: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
 ) -> IndexSummary:
     """Index the images under `catalog_dir` into `index_dir` (created or updated in place).
 
@@ -120,6 +124,9 @@ def build_index(
     `replaced-<time>/` folder inside the index) and builds it anew. `ann` ("auto", "exact",
     "hnsw"; default: what the index was last built with) chooses how searches find candidates;
     a graph is built, or grown, when the run commits (see `stylefinder.index.vector_index`).
+    `engine="ray"` decodes and embeds on a Ray cluster (`ray_address`: None starts a local one,
+    "auto" joins the running one; `ray_workers` actors, default one per CPU), everything else
+    staying here (see `stylefinder.jobs.ray_engine`).
 
     Example:
         >>> build_index("photos", "index", dry_run=True).removed_ids  # doctest: +SKIP
@@ -178,6 +185,13 @@ def build_index(
             batch_size=batch_size,
             threads=threads,
         )
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
+    stream = embedder
+    if engine == "ray":
+        from stylefinder.jobs.ray_engine import RayStream
+
+        stream = RayStream(embedder, address=ray_address, workers=ray_workers)
     store = open_or_create(index_dir, embedder.space)
     writer = run_writer(store, base=base, ann=ann, progress=progress)
     with writer:  # reuses base's items
@@ -211,7 +225,7 @@ def build_index(
         embed_started = time.perf_counter()
         sources = ((item_id, entry.file.abspath) for item_id, (entry, _) in to_embed.items())
         annotate = image_colours if recognize else None  # named while the image is decoded
-        for batch in embedder.embed_stream(sources, annotate=annotate):
+        for batch in stream.embed_stream(sources, annotate=annotate):
             categories = None
             if recognize and imagenet_categories and batch.probabilities is not None:
                 categories = predict_garments(batch.probabilities)
