@@ -142,8 +142,9 @@ def test_a_database_that_goes_down_is_a_503_and_the_api_recovers_when_it_is_back
                 assert "PostgreSQL" in error["message"] and "Traceback" not in error["message"]
             server.start()
             started = time.monotonic()
-            while (again := client.get(similar)).status_code != 200:  # no restart needed
-                assert time.monotonic() - started < 10, again.text
+            # no restart needed; the pool backs off between its reconnection attempts while down
+            while (again := client.get(similar)).status_code != 200:
+                assert time.monotonic() - started < 60, again.text
             assert len(again.json()["results"]) == 5
             assert client.post("/v1/users/ann/token", headers=ADMIN_HEADERS).status_code == 201
     finally:
