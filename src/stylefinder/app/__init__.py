@@ -49,8 +49,7 @@ def app_command(
 ) -> tuple[list[str], dict[str, str]]:
     """The command line and environment that start the web app on `index` (a directory or a
     PostgreSQL URL)."""
-    store = open_store(index)  # fail here, with a clear message, if there is no index
-    getattr(store, "close", lambda: None)()
+    open_store(index).close()  # fail here, with a clear message, if there is no index
     command = [
         sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
         "--server.port", str(port),

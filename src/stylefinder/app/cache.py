@@ -73,7 +73,7 @@ def catalog_key(engine: Engine) -> str:
     directory = getattr(engine.store, "directory", None)
     if directory is not None:
         return str(directory)
-    return f"{engine.store.target.redacted}#{engine.store.target.schema}"
+    return engine.store.target.described
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

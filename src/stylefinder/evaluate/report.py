@@ -19,7 +19,7 @@ from stylefinder.catalog.images import load_image
 from stylefinder.engine import Engine
 from stylefinder.errors import BadImageError
 from stylefinder.evaluate.retrieval import RetrievalEvaluation
-from stylefinder.index.pg_connect import is_database_url, parse_url
+from stylefinder.index.pg_connect import shown_location
 
 
 def environment_info() -> dict:
@@ -53,7 +53,7 @@ def write_report(
         "command": command,
         **environment_info(),
         "index": {
-            "directory": _where(index_dir),
+            "directory": shown_location(index_dir),
             "backbone": header.backbone,
             "pooling": header.pooling,
             "dim": result.dim or header.dim,  # the space scored: the tuned one if any
@@ -74,14 +74,6 @@ def write_report(
     files.append(_confusion_plot(result, out / "confusion.png"))
     files.append(_samples_plot(result, engine, out / "samples.png", samples, seed))
     return files
-
-
-def _where(index: str | Path) -> str:
-    """The index's directory, or its database and schema without the password."""
-    if not is_database_url(str(index)):
-        return str(index)
-    target = parse_url(str(index))
-    return f"{target.redacted} (schema {target.schema})"
 
 
 def _markdown(payload: dict) -> str:

@@ -107,18 +107,21 @@ def evaluate_index(
     index's tuned projection if it has one, unless `raw`."""
     from stylefinder.recommend.projection import Projection, labeled_rows
 
-    if is_database_url(str(index_dir)):
-        return _evaluate_database(str(index_dir), label_column=label_column, ks=ks)
-    snapshot = IndexStore.open(index_dir).snapshot()
-    by_row = snapshot.items.by_row()
-    rows = labeled_rows(by_row, label_column)
-    labels = [str(by_row[r].metadata[label_column]) for r in rows]
-    vectors = np.asarray(snapshot.vectors[rows])
-    projection = None if raw else Projection.load(index_dir)
+    if is_database_url(str(index_dir)):  # `tune` works on directories only: no projection
+        item_ids, labels, vectors = _labeled_in_database(str(index_dir), label_column)
+        projection = None
+    else:
+        snapshot = IndexStore.open(index_dir).snapshot()
+        by_row = snapshot.items.by_row()
+        rows = labeled_rows(by_row, label_column)
+        item_ids = [by_row[r].id for r in rows]
+        labels = [str(by_row[r].metadata[label_column]) for r in rows]
+        vectors = np.asarray(snapshot.vectors[rows])
+        projection = None if raw else Projection.load(index_dir)
     if projection is not None:
         vectors = projection.apply(vectors)
     result = retrieval_metrics(vectors, labels, ks)
-    result.item_ids = [by_row[r].id for r in rows]
+    result.item_ids = item_ids
     result.dim, result.tuned = int(vectors.shape[1]), projection is not None
     if projection is not None and _learned_from(projection.info, index_dir, label_column):
         result.warnings.append(
@@ -130,20 +133,16 @@ def evaluate_index(
     return result
 
 
-def _evaluate_database(url: str, *, label_column: str, ks: Sequence[int]) -> RetrievalEvaluation:
-    """`evaluate_index` of a PostgreSQL catalog: its labeled items' vectors, read from the
-    database once (no tuned projection: `tune` works on directories only)."""
+def _labeled_in_database(url: str, label_column: str) -> tuple[list[str], list[str], np.ndarray]:
+    """The ids, labels and vectors of a PostgreSQL catalog's labeled items, read once."""
     from stylefinder.index.pg_catalog import PgCatalog
     from stylefinder.recommend.projection import labeled_rows
 
     with PgCatalog.open(url) as catalog:
         items = catalog.items(catalog.ids())
         labeled = [items[r] for r in labeled_rows(items, label_column)]
-        vectors = np.asarray(catalog.vectors_of([item.id for item in labeled]), np.float32)
-    result = retrieval_metrics(vectors, [str(i.metadata[label_column]) for i in labeled], ks)
-    result.item_ids = [item.id for item in labeled]
-    result.dim, result.tuned = int(vectors.shape[1]), False
-    return result
+        vectors = catalog.vectors_of([item.id for item in labeled])
+    return [i.id for i in labeled], [str(i.metadata[label_column]) for i in labeled], vectors
 
 
 def _learned_from(info: dict, index_dir: str | Path, label_column: str) -> bool:

@@ -136,6 +136,13 @@ class Manifest:
             finally:
                 con.execute("COMMIT")
 
+    def close(self) -> None:
+        """Close the shared read connection (the next read opens it again)."""
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
     @contextlib.contextmanager
     def transaction(self):
         """A connection inside `BEGIN IMMEDIATE`: committed when the block ends, rolled back

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stylefinder.errors import DatabaseError, IndexStateError, UnknownItemError
+from stylefinder.errors import IndexStateError, UnknownItemError
 from stylefinder.index.header import IndexHeader
-from stylefinder.index.pg_connect import DatabaseTarget, failure_reason, open_pool, parse_url
+from stylefinder.index.pg_connect import DatabaseTarget, database_failure, open_pool, parse_url
 from stylefinder.index.pg_schema import LATEST, migrate, schema_version
 from stylefinder.index.pg_tables import (
     GENERATION_KEY,
@@ -204,10 +204,7 @@ class PgCatalog:
                     self._register(conn)
                 yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            raise DatabaseError(
-                f"PostgreSQL at {self.target.redacted} failed: "
-                f"{failure_reason(error, self.target)}; check that the server is up, then retry"
-            ) from error
+            raise database_failure(error, self.target) from error
 
     def _register(self, conn: psycopg.Connection) -> None:
         from pgvector.psycopg.halfvec import register_halfvec_info

@@ -54,6 +54,23 @@ class DatabaseTarget:
         netloc = f"{parts.username}:***@{host}"
         return urlunsplit(parts._replace(netloc=netloc))
 
+    @property
+    def described(self) -> str:
+        """The URL without its password, and the schema: for messages and reports."""
+        return f"{self.redacted} (schema {self.schema})"
+
+
+def shown_location(location: object) -> str:
+    """A catalog's location for messages and reports: a directory as given, a URL without its
+    password and with its schema.
+
+    Example:
+        >>> shown_location("postgresql://shop:pw@db/catalog?schema=spring")
+        'postgresql://shop:***@db/catalog (schema spring)'
+    """
+    text = str(location)
+    return parse_url(text).described if is_database_url(text) else text
+
 
 def parse_url(url: str) -> DatabaseTarget:
     """Split `url` into libpq's URL and the catalog's schema (`?schema=`, default
@@ -183,6 +200,24 @@ def failure_reason(error: BaseException, target: DatabaseTarget) -> str:
     reason = primary or (text.splitlines()[-1] if text else type(error).__name__)
     password = urlsplit(target.conninfo).password
     return reason.replace(password, "***") if password else reason
+
+
+def database_failure(
+    error: BaseException, target: DatabaseTarget, doing: str | None = None
+) -> DatabaseError:
+    """The `DatabaseError` for a server failure (down, a dropped connection, no free pooled
+    connection in time, a statement timeout) met while `doing` something, with its reason.
+
+    Example:
+        >>> error = database_failure(OSError("timeout expired"), parse_url("postgresql://h/db"))
+        >>> str(error).split("; ")[0]
+        'PostgreSQL at postgresql://h/db failed: timeout expired'
+    """
+    during = f" while {doing}" if doing else ""
+    return DatabaseError(
+        f"PostgreSQL at {target.redacted} failed{during}: {failure_reason(error, target)}; "
+        "check that the server is up, then retry"
+    )
 
 
 def _psycopg():

@@ -55,6 +55,11 @@ class IndexStore:
         self.header = header
         self.manifest = Manifest(self.directory)  # its read connection shared by snapshots
 
+    def close(self) -> None:
+        """Close the manifest's shared read connection (a later read opens it again); the
+        counterpart of `PgCatalog.close`."""
+        self.manifest.close()
+
     # -- opening ---------------------------------------------------------------------------------
 
     @staticmethod

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from stylefinder.errors import IndexStateError
-from stylefinder.index.pg_connect import is_database_url, parse_url
+from stylefinder.index.pg_connect import shown_location
 from stylefinder.index.store import IndexStore
 from stylefinder.jobs.targets import base_of, existing_store, open_or_create
 from stylefinder.shoppers.stores import shoppers_of
@@ -61,13 +61,13 @@ def export_catalog(source: str | Path, destination: str | Path) -> ExportSummary
     """
     origin = existing_store(source)
     if origin is None:
-        raise IndexStateError(f"no catalog at {_shown(source)} to export")
+        raise IndexStateError(f"no catalog at {shown_location(source)} to export")
     if existing_store(destination) is not None:
         raise IndexStateError(
-            f"{_shown(destination)} already holds a catalog: export into a new directory or "
-            "schema (?schema=NAME), or remove that one first"
+            f"{shown_location(destination)} already holds a catalog: export into a new "
+            "directory or schema (?schema=NAME), or remove that one first"
         )
-    summary = ExportSummary(_shown(source), _shown(destination))
+    summary = ExportSummary(shown_location(source), shown_location(destination))
     base = base_of(origin)
     target = open_or_create(destination, origin.header.space)
     state = _state(origin, base)
@@ -132,12 +132,3 @@ def _copy_shoppers(origin, target, known: set[str], summary: ExportSummary) -> N
         destination.add_events(user_id, rows, known_items=known)
         summary.shoppers += 1
         summary.events += len(kept)
-
-
-def _shown(location: str | Path) -> str:
-    """A location for messages: a URL without its password."""
-    text = str(location)
-    if is_database_url(text):
-        target = parse_url(text)
-        return f"{target.redacted} (schema {target.schema})"
-    return text

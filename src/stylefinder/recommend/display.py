@@ -154,7 +154,7 @@ def write_display(
             _check_columns(named, items, index)
             writer.set_state(STATE_KEY, json.dumps(new.to_dict(), sort_keys=True))
     finally:
-        getattr(store, "close", lambda: None)()
+        store.close()
     return new
 
 

@@ -162,7 +162,7 @@ class PgCatalogView:
             for c in describe_columns(self.items)
         ]
         return IndexInfo(
-            directory=f"{store.target.redacted} (schema {store.target.schema})",
+            directory=store.target.described,
             items=self._size,
             backbone=header.backbone,
             pooling=header.pooling,

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from stylefinder.errors import DatabaseError, UnknownUserError
 from stylefinder.index.header import utc_now
-from stylefinder.index.pg_connect import DatabaseTarget, failure_reason, open_pool, parse_url
+from stylefinder.index.pg_connect import DatabaseTarget, database_failure, open_pool, parse_url
 from stylefinder.index.pg_schema import migrate
 from stylefinder.shoppers.base import CsvSource, Event, ImportSummary, KnownItems
 from stylefinder.shoppers.csv_events import csv_batches
@@ -372,10 +372,7 @@ class PostgresEventStore:
             with pool.connection(timeout=self.timeout) as conn:
                 yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            raise DatabaseError(
-                f"PostgreSQL at {self.target.redacted} failed while {doing}: "
-                f"{failure_reason(error, self.target)}; check that the server is up, then retry"
-            ) from error
+            raise database_failure(error, self.target, doing) from error
 
     @contextlib.contextmanager
     def _transaction(self, doing: str) -> Iterator[psycopg.Connection]:
