@@ -131,3 +131,52 @@ def test_a_worker_killed_mid_run_is_replaced_and_every_item_indexed(
     assert len(contents) == MANY
     first = sorted(contents)[0]
     np.testing.assert_allclose(contents[first][0], embedder.embed_one(folder / first), atol=1e-5)
+
+
+def test_a_driver_killed_mid_run_resumes_without_embedding_committed_photos_again(
+    ray_cluster, demo, tmp_path, embedder
+):
+    """`stylefinder index --engine ray` SIGKILLed after a checkpoint, then run again on the
+    same cluster: what it committed stays, and only the rest is embedded."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for path in sorted((demo.root / "images").glob("*.png"))[:MANY]:
+        shutil.copy2(path, folder / path.name)
+    index = tmp_path / "ix"
+    address = ray_cluster.get_runtime_context().gcs_address
+    command = [sys.executable, "-m", "stylefinder.cli", "index", str(folder), "--index", str(index)]
+    command += ["--engine", "ray", "--address", address, "--workers", "2"]
+    command += ["--checkpoint-seconds", "0.5"]
+    driver = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    committed = 0
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline and driver.poll() is None:
+            try:
+                committed = len(IndexStore.open(index).snapshot())
+            except (OSError, StylefinderError):  # no first commit yet
+                committed = 0
+            if committed >= 100:
+                break
+            time.sleep(0.2)
+        assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
+        os.kill(driver.pid, signal.SIGKILL)
+    finally:
+        driver.kill()
+        driver.wait(30)
+    kept = len(IndexStore.open(index).snapshot())  # a commit may have landed after the count
+    assert 100 <= committed <= kept < MANY, (committed, kept)
+    again = build_index(folder, index, embedder=embedder, engine="ray", ray_workers=2)
+    assert again.unchanged == kept  # nothing committed embedded twice
+    assert again.embedded == MANY - kept and not again.skipped
+    contents = _contents(index)
+    assert len(contents) == MANY
+    last = sorted(contents)[-1]
+    np.testing.assert_allclose(contents[last][0], embedder.embed_one(folder / last), atol=1e-5)
