@@ -150,10 +150,14 @@ def _passes(item: Item, filters: dict) -> bool:
     return all(item.metadata.get(column) == value for column, value in filters.items())
 
 
-def measure_writes(catalog: PgCatalog, dim: int, rng: np.random.Generator, n: int) -> dict:
+def measure_writes(
+    catalog: PgCatalog | IndexStore, dim: int, rng: np.random.Generator, n: int
+) -> dict:
+    """ms per one-item commit: `n` adds of a random unit vector, then their removals."""
     adds, removes = [], []
     for k in range(n):
         vector = rng.normal(size=dim).astype(np.float32)
+        vector /= np.linalg.norm(vector)
         started = time.perf_counter()
         with catalog.writer() as writer:
             writer.put(Item(f"new{k}", "new.png", "h", metadata={"category": "Coat"}), vector)
@@ -194,26 +198,13 @@ def directory_side(
             recalls.append(len({int(hit.id[1:]) for hit in hits} & truth) / 10)
         recall = round(float(np.mean(recalls)), 3)
         searches.append({"filter": name, **percentiles(times), "recall_at_10": recall})
-    rng = np.random.default_rng(1)
-    adds, removes = [], []
-    for k in range(writes):
-        vector = rng.normal(size=vectors.shape[1]).astype(np.float32)
-        vector /= np.linalg.norm(vector)
-        begun = time.perf_counter()
-        with store.writer() as writer:
-            writer.put(Item(f"new{k}", "new.png", "h", metadata={"category": "Coat"}), vector)
-        adds.append((time.perf_counter() - begun) * 1000)
-    for k in range(writes):
-        begun = time.perf_counter()
-        with store.writer() as writer:
-            writer.remove(f"new{k}")
-        removes.append((time.perf_counter() - begun) * 1000)
+    writes = measure_writes(store, vectors.shape[1], np.random.default_rng(1), writes)
     params = store.snapshot().index.params
     result = {
         "build_s": round(build_s, 1),
         "search_index": {key: params.get(key) for key in ("kind", "search_width", "recall_at_10")},
         "searches": searches,
-        "writes": {"add_one": percentiles(adds), "remove_one": percentiles(removes)},
+        "writes": writes,
     }
     return folder, result
 

@@ -37,6 +37,16 @@ def photos(demo, tmp_path) -> Path:
     return folder
 
 
+@pytest.fixture
+def many_photos(demo, tmp_path) -> Path:
+    """The whole 1,000-photo demo catalog in a folder of its own."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for path in sorted((demo.root / "images").glob("*.png"))[:MANY]:
+        shutil.copy2(path, folder / path.name)
+    return folder
+
+
 def _contents(index: Path) -> dict[str, tuple[np.ndarray, dict]]:
     snapshot = IndexStore.open(index).snapshot()
     return {
@@ -96,17 +106,13 @@ def _embedding_workers() -> list[int]:
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_every_item_indexed(
-    ray_cluster, demo, tmp_path, embedder
+    ray_cluster, many_photos, tmp_path, embedder
 ):
     import os
     import signal
     import threading
     import time
 
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for path in sorted((demo.root / "images").glob("*.png"))[:MANY]:
-        shutil.copy2(path, folder / path.name)
     killed: list[float] = []  # when
 
     def kill_one() -> None:
@@ -121,7 +127,9 @@ def test_a_worker_killed_mid_run_is_replaced_and_every_item_indexed(
 
     killer = threading.Thread(target=kill_one, daemon=True)
     killer.start()
-    summary = build_index(folder, tmp_path / "ix", embedder=embedder, engine="ray", ray_workers=2)
+    summary = build_index(
+        many_photos, tmp_path / "ix", embedder=embedder, engine="ray", ray_workers=2
+    )
     finished = time.monotonic()
     killer.join()
     assert killed, "no embedding worker was seen to kill"
@@ -130,26 +138,30 @@ def test_a_worker_killed_mid_run_is_replaced_and_every_item_indexed(
     contents = _contents(tmp_path / "ix")
     assert len(contents) == MANY
     first = sorted(contents)[0]
-    np.testing.assert_allclose(contents[first][0], embedder.embed_one(folder / first), atol=1e-5)
+    np.testing.assert_allclose(
+        contents[first][0], embedder.embed_one(many_photos / first), atol=1e-5
+    )
 
 
 def test_a_driver_killed_mid_run_resumes_without_embedding_committed_photos_again(
-    ray_cluster, demo, tmp_path, embedder
+    ray_cluster, many_photos, tmp_path, embedder
 ):
     """`stylefinder index --engine ray` SIGKILLed after a checkpoint, then run again on the
     same cluster: what it committed stays, and only the rest is embedded."""
-    import os
-    import signal
     import subprocess
     import time
 
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for path in sorted((demo.root / "images").glob("*.png"))[:MANY]:
-        shutil.copy2(path, folder / path.name)
     index = tmp_path / "ix"
     address = ray_cluster.get_runtime_context().gcs_address
-    command = [sys.executable, "-m", "stylefinder.cli", "index", str(folder), "--index", str(index)]
+    command = [
+        sys.executable,
+        "-m",
+        "stylefinder.cli",
+        "index",
+        str(many_photos),
+        "--index",
+        str(index),
+    ]
     command += ["--engine", "ray", "--address", address, "--workers", "2"]
     command += ["--checkpoint-seconds", "0.5"]
     driver = subprocess.Popen(
@@ -167,16 +179,15 @@ def test_a_driver_killed_mid_run_resumes_without_embedding_committed_photos_agai
                 break
             time.sleep(0.2)
         assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
-        os.kill(driver.pid, signal.SIGKILL)
     finally:
-        driver.kill()
+        driver.kill()  # SIGKILL
         driver.wait(30)
     kept = len(IndexStore.open(index).snapshot())  # a commit may have landed after the count
     assert 100 <= committed <= kept < MANY, (committed, kept)
-    again = build_index(folder, index, embedder=embedder, engine="ray", ray_workers=2)
+    again = build_index(many_photos, index, embedder=embedder, engine="ray", ray_workers=2)
     assert again.unchanged == kept  # nothing committed embedded twice
     assert again.embedded == MANY - kept and not again.skipped
     contents = _contents(index)
     assert len(contents) == MANY
     last = sorted(contents)[-1]
-    np.testing.assert_allclose(contents[last][0], embedder.embed_one(folder / last), atol=1e-5)
+    np.testing.assert_allclose(contents[last][0], embedder.embed_one(many_photos / last), atol=1e-5)
