@@ -47,7 +47,7 @@ from stylefinder.embed.load import load_embedder
 from stylefinder.embed.onnx import OnnxEmbedder
 from stylefinder.embed.registry import DEFAULT_BACKBONE
 from stylefinder.jobs.build import build_index
-from stylefinder.jobs.ray_engine import DEFAULT_RAY_BATCH, RayStream
+from stylefinder.jobs.ray_engine import DEFAULT_RAY_BATCH, RayStream, loopback_only
 
 SERIES = {"local": ("local", None), "ray x1": ("ray", 1), "ray x2": ("ray", 2)}
 RAY_CPUS = 2
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=64, help="images of each warm-up run")
     parser.add_argument("--out", default="benchmarks/results/distributed_index.json")
     args = parser.parse_args()
+    loopback_only()  # this cluster's servers on 127.0.0.1 only
     import ray
 
     began = time.perf_counter()
@@ -162,7 +163,6 @@ def main() -> None:
             address="local",
             num_cpus=RAY_CPUS,
             include_dashboard=False,
-            _node_ip_address="127.0.0.1",
             log_to_driver=False,
         )
         cluster_start_s = time.perf_counter() - started

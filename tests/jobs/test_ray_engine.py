@@ -1,6 +1,7 @@
-"""Indexing with `--engine ray` on a real local Ray cluster (two CPUs, on 127.0.0.1): the same
-vectors, colours and skipped files as local indexing of the same photos, and a clear error
-where Ray is not installed."""
+"""Indexing with `--engine ray` on a real Ray cluster of two nodes on 127.0.0.1 (a head and a
+worker node, one CPU each): the same vectors, colours and skipped files as local indexing of
+the same photos, a killed worker or driver, servers on loopback only, and a clear error where
+Ray is not installed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from stylefinder.errors import StylefinderError
 from stylefinder.index.store import IndexStore
 from stylefinder.jobs.build import build_index
+from stylefinder.jobs.ray_engine import loopback_only
 
 PHOTOS = 60
 MANY = 1000  # the whole demo catalog: a run long enough to kill a worker in
@@ -21,10 +23,87 @@ MANY = 1000  # the whole demo catalog: a run long enough to kill a worker in
 
 @pytest.fixture(scope="module")
 def ray_cluster():
+    """A head node and a second worker node, both on 127.0.0.1, and this process their driver."""
+    loopback_only()
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        assert [node["Alive"] for node in ray.nodes()] == [True, True]
+        yield ray
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _listening(pids: set[int]) -> set[str]:
+    """The addresses that the processes `pids` listen on (TCP)."""
+    psutil = pytest.importorskip("psutil")
+    seen = set()
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.status == psutil.CONN_LISTEN and connection.pid in pids:
+            seen.add(connection.laddr.ip)
+    return seen
+
+
+def _ray_processes() -> set[int]:
+    psutil = pytest.importorskip("psutil")
+    names = ("gcs_server", "raylet", "ray::", "default_worker", "dashboard", "log_monitor")
+    found = set()
+    for proc in psutil.process_iter(["cmdline", "name"]):
+        line = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["name"] or "")
+        if any(name in line for name in names):
+            found.add(proc.pid)
+    return found
+
+
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+
+
+def test_the_two_node_test_cluster_listens_on_loopback_only(ray_cluster):
+    nodes = ray_cluster.nodes()
+    assert len(nodes) == 2 and {node["NodeManagerAddress"] for node in nodes} == {"127.0.0.1"}
+    addresses = _listening(_ray_processes())
+    assert addresses and addresses <= LOOPBACK, addresses
+
+
+def test_a_cluster_started_for_one_run_listens_on_loopback_only(photos, tmp_path):
+    """`stylefinder index --engine ray` with no --address starts a cluster of its own: while it
+    runs, every server of that cluster listens on 127.0.0.1 only."""
+    import subprocess
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("ray")
+    command = [sys.executable, "-m", "stylefinder.cli", "index", str(photos)]
+    command += ["--index", str(tmp_path / "ix"), "--engine", "ray", "--workers", "1"]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen: set[str] = set()
+    servers = set()
+    try:
+        while driver.poll() is None:
+            family = {driver.pid} | {
+                child.pid for child in psutil.Process(driver.pid).children(recursive=True)
+            }
+            listening = _listening(family)
+            if listening:
+                servers |= family
+            seen |= listening
+            time.sleep(0.1)
+    except psutil.NoSuchProcess:
+        pass
+    finally:
+        driver.wait(120)
+    assert driver.returncode == 0, driver.stderr.read().decode()[-2000:]
+    assert len(servers) >= 3, "gcs_server, raylet and workers were not seen listening"
+    assert seen and seen <= LOOPBACK, seen
+    assert len(IndexStore.open(tmp_path / "ix").snapshot()) == PHOTOS
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -28,12 +30,14 @@ from stylefinder.embed.onnx import OnnxEmbedder
 from stylefinder.errors import BadImageError, StylefinderError
 
 RAY_EXTRA = "pip install 'stylefinder[ray]'"
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a one-machine cluster on 127.0.0.1
 DEFAULT_RAY_BATCH = 32  # images per Ray Data batch: an actor's unit of work and of retry
 
 
 class RayStream:
     """`embed_stream` of `embedder` (an `OnnxEmbedder`) run by `workers` Ray actors on the
-    cluster at `address` (None: a local cluster started for this run, "auto": the running one,
+    cluster at `address` (None: a local cluster started for this run, on 127.0.0.1, unless
+    `RAY_ADDRESS` names one; "auto": the running one;
     "ray://host:10001": a remote one through Ray Client).
 
     Example:
@@ -70,10 +74,13 @@ class RayStream:
         rows = [{"key": str(key), "path": str(path)} for key, path in sources]
         if not rows:
             return
-        ray = _ray()
+        # Ray's own variable, else a new local cluster even where another one runs on this
+        # machine (plain ray.init() would join that one)
+        address = self.address or os.environ.get("RAY_ADDRESS") or "local"
+        ray = _ray(local=address == "local")
         started = not ray.is_initialized()
         if started:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
         try:
             yield from self._run(ray, rows, annotate)
         finally:
@@ -180,10 +187,32 @@ def _stream_batch(batch: dict[str, np.ndarray], dim: int) -> StreamBatch:
     return StreamBatch(keys, vectors, failures, notes, probabilities)
 
 
-def _ray():
+def _ray(*, local: bool = False):
+    """The `ray` module; with `local`, set so that a cluster started here listens on 127.0.0.1
+    only (Ray 2.60 otherwise swaps 127.0.0.1 for the host's address and binds all interfaces)."""
+    if local:
+        loopback_only()
     try:
         import ray
         import ray.data  # Ray Data is the part this uses
     except ImportError:
         raise StylefinderError(f"--engine ray needs Ray: {RAY_EXTRA}") from None
     return ray
+
+
+def loopback_only() -> None:
+    """Make the Ray clusters this process starts (`ray.init()` without an address, or
+    `ray.cluster_utils.Cluster`) use 127.0.0.1 for every server; call before starting one.
+
+    Ray's own switch for single-machine clusters (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the
+    default on macOS and Windows) takes the loopback address as the node's and binds to it; it
+    is read when `ray` is imported, so where `ray` is already imported its constant is set too.
+
+    Example:
+        >>> loopback_only()  # doctest: +SKIP
+        >>> ray.init(num_cpus=2)  # doctest: +SKIP  (its ports: 127.0.0.1 only)
+    """
+    os.environ[LOOPBACK_SWITCH] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
