@@ -275,3 +275,31 @@ def test_metadata_parsed_in_one_pass_is_what_each_item_parses():
     assert broken[1].metadata == {}
     with pytest.raises(ValueError):
         broken[0].metadata  # noqa: B018 - reading it is the test
+
+
+def test_a_colour_family_or_a_shops_word_finds_the_names_it_stands_for():
+    items = numbered(
+        {"colours": "navy"},
+        {"colours": "blue,white"},
+        {"colours": "turquoise"},
+        {"colours": "grey"},
+        {"colours": "red,navy"},
+        {"category": "Dress"},
+    )
+
+    def found(wanted) -> list[str]:
+        return [
+            i.id
+            for i, ok in zip(items, allowed_rows(items, {"colours": wanted}), strict=True)
+            if ok
+        ]
+
+    assert found("blue") == ["i0", "i1", "i2", "i4"]  # the family: navy and turquoise too
+    assert found("Navy Blue") == ["i0", "i4"] == found("navy")  # the shop's word, the name
+    assert found("charcoal") == ["i3"] and found("off white") == ["i1"]
+    assert found("light blue,maroon") == ["i1", "i4"]  # each word of a list
+    assert found("plaid") == []  # a word no vocabulary knows matches only itself
+    rows = allowed_rows(
+        [Item("x", "x.png", "h", metadata={"category": "blue"})], {"category": "navy"}
+    )
+    assert not rows.any()  # only `colours` reads colour words

@@ -78,6 +78,8 @@ FILTERS = [
     {"colours": ["BLACK"]},
     {"colours": "3"},
     {"colours": 7},
+    {"colours": "blue"},  # a family: blue, navy and turquoise
+    {"colours": "Navy Blue"},  # a shop's word for navy
     {"price": 49},
     {"price": "49"},
     {"price": "<50"},

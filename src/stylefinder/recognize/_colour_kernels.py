@@ -361,7 +361,7 @@ def regions(lab, rgb, opaque, radius, plain_de, min_share, shadow, edge_de):  # 
 def colour_groups(lab, rgb, names, counted, near, far, share, edges):  # pragma: no cover
     """The `counted` pixels grouped by palette name and merged where they differ only by
     shading (`merge_shading`): per group, in label order, its pixel count, mean CIELAB and RGB
-    sum."""
+    sum; and per counted pixel (in row-major order) the position of its group among those."""
     size = counted.sum()
     points = np.empty((size, 3), np.float64)
     colours = np.empty((size, 3), np.float64)
@@ -396,4 +396,10 @@ def colour_groups(lab, rgb, names, counted, near, far, share, edges):  # pragma:
     present = np.flatnonzero(counts)
     for g in present:
         means[g] /= counts[g]
-    return counts[present], means[present], sums[present]
+    position = np.full(groups, -1, np.int64)
+    for at in range(len(present)):
+        position[present[at]] = at
+    members = np.empty(size, np.int64)  # per counted pixel (row-major), its group's position
+    for p in range(size):
+        members[p] = position[labels[p]]
+    return counts[present], means[present], sums[present], members

@@ -119,6 +119,8 @@ _SHAPES: dict[str, tuple[tuple[tuple[float, float], ...], ...]] = {
 _MAX_SIDE = 400  # images are 160..400 pixels wide and high
 #: Silhouette names, for per-shape reports.
 SHAPES: tuple[str, ...] = tuple(_SHAPES)
+#: The silhouettes: per name, polygons in a unit box (x right, y down).
+SILHOUETTES = _SHAPES
 
 
 @dataclass(frozen=True)

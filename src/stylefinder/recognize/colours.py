@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from stylefinder.errors import BadImageError
+from stylefinder.recognize.white_balance import balanced, light_gains, reference_colour
 
 ColourImage = Union[Image.Image, np.ndarray]  # noqa: UP007
 
@@ -59,7 +60,7 @@ COLOUR_NAMES: tuple[str, ...] = tuple(PALETTE)
 _EXTRA_PROTOTYPES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "black": ((0, 0, 0), (35, 35, 38)),
     "white": ((255, 255, 255), (238, 238, 234)),
-    "grey": ((75, 75, 78), (100, 100, 100), (165, 165, 165), (200, 200, 200), (112, 120, 128)),
+    "grey": ((75, 75, 78), (100, 100, 100), (165, 165, 165), (200, 200, 200)),
     "beige": ((240, 225, 200), (210, 180, 140), (200, 180, 150), (245, 222, 179)),
     "brown": ((90, 60, 40), (150, 100, 60), (60, 40, 30), (139, 69, 19), (160, 82, 45)),
     "red": ((255, 0, 0), (220, 20, 60), (150, 20, 30), (120, 10, 20), (178, 34, 34)),
@@ -92,6 +93,25 @@ _EXTRA_PROTOTYPES: dict[str, tuple[tuple[int, int, int], ...]] = {
 #: Pixels are named in OKLab with a and b weighted this much more than lightness, so that
 #: shading (mostly a change of lightness) moves a colour less than a change of hue would.
 NAMING_CHROMA_WEIGHT = 2.0
+#: Hue decides where there is one: OKLab chroma from which a colour has a visible hue, lower for
+#: blues (OKLab hue angles BLUE_HUES), higher below lightness DARK_L (near black).
+VISIBLE_CHROMA = 0.04
+BLUE_CHROMA = 0.03
+BLUE_HUES = (200.0, 300.0)
+DARK_L = 0.3
+DARK_CHROMA = 0.05
+HUE_CHROMA = 0.08  # a faint hue is named as if this strong
+#: A group is named by its lit part: the LIT_PERCENTILE of its pixels' luminance, at most
+#: MAX_LIT_GAIN times their mean.
+LIT_PERCENTILE = 90.0
+MAX_LIT_GAIN = 1.8
+#: On a white or light-grey backdrop (CIELAB L from WHITE_PAPER_L), a grey group is white when
+#: its lit part is as light as the backdrop (within WHITE_MARGIN, CIELAB L) and its mean
+#: lightness reaches WHITE_MIN_L: a white garment in soft light is darker than the paper behind
+#: it except where lit.
+WHITE_MARGIN = 0.0
+WHITE_PAPER_L = 75.0  # only a white or light-grey backdrop
+WHITE_MIN_L = 55.0
 #: Border pixels within this CIELAB distance of the border's main colour count as background.
 BACKGROUND_DE = 10.0
 #: A border is a plain background only when at least this share of it has one colour.
@@ -131,6 +151,7 @@ def dominant_colours(
     max_colours: int = 3,
     min_share: float = 0.1,
     max_side: int = 128,
+    balance: bool = True,
 ) -> list[ColourShare]:
     """The garment's dominant palette colours, most common first, ignoring a plain background.
 
@@ -139,7 +160,9 @@ def dominant_colours(
     every pixel is transparent. An image that is all one plain colour is named by that colour.
     `image` is a PIL image (any mode; transparent pixels are background) or an array of shape
     (H, W), (H, W, 1), (H, W, 3) or (H, W, 4): uint8, or float in 0..1 (floats above 1 are
-    taken as 0..255). Raises `BadImageError` for anything else.
+    taken as 0..255). Raises `BadImageError` for anything else. With `balance`, the light's
+    tint is taken out first (`white_balance`: by the backdrop, else the brightest neutral
+    pixels), and the colours come out as under neutral light.
 
     Example:
         >>> red = Image.new("RGB", (64, 64), "white")
@@ -152,7 +175,10 @@ def dominant_colours(
     rgb, opaque = _pixels(image, max_side)
     lab, names = _lab_and_names(rgb)
     garment, backdrop, counted = _regions(lab, rgb, opaque)
+    if balance:
+        rgb, lab, names, backdrop = _balanced(rgb, lab, names, backdrop)
     groups = _colour_groups(lab, rgb, names, counted)
+    _name_whites(groups, backdrop)
     edges = garment & ~counted
     if backdrop is not None:  # outline pixels are part garment, part backdrop
         outline = edges & _kernels().dilate(~garment)
@@ -223,6 +249,14 @@ def warm_up() -> None:
     draw.rectangle((28, 10, 68, 80), fill=(30, 40, 120))
     draw.rectangle((28, 45, 68, 60), fill=(240, 150, 180))
     dominant_colours(image.filter(ImageFilter.GaussianBlur(1)))
+    warm = Image.merge(
+        "RGB",
+        [
+            band.point(lambda v, g=g: int(v * g))
+            for band, g in zip(image.split(), (1.0, 0.93, 0.8), strict=True)
+        ],
+    )  # white balanced: writable pixels
+    dominant_colours(warm.filter(ImageFilter.GaussianBlur(1)))
 
 
 @functools.cache
@@ -258,7 +292,7 @@ def _pixels(image: ColourImage, max_side: int) -> tuple[np.ndarray, np.ndarray]:
         pil = pil.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
     if pil.mode != target:
         pil = pil.convert(target)
-    pixels = np.asarray(pil)
+    pixels = np.array(pil)  # writable, as white-balanced pixels are: one kernel signature
     if has_alpha:
         return np.ascontiguousarray(pixels[..., :3]), pixels[..., 3] >= 128
     return pixels, np.ones(pixels.shape[:2], dtype=bool)
@@ -359,14 +393,49 @@ _PROTOTYPES = _naming_space(
 )
 
 
-def _nearest_name(rgb: np.ndarray) -> np.ndarray:
-    """Index into COLOUR_NAMES of the nearest prototype, for (N, 3) sRGB values."""
-    points = _naming_space(np.asarray(rgb).reshape(-1, 3))
+_ACHROMATIC = np.array([COLOUR_NAMES.index(name) for name in ("black", "white", "grey")])
+_CHROMATIC = ~np.isin(_PROTOTYPE_NAMES, _ACHROMATIC)
+
+
+def visible_hue(rgb: np.ndarray) -> np.ndarray:
+    """Whether each sRGB colour (N, 3) has a hue a shopper names: its OKLab chroma reaches
+    VISIBLE_CHROMA, less for blues (BLUE_CHROMA: faded denim and a light blue oxford shirt are
+    blue), more for the darkest colours (near black, a tint is noise).
+
+    Example:
+        >>> visible_hue(np.array([[117, 141, 155], [128, 128, 128]])).tolist()
+        [True, False]
+    """
+    oklab = np.cbrt(_linear(np.asarray(rgb).reshape(-1, 3)) @ _RGB_TO_LMS.T) @ _LMS_TO_OKLAB.T
+    chroma = np.hypot(oklab[:, 1], oklab[:, 2])
+    hue = np.degrees(np.arctan2(oklab[:, 2], oklab[:, 1])) % 360
+    needed = np.where((hue >= BLUE_HUES[0]) & (hue <= BLUE_HUES[1]), BLUE_CHROMA, VISIBLE_CHROMA)
+    needed = np.where(oklab[:, 0] < DARK_L, DARK_CHROMA, needed)
+    return chroma >= needed
+
+
+def _nearest_name(rgb: np.ndarray, *, hue_decides: bool = True) -> np.ndarray:
+    """Index into COLOUR_NAMES of the nearest prototype, for (N, 3) sRGB values; with
+    `hue_decides`, a colour with a visible hue (`visible_hue`) gets the nearest name that has
+    one, never black, grey or white (groups are named so; single pixels, which only seed the
+    groups, are not, so that a faintly tinted white print stays apart from a faded blue)."""
+    rgb = np.asarray(rgb).reshape(-1, 3)
+    points = _naming_space(rgb)
+    hued = visible_hue(rgb) if hue_decides else np.zeros(len(rgb), bool)
     names = np.empty(len(points), dtype=np.uint8)
     for start in range(0, len(points), 65536):
         chunk = points[start : start + 65536]
         distance = -2 * chunk @ _PROTOTYPES.T + (_PROTOTYPES * _PROTOTYPES).sum(1)
-        names[start : start + 65536] = _PROTOTYPE_NAMES[np.argmin(distance, axis=1)]
+        nearest = _PROTOTYPE_NAMES[np.argmin(distance, axis=1)]
+        use = hued[start : start + 65536] & np.isin(nearest, _ACHROMATIC)
+        if use.any():  # named by its hue: its chroma raised to HUE_CHROMA, lightness kept
+            faint = chunk[use].copy()
+            chroma = np.hypot(faint[:, 1], faint[:, 2]) / (100 * NAMING_CHROMA_WEIGHT)
+            faint[:, 1:] *= (np.maximum(chroma, HUE_CHROMA) / np.maximum(chroma, 1e-9))[:, None]
+            prototypes = _PROTOTYPES[_CHROMATIC]
+            distance = -2 * faint @ prototypes.T + (prototypes * prototypes).sum(1)
+            nearest[use] = _PROTOTYPE_NAMES[_CHROMATIC][np.argmin(distance, axis=1)]
+        names[start : start + 65536] = nearest
     return names
 
 
@@ -375,12 +444,34 @@ def _lookup_tables() -> tuple[np.ndarray, np.ndarray]:
     """CIELAB and palette name of every colour on a 64-level-per-channel grid (built once)."""
     levels = np.arange(2, 256, 4, dtype=np.uint8)  # the centre of each 4-level bin
     grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
-    return rgb_to_lab(grid), _nearest_name(grid)
+    return rgb_to_lab(grid), _nearest_name(grid, hue_decides=False)
 
 
 def _lab_and_names(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CIELAB (H, W, 3) and palette-name indices (H, W) of uint8 RGB pixels, via lookup."""
     return _kernels().lookup(rgb, *_lookup_tables())
+
+
+def _balanced(
+    rgb: np.ndarray, lab: np.ndarray, names: np.ndarray, backdrop: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The pixels (RGB, CIELAB, names) and the backdrop under neutral light, by the scene's
+    neutral reference; unchanged where there is none or the light is neutral already."""
+    backdrop_lab = None if backdrop is None else rgb_to_lab(np.rint(backdrop).astype(np.uint8))
+    reference = reference_colour(rgb, lab, backdrop, backdrop_lab)
+    gains = None if reference is None else light_gains(reference)
+    if gains is None:
+        return rgb, lab, names, backdrop
+    rgb = balanced(rgb, gains)
+    lab, names = _lab_and_names(rgb)
+    if backdrop is not None:
+        backdrop = _encode(np.clip(_linear(backdrop) * gains, 0, 1))
+    return rgb, lab, names, backdrop
+
+
+def _encode(linear: np.ndarray) -> np.ndarray:
+    """sRGB 0..255 (float) of linear RGB 0..1."""
+    return 255 * np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
 
 
 # --- background ---------------------------------------------------------------------------
@@ -423,20 +514,59 @@ def _colour_groups(
     lab: np.ndarray, rgb: np.ndarray, names: np.ndarray, counted: np.ndarray
 ) -> list[_Group]:
     """The `counted` pixels grouped by palette name, merged where they differ only by shading,
-    each merged group named by its mean colour."""
-    counts, centres, rgb_sums = _kernels().colour_groups(
+    each merged group named by its lit colour (`_lit_colour`)."""
+    counts, centres, rgb_sums, members = _kernels().colour_groups(
         lab, rgb, names, counted, MERGE_DE, MERGE_FAR_DE, CONTINUUM_SHARE, _CONTINUUM_EDGES
     )
+    pixels = rgb[counted]
+    lightness = lab[..., 0][counted]
     groups: dict[str, _Group] = {}
-    for count, centre, rgb_sum in zip(counts.tolist(), centres, rgb_sums, strict=True):
-        name = COLOUR_NAMES[int(_nearest_name(rgb_sum / count)[0])]
+    for at, (count, centre, rgb_sum) in enumerate(
+        zip(counts.tolist(), centres, rgb_sums, strict=True)
+    ):
+        mine = members == at
+        lit_rgb = _lit_colour(rgb_sum / count, pixels[mine])
+        name = COLOUR_NAMES[int(_nearest_name(lit_rgb)[0])]
+        lit_l = float(np.percentile(lightness[mine], LIT_PERCENTILE))
         if name in groups:
             group = groups[name]
             group.count, group.clean = group.count + count, group.clean + count
             group.lab_sum, group.rgb_sum = group.lab_sum + centre * count, group.rgb_sum + rgb_sum
+            group.lit_l = max(group.lit_l, lit_l)
         else:
-            groups[name] = _Group(name, count, count, centre * count, rgb_sum)
+            groups[name] = _Group(name, count, count, centre * count, rgb_sum, lit_l)
     return list(groups.values())
+
+
+def _lit_colour(mean_rgb: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """The colour of a group where it faces the light: its mean colour, in linear light,
+    brightened by how much lighter its lit part (the LIT_PERCENTILE of luminance) is than its
+    mean (at most MAX_LIT_GAIN). Soft studio light and folds darken most of a garment; a
+    shopper names the colour it shows where it is lit (beige, not olive)."""
+    luminance = _linear(pixels) @ np.array([0.2126, 0.7152, 0.0722])
+    mean = float(luminance.mean())
+    if mean <= 0:
+        return mean_rgb
+    gain = min(max(float(np.percentile(luminance, LIT_PERCENTILE)) / mean, 1.0), MAX_LIT_GAIN)
+    return _encode(np.clip(_linear(mean_rgb) * gain, 0, 1))
+
+
+def _name_whites(groups: list[_Group], backdrop: np.ndarray | None) -> None:
+    """Rename the grey group white where its lit part is as light as the backdrop (a white
+    garment in soft light), merging it into a white group there is already."""
+    grey = next((g for g in groups if g.name == "grey"), None)
+    if grey is None or backdrop is None or grey.lab_sum[0] / grey.clean < WHITE_MIN_L:
+        return
+    paper = float(rgb_to_lab(np.clip(np.rint(backdrop), 0, 255).astype(np.uint8))[0])
+    if paper < WHITE_PAPER_L or grey.lit_l < paper - WHITE_MARGIN:
+        return
+    white = next((g for g in groups if g.name == "white"), None)
+    if white is None:
+        grey.name = "white"
+        return
+    white.count, white.clean = white.count + grey.count, white.clean + grey.clean
+    white.lab_sum, white.rgb_sum = white.lab_sum + grey.lab_sum, white.rgb_sum + grey.rgb_sum
+    groups.remove(grey)
 
 
 def _count_edges(groups: list[_Group], lab: np.ndarray) -> None:
@@ -477,3 +607,4 @@ class _Group:
     clean: int  # pixels away from edges, which the sums are over
     lab_sum: np.ndarray
     rgb_sum: np.ndarray
+    lit_l: float  # CIELAB L of the group's lit part (its LIT_PERCENTILE)

@@ -76,9 +76,24 @@ def imagenet_categories(embedder, images: Sequence[Image.Image]) -> list[list[tu
     return predict_garments(embedder.classify_inputs(batch))
 
 
+MULTI = "multi"
+#: An item with at least this many colours of 10% or more is also "multi" (a print of many).
+MULTI_FROM = 4
+
+
 def colour_value(colours: Sequence[ColourShare]) -> str:
-    """The `colours` metadata value: names, most common first, comma-separated."""
-    return ",".join(c.name for c in colours)
+    """The `colours` metadata value: names, most common first, comma-separated; the first
+    three and "multi" where there are MULTI_FROM or more.
+
+    Example:
+        >>> four = [ColourShare(n, 0.25, (0, 0, 0)) for n in ("red", "blue", "green", "pink")]
+        >>> colour_value(four)
+        'red,blue,green,multi'
+    """
+    names = [c.name for c in colours]
+    if len(names) >= MULTI_FROM:
+        names = [*names[: MULTI_FROM - 1], MULTI]
+    return ",".join(names)
 
 
 def image_colours(image: Image.Image) -> str | None:
@@ -89,6 +104,6 @@ def image_colours(image: Image.Image) -> str | None:
         'red'
     """
     try:
-        return colour_value(dominant_colours(image)) or None
+        return colour_value(dominant_colours(image, max_colours=MULTI_FROM)) or None
     except BadImageError:
         return None

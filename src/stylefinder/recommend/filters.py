@@ -18,7 +18,9 @@ allows its value. What a column allows is one of these, or a list of them (any o
 
 A number column is one whose every non-empty value is a number or a text that reads as one
 (old indexes keep "49"); every other column is a text column. Multi-value columns (`colours`:
-names separated by commas) pass when any of their names is allowed. A filter on a column that
+names separated by commas) pass when any of their names is allowed; on `colours` a colour
+family or a shop's word allows the names it stands for (`blue`: navy, blue and turquoise;
+`navy blue`: navy; see `colour_words`). A filter on a column that
 no item has raises UnknownColumnError, listing the columns the index has (an index without
 items raises nothing: there is nothing to filter). On the command line (`--filter`) and in the
 API (`?filter=`) a filter is written `COLUMN=VALUE` (`COLUMN:VALUE`), or with the comparison in
@@ -48,10 +50,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stylefinder.colour_words import colour_terms
 from stylefinder.errors import BadFilterError, UnknownColumnError
 from stylefinder.types import Item, load_metadata, metadata_columns
 
-MULTI_VALUE_COLUMNS = frozenset({"colours"})
+COLOURS_COLUMN = "colours"  # named at index time; filtered by family and shop words too
+MULTI_VALUE_COLUMNS = frozenset({COLOURS_COLUMN})
 
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _NUMBER_START = frozenset("0123456789+-.")
@@ -270,6 +274,10 @@ def filter_alternatives(column: str, wanted: object) -> list[Range | float | str
             raise BadFilterError(
                 f"filter {column!r} wants text, a number, a Range or a list of those, got {entry!r}"
             )
+    if column == COLOURS_COLUMN:  # a family or a shop word allows the names it stands for
+        words = [alternative for alternative in read if isinstance(alternative, str)]
+        for word in words:
+            read.extend(sorted((colour_terms(word) or frozenset()) - set(read)))
     return read
 
 
