@@ -270,3 +270,61 @@ def test_a_driver_killed_mid_run_resumes_without_embedding_committed_photos_agai
     assert len(contents) == MANY
     last = sorted(contents)[-1]
     np.testing.assert_allclose(contents[last][0], embedder.embed_one(many_photos / last), atol=1e-5)
+
+
+def test_int8_indexing_on_ray_gives_the_vectors_of_local_int8_indexing(
+    ray_cluster, photos, tmp_path, monkeypatch
+):
+    """The int8 graph travels to the workers with the float one: they run what the driver
+    would, without quantizing again."""
+    from stylefinder.embed import quantize
+    from stylefinder.embed.load import load_embedder
+
+    calibrate = quantize.calibration_inputs  # 24 calibration images, as the backbone test
+    monkeypatch.setattr(quantize, "calibration_inputs", lambda prep: calibrate(prep, count=24))
+    int8 = load_embedder("efficientnet-lite0", precision="int8")
+    local = build_index(photos, tmp_path / "local", embedder=int8)
+    on_ray = build_index(
+        photos, tmp_path / "ray", embedder=int8, engine="ray", ray_workers=2, ray_batch_size=8
+    )
+    assert on_ray.embedded == local.embedded == PHOTOS and on_ray.skipped == local.skipped
+    mine, theirs = _contents(tmp_path / "ray"), _contents(tmp_path / "local")
+    assert mine.keys() == theirs.keys()
+    for item_id, (vector, metadata) in mine.items():
+        np.testing.assert_allclose(vector, theirs[item_id][0], atol=1e-6)
+        assert metadata == theirs[item_id][1]
+    assert IndexStore.open(tmp_path / "ray").header.space.precision == "int8"
+
+
+def test_kept_workers_serve_the_next_run_and_end_when_released(
+    ray_cluster, photos, tmp_path, embedder
+):
+    from stylefinder.jobs.ray_engine import release_pools
+
+    first = build_index(
+        photos,
+        tmp_path / "a",
+        embedder=embedder,
+        engine="ray",
+        ray_workers=2,
+        ray_keep_workers=True,
+    )
+    kept = set(_embedding_workers())
+    assert first.embedded == PHOTOS and len(kept) == 2  # still up after the run
+    second = build_index(
+        photos,
+        tmp_path / "b",
+        embedder=embedder,
+        engine="ray",
+        ray_workers=2,
+        ray_keep_workers=True,
+    )
+    assert second.embedded == PHOTOS and set(_embedding_workers()) == kept  # the same actors
+    assert _contents(tmp_path / "a").keys() == _contents(tmp_path / "b").keys()
+    release_pools()
+    import time
+
+    deadline = time.monotonic() + 30
+    while set(_embedding_workers()) & kept and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not set(_embedding_workers()) & kept  # released: their processes end

@@ -52,7 +52,7 @@ def _run_index(args: argparse.Namespace, *, allow_removals: bool) -> int:
         weights=args.weights,
         runtime=args.runtime,
         precision=args.precision,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or 64,
         threads=args.threads,
         checkpoint_seconds=args.checkpoint_seconds,
         progress=not args.no_progress and not args.json,
@@ -61,6 +61,7 @@ def _run_index(args: argparse.Namespace, *, allow_removals: bool) -> int:
         engine=args.engine,
         ray_address=args.address,
         ray_workers=args.workers,
+        ray_batch_size=args.batch_size,
     )
     if args.json:
         payload = dict(summary.__dict__, images_per_second=summary.images_per_second)

@@ -78,7 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("fp32", "int8"),
         help="int8 quantizes the backbone: faster, see the README for its effect on quality",
     )
-    index.add_argument("--batch-size", type=int, default=64)
+    index.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per model run (default 64); with --engine ray, per batch sent to a worker "
+        "(default 32)",
+    )
     index.add_argument(
         "--threads",
         type=int,

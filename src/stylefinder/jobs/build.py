@@ -108,6 +108,8 @@ def build_index(
     engine: str = "local",
     ray_address: str | None = None,
     ray_workers: int | None = None,
+    ray_batch_size: int | None = None,
+    ray_keep_workers: bool = False,
 ) -> IndexSummary:
     """Index the images under `catalog_dir` into `index_dir` (created or updated in place).
 
@@ -125,8 +127,9 @@ def build_index(
     "hnsw"; default: what the index was last built with) chooses how searches find candidates;
     a graph is built, or grown, when the run commits (see `stylefinder.index.vector_index`).
     `engine="ray"` decodes and embeds on a Ray cluster (`ray_address`: None starts a local one,
-    "auto" joins the running one; `ray_workers` actors, default one per CPU), everything else
-    staying here (see `stylefinder.jobs.ray_engine`).
+    "auto" joins the running one; `ray_workers` actors, default one per CPU, sent
+    `ray_batch_size` images at a time; `ray_keep_workers` keeps them for the next run in this
+    process), everything else staying here (see `stylefinder.jobs.ray_engine`).
 
     Example:
         >>> build_index("photos", "index", dry_run=True).removed_ids  # doctest: +SKIP
@@ -189,9 +192,15 @@ def build_index(
         raise ValueError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
     stream = embedder
     if engine == "ray":
-        from stylefinder.jobs.ray_engine import RayStream
+        from stylefinder.jobs.ray_engine import DEFAULT_RAY_BATCH, RayStream
 
-        stream = RayStream(embedder, address=ray_address, workers=ray_workers)
+        stream = RayStream(
+            embedder,
+            address=ray_address,
+            workers=ray_workers,
+            batch_size=ray_batch_size or DEFAULT_RAY_BATCH,
+            keep_workers=ray_keep_workers,
+        )
     store = open_or_create(index_dir, embedder.space)
     writer = run_writer(store, base=base, ann=ann, progress=progress)
     with writer:  # reuses base's items
