@@ -209,7 +209,7 @@ def test_a_killed_index_run_keeps_its_commits_and_resumes(demo, url, tmp_path, e
     watched.close()
 
 
-@pytest.mark.parametrize("command", [["tune", "--label-column", "category"], ["restore", "--yes"]])
+@pytest.mark.parametrize("command", [["restore", "--yes"]])
 def test_directory_only_commands_say_so_on_a_url(both, url, capsys, command):
     assert main([*command, "--index", url]) == 1
     err = capsys.readouterr().err
@@ -281,3 +281,82 @@ def test_eval_on_a_url_scores_as_on_the_directory(both, url, tmp_path, capsys):
     assert (report / "samples.png").stat().st_size > 0
     assert main(["eval", "personalization", "--index", url, "--label-column", "category"]) == 1
     assert "index directories only" in capsys.readouterr().err
+
+
+def test_a_tuned_catalog_searches_its_tuned_space_as_the_directory_does(both, url):
+    """`tune` on a URL: the projection and the projected vectors live in the database, and
+    queries search them, with the directory's answers for the same labels."""
+    from stylefinder.index.pg_search import VectorTable, search
+    from stylefinder.jobs.tune import tune_index
+    from stylefinder.recommend.pg_tuned import TunedSpace
+
+    _, directory = both
+    for location in (url, directory.store.directory):
+        tune_index(location, label_column="category", method="linear", dim=16)
+    pg, tuned_dir = Engine.open(url), Engine.open(directory.store.directory)
+    assert pg.projection is not None and pg.projection.dim == tuned_dir.projection.dim == 16
+    for item_id in sorted(pg.store.ids())[::40]:
+        mine, theirs = pg.similar(item_id, k=5), tuned_dir.similar(item_id, k=5)
+        assert [r.id for r in mine] == [r.id for r in theirs], item_id
+        assert [r.score for r in mine] == pytest.approx([r.score for r in theirs], abs=1e-4)
+    space = TunedSpace.of(pg.store)
+    table = VectorTable(space.sql(pg.store), space.vector_type, space.dim)
+    query = pg.projection.apply(pg.store.vectors_of(pg.store.ids()[:1])[0])
+    walked = search(pg.store, query, 10, exact=False, space=table)  # through its HNSW index
+    scanned = search(pg.store, query, 10, exact=True, space=table)
+    assert [i.id for i, _ in walked] == [i.id for i, _ in scanned]
+    with pg.store.connection() as conn, conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")
+        table_name = f"{pg.store.target.schema}.{space.table}"
+        plan = conn.execute(
+            f"EXPLAIN SELECT 1 FROM {table_name} ORDER BY tuned <=> %s::vector LIMIT 5",
+            (query.tolist(),),
+        ).fetchall()
+    assert "Index Scan using" in str(plan)  # the tuned table has its HNSW index
+
+
+def test_writes_after_tuning_reach_the_tuned_space_and_reset_drops_it(both, url, photos):
+    from stylefinder.jobs.tune import reset_projection, tune_index
+    from stylefinder.recommend.pg_tuned import TunedSpace
+
+    pg, _ = both
+    tune_index(url, label_column="category", method="linear", dim=16)
+    gone = sorted(pg.store.ids())[0]
+    with pg.store.writer() as writer:  # a removal and a copy of an item under a new id
+        writer.remove(gone)
+        item = pg.store.item(sorted(pg.store.ids())[1])
+        copy = type(item)("copy-1", item.path, "another-hash", metadata=dict(item.metadata))
+        writer.put(copy, pg.store.vectors_of([item.id])[0])
+    engine = Engine.open(url)
+    found = [r.id for r in engine.similar(item.id, k=3)]
+    assert found[0] == "copy-1"  # written after tuning, found in the tuned space
+    assert gone not in [r.id for r in engine.similar(item.id, k=ITEMS - 1)]
+    space = TunedSpace.of(pg.store)
+    with pg.store.connection() as conn:
+        table_name = f"{pg.store.target.schema}.{space.table}"
+        rows = conn.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE item_id = %s) FROM {table_name}", (gone,)
+        ).fetchone()
+    assert rows == (len(pg.store), 0)  # one row per item; the removed item's went with it
+    assert reset_projection(url) is True
+    assert TunedSpace.of(pg.store) is None and Engine.open(url).projection is None
+    with pg.store.connection() as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename LIKE 'tuned%%'",
+            (pg.store.target.schema,),
+        ).fetchone()[0]
+    assert left == 0
+
+
+def test_the_tune_command_takes_a_url(both, url, capsys):
+    assert main(["tune", "--index", url, "--label-column", "category", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "queries on" in out and "use it now" in out
+    engine = Engine.open(url)
+    assert engine.projection is not None and engine.projection.classifier is not None
+    items = engine.store.items(engine.store.ids())
+    assert all(item.metadata.get("category_pred") for item in items)  # named by its classifier
+    right = sum(item.metadata["category_pred"] == item.metadata["category"] for item in items)
+    assert right / len(items) > 0.5
+    assert main(["tune", "--index", url, "--reset"]) == 0
+    assert "projection removed" in capsys.readouterr().out

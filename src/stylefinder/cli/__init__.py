@@ -28,7 +28,7 @@ __all__ = ["main"]
 
 #: commands that read or write an index directory's own files (a tuned projection, restore
 #: points, display settings), not yet a PostgreSQL catalog
-DIRECTORY_COMMANDS = frozenset({"tune", "restore"})
+DIRECTORY_COMMANDS = frozenset({"restore"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

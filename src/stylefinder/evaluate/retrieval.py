@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stylefinder.evaluate.metrics import leave_one_out_neighbours
-from stylefinder.index.pg_connect import is_database_url
+from stylefinder.index.pg_connect import is_database_url, shown_location
 from stylefinder.index.store import IndexStore
 
 
@@ -107,9 +107,9 @@ def evaluate_index(
     index's tuned projection if it has one, unless `raw`."""
     from stylefinder.recommend.projection import Projection, labeled_rows
 
-    if is_database_url(str(index_dir)):  # `tune` works on directories only: no projection
-        item_ids, labels, vectors = _labeled_in_database(str(index_dir), label_column)
-        projection = None
+    if is_database_url(str(index_dir)):
+        item_ids, labels, vectors, projection = _labeled_in_database(str(index_dir), label_column)
+        projection = None if raw else projection
     else:
         snapshot = IndexStore.open(index_dir).snapshot()
         by_row = snapshot.items.by_row()
@@ -133,16 +133,21 @@ def evaluate_index(
     return result
 
 
-def _labeled_in_database(url: str, label_column: str) -> tuple[list[str], list[str], np.ndarray]:
-    """The ids, labels and vectors of a PostgreSQL catalog's labeled items, read once."""
+def _labeled_in_database(url: str, label_column: str):
+    """The ids, labels and vectors of a PostgreSQL catalog's labeled items, read once, and
+    the catalog's tuned projection (None when it has none)."""
     from stylefinder.index.pg_catalog import PgCatalog
+    from stylefinder.recommend.pg_tuned import TunedSpace, stored_projection
     from stylefinder.recommend.projection import labeled_rows
 
     with PgCatalog.open(url) as catalog:
         items = catalog.items(catalog.ids())
         labeled = [items[r] for r in labeled_rows(items, label_column)]
         vectors = catalog.vectors_of([item.id for item in labeled])
-    return [i.id for i in labeled], [str(i.metadata[label_column]) for i in labeled], vectors
+        space = TunedSpace.of(catalog)
+        projection = None if space is None else stored_projection(catalog, space)
+    ids, labels = [i.id for i in labeled], [str(i.metadata[label_column]) for i in labeled]
+    return ids, labels, vectors, projection
 
 
 def _learned_from(info: dict, index_dir: str | Path, label_column: str) -> bool:
@@ -150,7 +155,11 @@ def _learned_from(info: dict, index_dir: str | Path, label_column: str) -> bool:
     if info.get("label_column") != label_column:
         return False
     trained_on = info.get("trained_on")
-    return trained_on is None or Path(trained_on) == Path(index_dir).resolve()
+    if trained_on is None:
+        return True
+    if is_database_url(str(index_dir)):
+        return trained_on == shown_location(index_dir)
+    return Path(trained_on) == Path(index_dir).resolve()
 
 
 def _average_precision(relevant: np.ndarray, labels: np.ndarray) -> np.ndarray:

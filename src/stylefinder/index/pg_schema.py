@@ -95,6 +95,19 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        4,
+        "projections learned by `stylefinder tune` (their tuned vectors: tables tuned_<digest>)",
+        """
+        CREATE TABLE {schema}.projections (
+            digest text PRIMARY KEY,
+            data bytea NOT NULL,
+            dim int NOT NULL,
+            filled_generation bigint NOT NULL DEFAULT 0,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        """,
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,6 +56,16 @@ MAX_SCAN_TUPLES = 50_000  # iterative scans stop after visiting this many index 
 _MATCH_COUNTS_KEPT = 256
 
 
+@dataclass(frozen=True)
+class VectorTable:
+    """Vectors of the items kept in a table of their own (a tuned space): its name (psycopg
+    SQL), its vector type and dimension; its rows are (item_id, tuned)."""
+
+    table: Any
+    vector_type: str
+    dim: int
+
+
 def search(
     catalog: PgCatalog,
     vector: np.ndarray,
@@ -64,11 +75,13 @@ def search(
     exclude_ids: Iterable[str] = (),
     ef_search: int = DEFAULT_EF_SEARCH,
     exact: bool | None = None,
+    space: VectorTable | None = None,
 ) -> list[tuple[Item, float]]:
     """The `k` items most similar to `vector` that pass `where` (a psycopg SQL clause over the
     items' columns, such as `metadata`, and its parameters) and are not in `exclude_ids`, as
     (item, cosine similarity), best first. `exact` forces (True) or forbids (False) the exact
-    scan; by default it is chosen by how many rows the filter passes.
+    scan; by default it is chosen by how many rows the filter passes. With `space`, the
+    vectors searched are that table's (a tuned space), joined to the items.
 
     Example:
         >>> from psycopg import sql
@@ -77,8 +90,9 @@ def search(
         {'category': 'Dress', 'price': 49}
     """
     query_vector = np.asarray(vector, np.float32).reshape(-1)
-    if query_vector.shape != (catalog.header.dim,):
-        raise ValueError(f"the query vector must have {catalog.header.dim} dims")
+    dim = space.dim if space is not None else catalog.header.dim
+    if query_vector.shape != (dim,):
+        raise ValueError(f"the query vector must have {dim} dims")
     if k <= 0:
         return []
     clause, params = _clause(where, sorted(set(exclude_ids)))
@@ -93,7 +107,12 @@ def search(
             exact = count_matching(catalog, conn, None, []) <= EXACT_MAX_ROWS
         for setting in settings(exact=exact, ef_search=ef_search, filtered=clause is not None):
             conn.execute(setting)
-        query, query_params = _query(catalog, clause, params, query_vector, k, exact=exact)
+        if space is not None and not exact:  # walk the space's index, then look items up
+            conn.execute("SET LOCAL enable_hashjoin = off")
+            conn.execute("SET LOCAL enable_mergejoin = off")
+        query, query_params = _query(
+            catalog, clause, params, query_vector, k, exact=exact, space=space
+        )
         # never prepared: a prepared plan would keep the way (index or exact scan) of the
         # settings it was planned under
         rows = conn.cursor(binary=True).execute(query, query_params, prepare=False).fetchall()
@@ -195,24 +214,41 @@ def _clause(where: Where | None, excluded: list[str]) -> tuple[Any, list]:
     return (sql.SQL(" AND ").join(parts) if parts else None), params
 
 
-def _query(catalog: PgCatalog, clause, params: list, vector, k: int, *, exact: bool):
+def _query(
+    catalog: PgCatalog,
+    clause,
+    params: list,
+    vector,
+    k: int,
+    *,
+    exact: bool,
+    space: VectorTable | None = None,
+):
     """The SELECT of a search: ordered by the distance operator, which the HNSW index serves,
-    or (`exact`) by the score, which no index serves."""
+    or (`exact`) by the score, which no index serves. With `space`, its table's vectors, each
+    joined to its item."""
     from psycopg import sql
 
-    cast = sql.SQL(f"%s::vector::{catalog.vector_type}")
+    kind = space.vector_type if space is not None else catalog.vector_type
+    cast = sql.SQL(f"%s::vector::{kind}")
+    source = catalog.sql("{items}")
+    column = sql.SQL("embedding")
+    if space is not None:
+        source = sql.SQL("{} JOIN {} AS t ON t.item_id = id").format(source, space.table)
+        column = sql.SQL("t.tuned")
     if exact:
-        text = "SELECT {columns}, 1 - (embedding <=> {q}) AS score FROM {items} {where} "
+        text = "SELECT {columns}, 1 - ({column} <=> {q}) AS score FROM {items} {where} "
         text += "ORDER BY score DESC LIMIT {k}"
         query_params = [vector, *params]
     else:
-        text = "SELECT {columns}, 1 - (embedding <=> {q}) FROM {items} {where} "
-        text += "ORDER BY embedding <=> {q} LIMIT {k}"
+        text = "SELECT {columns}, 1 - ({column} <=> {q}) FROM {items} {where} "
+        text += "ORDER BY {column} <=> {q} LIMIT {k}"
         query_params = [vector, *params, vector]
     query = sql.SQL(text).format(
         columns=sql.SQL(ITEM_COLUMNS),
+        column=column,
         q=cast,
-        items=catalog.sql("{items}"),
+        items=source,
         where=sql.SQL("WHERE {}").format(clause) if clause is not None else sql.SQL(""),
         k=sql.Literal(int(k)),
     )

@@ -16,10 +16,12 @@ from tqdm.auto import tqdm
 from stylefinder.catalog.images import load_image
 from stylefinder.engine import Engine
 from stylefinder.errors import BadImageError
+from stylefinder.index.store import IndexStore
 from stylefinder.recognize.colours import dominant_colours
 from stylefinder.recognize.recognition import (
     CATEGORY_COLUMN,
     COLOURS_COLUMN,
+    MULTI_FROM,
     colour_value,
     imagenet_categories,
     top_categories,
@@ -53,22 +55,20 @@ def annotate_index(
         1000
     """
     engine = Engine.open(index_dir)
-    snapshot, projection = engine.snapshot, engine.projection
+    projection = engine.projection
+    items = _items(engine)
     summary = AnnotationSummary()
-    metadata = {item.id: dict(item.metadata) for item in snapshot.items}
+    metadata = {item.id: dict(item.metadata) for item in items}
     if projection is not None and projection.classifier is not None:
         labels = projection.classifier.labels
-        by_row = snapshot.items.by_row()  # None: a removed item's empty row
-        for start in range(0, snapshot.size, 8192):
-            rows = np.asarray(snapshot.vectors[start : start + 8192])
-            best = top_categories(projection.probabilities(rows), labels, top=1)
-            for item, top in zip(by_row[start : start + 8192], best, strict=True):
-                if item is not None:
-                    metadata[item.id][CATEGORY_COLUMN] = top[0][0]
-        summary.categories, summary.source = len(snapshot), "classifier"
+        for block, vectors in _vector_blocks(engine, items):
+            best = top_categories(projection.probabilities(vectors), labels, top=1)
+            for item, top in zip(block, best, strict=True):
+                metadata[item.id][CATEGORY_COLUMN] = top[0][0]
+        summary.categories, summary.source = len(items), "classifier"
     fallback = imagenet and summary.source == ""
     wanted = [COLOURS_COLUMN, CATEGORY_COLUMN] if fallback else [COLOURS_COLUMN]
-    todo = [item for item in snapshot.items if any(c not in item.metadata for c in wanted)]
+    todo = [item for item in items if any(c not in item.metadata for c in wanted)]
     with tqdm(total=len(todo), desc="recognize", unit="img", disable=not progress) as bar:
         for start in range(0, len(todo), batch):
             chunk, images = [], []
@@ -82,16 +82,43 @@ def annotate_index(
             for n, (item, image) in enumerate(zip(chunk, images, strict=True)):
                 found = metadata[item.id]  # what the item has (from its CSV too) is kept
                 if COLOURS_COLUMN not in found:
-                    found[COLOURS_COLUMN] = colour_value(dominant_colours(image))
+                    found[COLOURS_COLUMN] = colour_value(
+                        dominant_colours(image, max_colours=MULTI_FROM)
+                    )
                     summary.colours += 1
                 if categories and CATEGORY_COLUMN not in found:
                     found[CATEGORY_COLUMN] = categories[n][0][0]
                     summary.categories, summary.source = summary.categories + 1, "imagenet"
             bar.update(len(todo[start : start + batch]))
+    hashes = {item.id: item.hash for item in items}
     with engine.store.writer() as writer:  # items changed meanwhile by another writer are skipped
-        hashes = {item.id: item.hash for item in snapshot.items}
-        for item in writer.base.items:
+        for item in _items(engine, fresh=True):
             new = metadata.get(item.id)
             if new is not None and new != item.metadata and hashes[item.id] == item.hash:
                 writer.put(item.replace(metadata=new), None)
     return summary
+
+
+def _items(engine: Engine, *, fresh: bool = False) -> list:
+    """The items of the engine's index (`fresh`: as committed now, not as the engine read
+    them), in the order `_vector_blocks` reads their vectors."""
+    store = engine.store
+    if isinstance(store, IndexStore):
+        snapshot = store.snapshot() if fresh else engine.snapshot
+        return [item for item in snapshot.items.by_row() if item is not None]
+    return store.items(store.ids())
+
+
+def _vector_blocks(engine: Engine, items: list, size: int = 8192):
+    """(items, their stored vectors) a block at a time."""
+    store = engine.store
+    if isinstance(store, IndexStore):
+        snapshot = engine.snapshot
+        for start in range(0, len(items), size):
+            block = items[start : start + size]
+            rows = np.array([snapshot.row_of[item.id] for item in block], np.int64)
+            yield block, np.asarray(snapshot.vectors[rows])
+        return
+    for start in range(0, len(items), size):
+        block = items[start : start + size]
+        yield block, store.vectors_of([item.id for item in block])

@@ -22,11 +22,13 @@ import numpy as np
 from stylefinder.errors import NotOnPostgresError
 from stylefinder.index.pg_catalog import PgCatalog
 from stylefinder.index.pg_reads import browse_items, ids_with_hash
-from stylefinder.index.pg_search import search
+from stylefinder.index.pg_search import VectorTable, search
 from stylefinder.index.pg_uploads import stored_image
 from stylefinder.recommend.columns import describe_columns
 from stylefinder.recommend.filters import Filters, column_values
 from stylefinder.recommend.pg_filters import filter_clause
+from stylefinder.recommend.pg_tuned import TunedSpace, catch_up, stored_projection
+from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.summary import IndexInfo
 from stylefinder.recommend.view import Recommendation
 from stylefinder.types import Item
@@ -46,17 +48,31 @@ _MATRIX_PARTS = frozenset(
         "results",
     ]
 )
-DIRECTORY_ONLY = "tune and `eval personalization`"
+DIRECTORY_ONLY = "`eval personalization`"
 
 
 class PgCatalogView:
     """The derived state of one generation of a PostgreSQL catalog (thread-safe)."""
 
-    projection = None  # `stylefinder tune` works on index directories only, for now
-
     def __init__(self, catalog: PgCatalog) -> None:
         self.store = catalog
         self.generation = catalog.generation()
+
+    @cached_property
+    def _tuned(self) -> tuple[Projection, TunedSpace] | None:
+        """The projection `stylefinder tune` stored and its space, complete for this
+        generation (the rows written since it was filled projected now, once)."""
+        space = TunedSpace.of(self.store)
+        if space is None:
+            return None
+        projection = stored_projection(self.store, space)
+        catch_up(self.store, space, projection)
+        return projection, space
+
+    @property
+    def projection(self) -> Projection | None:
+        """The projection learned by `stylefinder tune`, if the catalog has one."""
+        return self._tuned[0] if self._tuned else None
 
     def __len__(self) -> int:
         return self._size
@@ -119,7 +135,12 @@ class PgCatalogView:
         if exclude_hash:
             excluded += ids_with_hash(self.store, exclude_hash)
         where = filter_clause(self.store, filters) if filters else None
-        hits = search(self.store, vector, k, where=where, exclude_ids=excluded)
+        space = None
+        if self._tuned is not None:  # searched in the tuned space, as an index directory is
+            projection, tuned = self._tuned
+            vector = projection.apply(vector)
+            space = VectorTable(tuned.sql(self.store), tuned.vector_type, tuned.dim)
+        hits = search(self.store, vector, k, where=where, exclude_ids=excluded, space=space)
         return [
             Recommendation(item.id, self.image_path(item), round(score, 6), dict(item.metadata))
             for item, score in hits

@@ -158,7 +158,21 @@ class Projection:
 
     def save(self, directory: str | Path) -> Path:
         """Write projection.npz into `directory` atomically."""
-        from stylefinder.io.files import atomic_write, npz_bytes
+        from stylefinder.io.files import atomic_write
+
+        target = Path(directory) / PROJECTION_FILE
+        atomic_write(target, self.to_bytes())
+        return target
+
+    def to_bytes(self) -> bytes:
+        """The projection as the bytes of projection.npz (and `digest` set to theirs).
+
+        Example:
+            >>> again = Projection.from_bytes(projection.to_bytes())  # doctest: +SKIP
+            >>> again.digest == projection.digest  # doctest: +SKIP
+            True
+        """
+        from stylefinder.io.files import npz_bytes
 
         arrays = {
             "raw_weight": self.raw_weight,
@@ -169,11 +183,9 @@ class Projection:
         for n, network in enumerate(self._networks):
             prefix = f"extra{n - 1}_" if n else ""
             arrays.update({prefix + name: a for name, a in network._arrays().items()})
-        target = Path(directory) / PROJECTION_FILE
         content = npz_bytes(**arrays)
-        atomic_write(target, content)
         self.digest = _digest(content)
-        return target
+        return content
 
     def _arrays(self) -> dict[str, object]:
         arrays: dict[str, object] = {"mean": self.mean, "matrix": self.matrix}
@@ -193,7 +205,11 @@ class Projection:
         path = Path(directory) / PROJECTION_FILE
         if not path.is_file():
             return None
-        content = path.read_bytes()  # one read: the digest is of the file these arrays come from
+        return cls.from_bytes(path.read_bytes())  # one read: the digest is of these arrays
+
+    @classmethod
+    def from_bytes(cls, content: bytes) -> Projection:
+        """The projection whose projection.npz bytes are `content` (see `to_bytes`)."""
         arrays = load_npz(io.BytesIO(content))
         projection = cls._from_arrays(arrays, "")
         projection.digest = _digest(content)
