@@ -279,8 +279,21 @@ def test_eval_on_a_url_scores_as_on_the_directory(both, url, tmp_path, capsys):
     written = json.loads((report / "report.json").read_text())
     assert written["index"]["directory"].endswith(f"(schema {url.rsplit('schema=', 1)[1]})")
     assert (report / "samples.png").stat().st_size > 0
-    assert main(["eval", "personalization", "--index", url, "--label-column", "category"]) == 1
-    assert "index directories only" in capsys.readouterr().err
+
+
+def test_eval_personalization_on_a_url_scores_as_on_the_directory(both, url, tmp_path):
+    from stylefinder.evaluate.personalization import evaluate_personalization
+
+    pg, directory = both
+    options = {"users": 30, "sweep": (0.0,), "report_dir": None}
+    on_pg = evaluate_personalization(pg, "category", **options)
+    on_dir = evaluate_personalization(directory, "category", **options)
+    assert on_pg["index"]["items"] == on_dir["index"]["items"] == ITEMS
+    assert on_pg["index"]["directory"].endswith(f"(schema {url.rsplit('schema=', 1)[1]})")
+    for method, metrics in on_dir["methods"].items():
+        assert on_pg["methods"][method] == pytest.approx(metrics, abs=1e-6), method
+    command = ["eval", "personalization", "--index", url, "--label-column", "category"]
+    assert main([*command, "--users", "20", "--report", str(tmp_path / "report")]) == 0
 
 
 def test_a_tuned_catalog_searches_its_tuned_space_as_the_directory_does(both, url):

@@ -41,6 +41,7 @@ import numpy as np
 from stylefinder.engine import Engine
 from stylefinder.evaluate.simulated_shoppers import NOW, Shopper, list_metrics, simulate_shoppers
 from stylefinder.index.search import top_k
+from stylefinder.index.store import IndexStore
 from stylefinder.recommend.personal import (
     Profile,
     ProfileSettings,
@@ -93,17 +94,14 @@ def evaluate_personalization(
         else Engine.open(engine_or_index_dir)
     )
     settings = settings or ProfileSettings()
-    view = engine.view
-    snapshot = view.snapshot
-    by_row = snapshot.items.by_row()  # None: an empty row (a removed item), never labeled
+    by_row, raw, matrix, projection = _catalog_rows(engine)
     values = (None if item is None else item.metadata.get(label_column) for item in by_row)
     labels = [None if value in (None, "") else str(value) for value in values]  # 0 is a label
     labeled = sum(label is not None for label in labels)
     if labeled < 2:
         raise ValueError(f"fewer than two items have a {label_column!r} metadata value")
     item_ids = ["" if item is None else item.id for item in by_row]
-    raw = np.asarray(snapshot.vectors, np.float32)
-    projection, matrix = view.projection, view.matrix
+    row_of = {item.id: row for row, item in enumerate(by_row) if item is not None}
     shoppers = simulate_shoppers(
         raw,
         labels,
@@ -121,10 +119,8 @@ def evaluate_personalization(
         for event in shopper.events:
             kinds = counts.setdefault(event.item_id, {})
             kinds[event.kind] = kinds.get(event.kind, 0) + 1
-    popularity = popularity_vector(counts, snapshot.row_of, snapshot.size, settings=settings)
-    profiles = [
-        build_profile(s.events, snapshot.row_of, settings=settings, now=NOW) for s in shoppers
-    ]
+    popularity = popularity_vector(counts, row_of, len(by_row), settings=settings)
+    profiles = [build_profile(s.events, row_of, settings=settings, now=NOW) for s in shoppers]
 
     def personal(weight: float | None) -> np.ndarray:
         out = np.full((len(shoppers), k), -1, np.int64)
@@ -155,8 +151,12 @@ def evaluate_personalization(
     header = engine.store.header
     result = {
         "index": {
-            "directory": str(engine.store.directory),
-            "items": len(snapshot),
+            "directory": (
+                str(engine.store.directory)
+                if isinstance(engine.store, IndexStore)
+                else engine.store.target.described
+            ),
+            "items": len(row_of),
             "labeled_items": labeled,
             "label_column": label_column,
             "classes": len({label for label in labels if label}),
@@ -366,3 +366,20 @@ def _plot(payload: dict, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _catalog_rows(engine: Engine):
+    """The rows of the engine's catalog (items, None for a removed item's empty row), their raw
+    vectors, the matrix queries search (projected when the catalog is tuned) and the projection.
+    A PostgreSQL catalog's are read once, by id."""
+    view = engine.view
+    store = engine.store
+    if isinstance(store, IndexStore):
+        snapshot = view.snapshot
+        raw = np.asarray(snapshot.vectors, np.float32)
+        return snapshot.items.by_row(), raw, view.matrix, view.projection
+    items = store.items(store.ids())
+    raw = store.vectors_of([item.id for item in items])
+    projection = view.projection
+    matrix = raw if projection is None else projection.apply(raw)
+    return items, raw, matrix, projection

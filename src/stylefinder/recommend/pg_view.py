@@ -48,7 +48,7 @@ _MATRIX_PARTS = frozenset(
         "results",
     ]
 )
-DIRECTORY_ONLY = "`eval personalization`"
+DIRECTORY_ONLY = "this works"
 
 
 class PgCatalogView:
