@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from stylefinder.catalog.scan import scan_folder
+from stylefinder.catalog.scan import scan_folder, scan_list
 
 
 def _photo(path: Path) -> Path:
@@ -97,3 +97,29 @@ def test_hard_links_in_the_catalog_stay_separate_items(tmp_path: Path):
     _photo(root / "a.png")
     os.link(root / "a.png", root / "b.png")
     assert _relpaths(root) == ["a.png", "b.png"]
+
+
+def test_a_list_of_paths_names_the_files_under_its_folder(tmp_path):
+    for name in ("a.png", "sub/b.jpg", "c.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / name)
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
+    Image.new("RGB", (4, 4)).save(outside)
+    listing = tmp_path / "batch.txt"
+    lines = ["# batch 7", "sub/b.jpg", "", f"{tmp_path / 'a.png'}", "a.png", "gone.png"]
+    lines += [str(outside), "notes.txt", "s3://bucket/x.jpg"]
+    listing.write_text("\n".join(lines) + "\n")
+    root, files, problems = scan_list(listing)
+    assert root == tmp_path.resolve()
+    assert [f.relpath for f in files] == ["a.png", "sub/b.jpg"]  # c.png is not listed
+    assert files[0].size == (tmp_path / "a.png").stat().st_size
+    assert problems == [
+        "line 5: a.png: listed twice",
+        "line 6: gone.png: no such file",
+        f"line 7: {outside}: outside the list's folder {tmp_path.resolve()}",
+        "line 8: notes.txt: not an image file name",
+        "line 9: s3://bucket/x.jpg: remote locations are not read from lists yet",
+    ]
+    listing.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ValueError, match="UTF-8"):
+        scan_list(listing)

@@ -328,3 +328,15 @@ def test_kept_workers_serve_the_next_run_and_end_when_released(
     while set(_embedding_workers()) & kept and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not set(_embedding_workers()) & kept  # released: their processes end
+
+
+def test_a_list_of_paths_indexes_on_ray_what_it_names(ray_cluster, photos, tmp_path, embedder):
+    """The catalog given as a list of image paths on shared storage: only those are indexed,
+    and a line naming no file is reported."""
+    names = sorted(p.name for p in photos.glob("*.png") if p.name != "broken.png")[:20]
+    listing = photos / "batch.txt"
+    listing.write_text("\n".join([*names, "missing.png"]) + "\n")
+    summary = build_index(listing, tmp_path / "ix", embedder=embedder, engine="ray", ray_workers=2)
+    assert summary.embedded == 20 and summary.scanned == 20
+    assert summary.metadata_problems == ["line 21: missing.png: no such file"]
+    assert sorted(_contents(tmp_path / "ix")) == names

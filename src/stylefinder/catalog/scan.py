@@ -142,3 +142,53 @@ def file_hash(path: str | Path) -> str:
 def bytes_hash(data: bytes) -> str:
     """SHA-256 of `data`, as hex (equal to `file_hash` of a file holding those bytes)."""
     return hashlib.sha256(data).hexdigest()
+
+
+#: Where a list of image locations names object storage or the web: not read from lists yet.
+REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://")
+
+
+def scan_list(list_file: str | Path) -> tuple[Path, list[CatalogFile], list[str]]:
+    """The image files a text file lists, one per line, relative to the list's folder or
+    absolute under it (blank lines and lines starting with "#" are skipped): that folder (the
+    catalog's root), the files sorted by path as `scan_folder` gives them, and the problems of
+    lines left out (no such file, outside the folder, not an image, listed twice).
+
+    Example:
+        >>> root, files, problems = scan_list("shared/photos/batch-7.txt")  # doctest: +SKIP
+        >>> [f.relpath for f in files], problems  # doctest: +SKIP
+        (['dresses/red.jpg'], ['line 3: tops/gone.jpg: no such file'])
+    """
+    list_file = Path(list_file)
+    root = list_file.resolve().parent
+    try:
+        text = list_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{list_file}: a list of image paths must be UTF-8 text ({error})"
+        ) from None
+    found: dict[str, CatalogFile] = {}
+    problems: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"line {number}: {line}"
+        if line.lower().startswith(REMOTE_SCHEMES):
+            problems.append(f"{where}: remote locations are not read from lists yet")
+            continue
+        path = (root / line).resolve()
+        if root not in path.parents:
+            problems.append(f"{where}: outside the list's folder {root}")
+            continue
+        relpath = path.relative_to(root).as_posix()
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            problems.append(f"{where}: not an image file name")
+        elif relpath in found:
+            problems.append(f"{where}: listed twice")
+        elif not path.is_file():
+            problems.append(f"{where}: no such file")
+        else:
+            stat = path.stat()
+            found[relpath] = CatalogFile(relpath, path, stat.st_size, stat.st_mtime_ns)
+    return root, sorted(found.values(), key=lambda f: f.relpath), problems

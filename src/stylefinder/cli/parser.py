@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=index_commands.demo_data)
 
     index = sub.add_parser("index", help="embed a catalog folder into an index (incremental)")
-    index.add_argument("catalog", help="folder of product photos (searched recursively)")
+    index.add_argument(
+        "catalog",
+        help="folder of product photos (searched recursively), or a text file listing image "
+        "paths under its own folder, one per line",
+    )
     _index_option(index, "index directory (created if missing)")
     index.add_argument("--meta", help="CSV with an id or path column plus metadata columns")
     index.add_argument(

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from stylefinder.catalog.metadata import CatalogEntry, match_files, read_metadata_csv
-from stylefinder.catalog.scan import file_hash, scan_folder
+from stylefinder.catalog.scan import file_hash, scan_folder, scan_list
 from stylefinder.embed.base import Embedder
 from stylefinder.embed.load import load_embedder
 from stylefinder.embed.onnx import OnnxEmbedder
@@ -136,13 +136,17 @@ def build_index(
         ['sku-1', 'sku-2']
     """
     started = time.perf_counter()
-    root = Path(catalog_dir).resolve()
     summary = IndexSummary(dry_run=dry_run)
-    files = scan_folder(root, skip=[] if in_database(index_dir) else [Path(index_dir)])
+    listed: list[str] = []
+    if Path(catalog_dir).is_file():  # a list of image paths under the list's folder
+        root, files, listed = scan_list(catalog_dir)
+    else:
+        root = Path(catalog_dir).resolve()
+        files = scan_folder(root, skip=[] if in_database(index_dir) else [Path(index_dir)])
     summary.scanned = len(files)
     table = read_metadata_csv(metadata_csv, root) if metadata_csv else None
     entries, problems, summary.metadata_rows_without_image = match_files(files, table)
-    summary.metadata_problems = (table.problems if table else []) + problems
+    summary.metadata_problems = listed + (table.problems if table else []) + problems
     wanted = {entry.item_id for entry in entries}
 
     if rebuild and not dry_run:
