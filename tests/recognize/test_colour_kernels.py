@@ -64,18 +64,65 @@ def test_continuity_bins_positions_as_numpy_histogram_does() -> None:
         assert kernels.continuous(lab, labels, 0, 1, a, b, share, edges) == expected
 
 
-def test_merging_joins_a_shading_gradient_and_keeps_two_colours_apart() -> None:
+def _merge(lab, labels, light=None, tint=1.0):
     edges = np.linspace(-0.1, 1.1, 13)
+    light = np.ones((len(lab), 3)) if light is None else light
+    return kernels.merge_shading(lab, labels, 16.0, 45.0, 0.2, edges, light, tint)
+
+
+def test_merging_joins_a_shading_gradient_and_keeps_two_colours_apart() -> None:
     dark, light = np.array([30.0, 40.0, 20.0]), np.array([70.0, 40.0, 20.0])
     gradient = np.linspace(dark, light, 200)  # one colour shaded from dark to light
     labels = (np.arange(200) >= 100).astype(np.int64)  # split in the middle by name
-    assert set(kernels.merge_shading(gradient, labels, 16.0, 45.0, 0.2, edges)) == {0}
+    assert set(_merge(gradient, labels)) == {0}
     two = np.concatenate([np.repeat(dark[None], 100, 0), np.repeat(light[None], 100, 0)])
-    assert np.array_equal(kernels.merge_shading(two, labels, 16.0, 45.0, 0.2, edges), labels)
+    assert np.array_equal(_merge(two, labels), labels)
     near = np.concatenate(
         [np.repeat(dark[None], 100, 0), np.repeat(dark[None] + 8, 100, 0)]
     )  # 13.9 apart
-    assert set(kernels.merge_shading(near, labels, 16.0, 45.0, 0.2, edges)) == {0}
+    assert set(_merge(near, labels)) == {0}
+
+
+def test_a_gradient_between_two_tints_is_a_blend_of_two_colours_not_shading() -> None:
+    dark, light = np.array([30.0, 40.0, 20.0]), np.array([70.0, 40.0, 20.0])
+    gradient = np.linspace(dark, light, 200)
+    labels = (np.arange(200) >= 100).astype(np.int64)
+    blue, white = np.array([0.14, 0.27, 0.43]), np.array([0.6, 0.6, 0.6])
+    blend = np.linspace(blue, white, 200)  # linear light along the way: the tint changes
+    assert np.array_equal(_merge(gradient, labels, blend, tint=0.05), labels)
+    shaded = np.linspace(0.3, 1.0, 200)[:, None] * blue  # the same tint, darker and lighter
+    assert set(_merge(gradient, labels, shaded, tint=0.05)) == {0}
+
+
+def test_walled_flood_is_the_flood_without_the_wall_and_the_flood_through_it() -> None:
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        candidate = rng.random((23, 31)) < 0.7
+        wall = rng.random((23, 31)) < 0.2
+        seeds = np.zeros((23, 31), bool)
+        seeds[0] = seeds[-1] = True
+        walled, reached = kernels.flood_walled(candidate, wall, seeds)
+        assert np.array_equal(walled, kernels.flood(candidate & ~wall, seeds))
+        assert np.array_equal(reached, kernels.flood(candidate, seeds))
+
+
+def test_outlines_follow_a_line_and_ignore_weak_noise() -> None:
+    gradient = np.zeros((20, 20), np.float32)
+    gradient[10, 2:18] = 1.5  # a weak line ...
+    gradient[10, 5] = 3.0  # ... with one strong pixel
+    gradient[3, 3] = 1.5  # a weak speck, joined to nothing strong
+    edge = kernels.outlines(gradient, 1.0, 2.0)
+    assert edge[10, 2:18].all() and edge[9, 2:18].all() and edge[11, 2:18].all()
+    assert not edge[3, 3] and edge.sum() == 16 * 3 + 2
+
+
+def test_a_thin_line_is_its_own_colour_and_a_step_between_two_colours_a_blend() -> None:
+    lab = np.zeros((9, 9, 3))
+    lab[:, 4] = [60.0, 0.0, 0.0]  # a line one pixel thin
+    everywhere = np.ones((9, 9), bool)
+    assert not kernels.blended(lab, 25.0, everywhere)[1:-1, 4].any()
+    lab[:, 5:] = [100.0, 0.0, 0.0]  # now a ramp: 0, 60, 100
+    assert kernels.blended(lab, 25.0, everywhere)[1:-1, 4].all()
 
 
 def numpy_dilate(mask: np.ndarray) -> np.ndarray:

@@ -47,6 +47,60 @@ def steps(lab):  # pragma: no cover - compiled by numba, not traced
 
 
 @njit(cache=True, nogil=True)
+def blended(lab, edge_de, where):  # pragma: no cover - compiled by numba, not traced
+    """Per pixel of `lab` (H, W, C) in `where` (H, W), whether it straddles a colour edge: along
+    a row or a column it differs from a neighbour by more than `edge_de` and lies between its
+    two neighbours there (a mix of the colours on either side). A pixel of a line a pixel or
+    so thin differs from both sides alike: it is the line's own colour, not a blend."""
+    height, width, depth = lab.shape
+    out = np.zeros((height, width), np.bool_)
+    limit = np.float32(edge_de) * np.float32(edge_de)
+    for i in range(height):
+        for j in range(width):
+            if not where[i, j]:
+                continue
+            for di, dj in ((1, 0), (0, 1)):
+                y0, x0, y1, x1 = i - di, j - dj, i + di, j + dj
+                inside = y0 >= 0 and x0 >= 0 and y1 < height and x1 < width
+                before = np.float32(0)
+                after = np.float32(0)
+                turn = np.float32(0)
+                for k in range(depth):
+                    a = np.float32(lab[i, j, k] - lab[max(y0, 0), max(x0, 0), k])
+                    b = np.float32(lab[min(y1, height - 1), min(x1, width - 1), k] - lab[i, j, k])
+                    before += a * a
+                    after += b * b
+                    turn += a * b
+                # at the image's edge, where one side is missing: a blend
+                if (before > limit or after > limit) and (not inside or turn > 0):
+                    out[i, j] = True
+    return out
+
+
+@njit(cache=True, nogil=True)
+def sharp(lab, where, limit):  # pragma: no cover - compiled by numba, not traced
+    """Which pixels of `where` (H, W) differ from a 4-neighbour in `lab` (H, W, C) by more than
+    `limit` (as `steps(lab) > limit` there)."""
+    height, width, depth = lab.shape
+    out = np.zeros((height, width), np.bool_)
+    bound = np.float32(limit)
+    for i in range(height):
+        for j in range(width):
+            if not where[i, j]:
+                continue
+            for y, x in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
+                if 0 <= y < height and 0 <= x < width:
+                    total = np.float32(0)
+                    for k in range(depth):
+                        d = np.float32(lab[y, x, k] - lab[i, j, k])
+                        total += d * d
+                    if np.sqrt(total) > bound:
+                        out[i, j] = True
+                        break
+    return out
+
+
+@njit(cache=True, nogil=True)
 def box3(values):  # pragma: no cover - compiled by numba, not traced
     """3x3 box mean of `values` (H, W, C) over the first two axes, with edges repeated."""
     height, width, depth = values.shape
@@ -90,6 +144,79 @@ def flood(candidate, seeds):  # pragma: no cover - compiled by numba, not traced
 
 
 @njit(cache=True, nogil=True)
+def flood_walled(candidate, wall, seeds):  # pragma: no cover - compiled by numba, not traced
+    """`flood(candidate & ~wall, seeds)` and `flood(candidate, seeds)` in one walk: the first
+    walk stops at `wall`, then goes on through it."""
+    height, width = candidate.shape
+    reached = np.zeros((height, width), np.bool_)
+    stack = np.empty(height * width, np.int64)
+    later = np.empty(height * width, np.int64)
+    top, rest = 0, 0
+    for i in range(height):
+        for j in range(width):
+            if candidate[i, j] and seeds[i, j]:
+                reached[i, j] = True
+                if wall[i, j]:
+                    later[rest] = i * width + j
+                    rest += 1
+                else:
+                    stack[top] = i * width + j
+                    top += 1
+    while top:
+        top -= 1
+        i, j = divmod(stack[top], width)
+        for y, x in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
+            if 0 <= y < height and 0 <= x < width and candidate[y, x] and not reached[y, x]:
+                reached[y, x] = True
+                if wall[y, x]:
+                    later[rest] = y * width + x
+                    rest += 1
+                else:
+                    stack[top] = y * width + x
+                    top += 1
+    walled = reached.copy()
+    for p in range(rest):
+        i, j = divmod(later[p], width)
+        walled[i, j] = False
+    while rest:
+        rest -= 1
+        i, j = divmod(later[rest], width)
+        for y, x in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
+            if 0 <= y < height and 0 <= x < width and candidate[y, x] and not reached[y, x]:
+                reached[y, x] = True
+                later[rest] = y * width + x
+                rest += 1
+    return walled, reached
+
+
+@njit(cache=True, nogil=True)
+def outlines(gradient, weak, strong):  # pragma: no cover - compiled by numba, not traced
+    """Edge pixels of `gradient` (H, W) by hysteresis (as Canny's): pixels above `strong`, and
+    those above `weak` 8-connected to them, grown by one pixel (4-neighbourhood) so that a
+    4-connected flood cannot slip through a diagonal step of the line."""
+    height, width = gradient.shape
+    edge = np.zeros((height, width), np.bool_)
+    stack = np.empty(height * width, np.int64)
+    top = 0
+    for i in range(height):
+        for j in range(width):
+            if gradient[i, j] > strong:
+                edge[i, j] = True
+                stack[top] = i * width + j
+                top += 1
+    while top:
+        top -= 1
+        i, j = divmod(stack[top], width)
+        for y in range(max(i - 1, 0), min(i + 2, height)):
+            for x in range(max(j - 1, 0), min(j + 2, width)):
+                if not edge[y, x] and gradient[y, x] > weak:
+                    edge[y, x] = True
+                    stack[top] = y * width + x
+                    top += 1
+    return dilate(edge)
+
+
+@njit(cache=True, nogil=True)
 def lookup(rgb, lab_table, name_table):  # pragma: no cover - compiled by numba, not traced
     """CIELAB (H, W, 3) and palette-name indices (H, W) of uint8 pixels (H, W, 3), from tables
     over a 64-level-per-channel grid."""
@@ -106,20 +233,25 @@ def lookup(rgb, lab_table, name_table):  # pragma: no cover - compiled by numba,
 
 
 @njit(cache=True, nogil=True)
-def merge_shading(lab, labels, near, far, share, edges):  # pragma: no cover - compiled
+def merge_shading(lab, labels, near, far, share, edges, light, tint):  # pragma: no cover
     """Merge pixel groups (`labels` 0..G-1 of the pixels `lab` (N, 3)) that differ only by
     shading, one pair at a time, closest first: pairs whose mean colours are nearer than `near`,
-    or nearer than `far` with the way between them filled (see `continuous`). Returns the merged
-    labels; a merged group takes the label of the lower one."""
+    or nearer than `far` with the way between them filled (see `continuous`) and the same tint:
+    shading scales a colour's linear light (`light`, (N, 3)) and keeps its chromaticity, so
+    groups whose summed light has chromaticities (r, g over r + g + b) further apart than
+    `tint` are two colours (a print and the cloth, blended along their edges). Returns the
+    merged labels; a merged group takes the label of the lower one."""
     labels = labels.copy()
     groups = labels.max() + 1
     while True:
         counts = np.zeros(groups, np.int64)
         sums = np.zeros((groups, 3), np.float64)
+        light_sums = np.zeros((groups, 3), np.float64)
         for p in range(len(labels)):
             counts[labels[p]] += 1
             for k in range(3):
                 sums[labels[p], k] += lab[p, k]
+                light_sums[labels[p], k] += light[p, k]
         present = np.flatnonzero(counts)
         size = len(present)
         if size < 2:
@@ -147,6 +279,8 @@ def merge_shading(lab, labels, near, far, share, edges):  # pragma: no cover - c
                 break
             distance[bi, bj] = np.inf
             a, b = present[bi], present[bj]
+            if best >= near and _tint_gap(light_sums[a], light_sums[b]) > tint:
+                continue
             if best < near or continuous(lab, labels, a, b, centres[bi], centres[bj], share, edges):
                 for p in range(len(labels)):
                     if labels[p] == b:
@@ -154,6 +288,16 @@ def merge_shading(lab, labels, near, far, share, edges):  # pragma: no cover - c
                 merged = True
         if not merged:
             return labels
+
+
+@njit(cache=True, nogil=True)
+def _tint_gap(first, second):  # pragma: no cover - compiled by numba, not traced
+    """Distance between the chromaticities (r, g over r + g + b) of two linear colours."""
+    total_a = max(first[0] + first[1] + first[2], 1e-9)
+    total_b = max(second[0] + second[1] + second[2], 1e-9)
+    dr = first[0] / total_a - second[0] / total_b
+    dg = first[1] / total_a - second[1] / total_b
+    return np.sqrt(dr * dr + dg * dg)
 
 
 @njit(cache=True, nogil=True)
@@ -291,18 +435,22 @@ def plane_distance(lab, centre, first):  # pragma: no cover - compiled by numba,
 
 
 @njit(cache=True, nogil=True)
-def cast_shadow(lab, backdrop, background, depth, tint, step):  # pragma: no cover - compiled
-    """The soft drop shadow next to `background`; see `colours._cast_shadow`."""
+def cast_shadow(
+    lab, blurred, gradient, edge, strong, backdrop, background, depth, tint, step
+):  # pragma: no cover
+    """The soft drop shadow next to `background`, from `lab`, its `box3` mean `blurred` and that
+    one's `steps` `gradient`, not across outlines: `edge` pixels above `strong` or sharp in
+    `lab` (a shadow's own soft ramp may pass for a weak outline); see `colours._regions`."""
     lightness = lab[:, :, 0]
     top, bottom = backdrop[0] + 1, backdrop[0] - depth
     shaded = (lightness < top) & (lightness > bottom)
     shaded &= plane_distance(lab, backdrop, 1) < 2 * tint  # single pixels: noisy
     if not (shaded & ~background & dilate(background)).any():
         return np.zeros_like(background)
-    blurred = box3(lab)
     soft = (blurred[:, :, 0] < top) & (blurred[:, :, 0] > bottom)
-    soft &= (plane_distance(blurred, backdrop, 1) < tint) & (steps(blurred) < step)
-    reached = flood(background | erode(soft, 1), background)
+    soft &= (plane_distance(blurred, backdrop, 1) < tint) & (gradient < step)
+    wall = dilate(gradient > strong) | sharp(lab, edge, step)
+    reached = flood(background | (erode(soft, 1) & ~wall), background)
     cast = dilate(reached & ~background) & soft
     for _ in range(2):  # the shadow's darkest rim, where it meets the item's outline
         cast |= dilate(cast) & shaded
@@ -310,10 +458,13 @@ def cast_shadow(lab, backdrop, background, depth, tint, step):  # pragma: no cov
 
 
 @njit(cache=True, nogil=True)
-def regions(lab, rgb, opaque, radius, plain_de, min_share, shadow, edge_de):  # pragma: no cover
+def regions(
+    lab, rgb, opaque, radius, plain_de, min_share, shadow, edge_de, outline
+):  # pragma: no cover
     """The garment pixels of an image, the backdrop's mean RGB (NaN without a plain backdrop)
     and the garment pixels away from outlines and colour edges; see `colours._regions`.
-    `shadow` holds (SHADOW_DEPTH, SHADOW_TINT, SHADOW_STEP)."""
+    `shadow` holds (SHADOW_DEPTH, SHADOW_TINT, SHADOW_STEP), `outline` (OUTLINE_WEAK,
+    OUTLINE_STRONG, OUTLINE_MIN)."""
     height, width = opaque.shape
     garment, backdrop = opaque, np.full(3, np.nan)
     transparent = opaque.size - opaque.sum()
@@ -337,7 +488,22 @@ def regions(lab, rgb, opaque, radius, plain_de, min_share, shadow, edge_de):  # 
             # compared in float32, as numpy compares float32 distances with a Python float
             limit = np.float32(min(max(3.0 * np.float64(spread), plain_de), 1.6 * plain_de))
             similar = plane_distance(lab, centre, 0) < limit
-            background = flood(similar, similar & border)
+            # the flood stops at outlines: lines where the smoothed colour changes much faster
+            # than the backdrop's noise does (an item of the backdrop's own colour stays apart)
+            blurred = box3(lab)
+            gradient = steps(blurred)
+            noise = np.float64(np.median(gradient.ravel()[border.ravel()]))
+            weak = max(outline[0] * noise, outline[2])
+            strong = max(outline[1] * noise, 2 * outline[2])
+            edge = outlines(gradient, weak, strong)
+            walled, background = flood_walled(similar, edge, border)
+            for _ in range(2):  # back over the backdrop's side of the outline
+                walled |= dilate(walled) & similar
+            # what only an outline kept from the flood is an item of the backdrop's colour where
+            # it is wide, and backdrop squeezed between outlines (between two legs) where not
+            kept = background & ~walled
+            if kept.sum() >= (2 * radius + 1) ** 2:  # else nothing in it is wide
+                background = walled | (kept & ~flood(kept, erode(kept, radius)))
             # backdrop-coloured areas inside the item: gaps (a bag handle) when they are wide and
             # smaller than the rest of the item; otherwise the item has the backdrop's colour (a
             # white shirt with an outline on white) and they count, as do small specks (a print)
@@ -345,7 +511,18 @@ def regions(lab, rgb, opaque, radius, plain_de, min_share, shadow, edge_de):  # 
             gaps = flood(enclosed, erode(enclosed, radius))
             if gaps.sum() < (opaque & ~similar).sum():
                 background |= gaps
-            cast = cast_shadow(lab, centre, background, shadow[0], shadow[1], shadow[2])
+            cast = cast_shadow(
+                lab,
+                blurred,
+                gradient,
+                edge,
+                strong,
+                centre,
+                background,
+                shadow[0],
+                shadow[1],
+                shadow[2],
+            )
             candidate = opaque & ~(background | cast)
             if candidate.sum() >= max(8.0, 0.005 * candidate.size):  # else all one colour
                 garment = candidate
@@ -353,15 +530,18 @@ def regions(lab, rgb, opaque, radius, plain_de, min_share, shadow, edge_de):  # 
     inner = erode(garment, 1)
     if inner.sum() < 0.5 * garment.sum():
         inner = garment  # thin item or tiny image: keep the outline
-    smooth = inner & (steps(lab) <= edge_de)
+    smooth = inner & ~blended(lab, edge_de, inner)
     return garment, backdrop, smooth if smooth.sum() >= 0.5 * inner.sum() else inner
 
 
 @njit(cache=True, nogil=True)
-def colour_groups(lab, rgb, names, counted, near, far, share, edges):  # pragma: no cover
+def colour_groups(
+    lab, rgb, names, counted, near, far, share, edges, linear, tint
+):  # pragma: no cover
     """The `counted` pixels grouped by palette name and merged where they differ only by
     shading (`merge_shading`): per group, in label order, its pixel count, mean CIELAB and RGB
-    sum; and per counted pixel (in row-major order) the position of its group among those."""
+    sum; and per counted pixel (in row-major order) the position of its group among those.
+    `linear` is the 256-level table of sRGB to linear light, `tint` as in `merge_shading`."""
     size = counted.sum()
     points = np.empty((size, 3), np.float64)
     colours = np.empty((size, 3), np.float64)
@@ -384,7 +564,11 @@ def colour_groups(lab, rgb, names, counted, near, far, share, edges):  # pragma:
                 labels[at] = rank[names[i, j]]
                 at += 1
     if size:
-        labels = merge_shading(points, labels, near, far, share, edges)
+        light = np.empty((size, 3), np.float64)
+        for p in range(size):
+            for k in range(3):
+                light[p, k] = linear[int(colours[p, k])]
+        labels = merge_shading(points, labels, near, far, share, edges, light, tint)
     counts = np.zeros(groups, np.int64)
     means = np.zeros((groups, 3), np.float64)
     sums = np.zeros((groups, 3), np.float64)

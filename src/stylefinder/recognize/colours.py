@@ -2,15 +2,21 @@
 
 1. Background: the plain backdrop of a product shot is the region of border-like colour connected
    to the image border, plus a soft drop shadow and backdrop-coloured gaps too wide to be a print
-   (the inside of a bag handle); for an RGBA cut-out, the transparent pixels. An item of the
-   backdrop's own colour counts where something (an outline, shading) sets it apart. When the
-   border has no dominant colour (a photo with scenery), every pixel counts.
+   (the inside of a bag handle); for an RGBA cut-out, the transparent pixels. The flood stops
+   at outlines (lines where the colour changes much faster than the backdrop's noise), so an
+   item of the backdrop's own colour (a white shirt on white paper, its edges soft and dark)
+   keeps its wide parts; backdrop squeezed between outlines (between two legs) stays
+   background. When the border has no dominant colour (a photo with scenery), every pixel
+   counts.
 2. Naming: each garment pixel gets the name of its nearest prototype in CIELAB (several per name,
    so dark and light shades stay in place; low chroma gives black, grey or white by lightness).
 3. Grouping: per-name groups are merged where their pixels form a continuum (a shading gradient,
-   a fold) rather than two clusters, and each merged group is named by its mean colour.
-4. Shares: pixels on colour edges and outlines (blends) go to the nearest group; outline pixels
-   that are mostly backdrop are left out.
+   a fold) rather than two clusters, and each merged group is named by its lit colour; a
+   group beside the cloth (a print) by its pixels least blended with the cloth. A grey group
+   as light as a white or light-grey backdrop allows (soft light) is white.
+4. Shares: pixels that straddle a colour edge (blends, in linear light a mix by area) go to
+   the group that covers more of them; pixels of lines too thin to have a clean inside count
+   as their own colour; outline pixels that are mostly backdrop are left out.
 
 Everything runs on a copy downscaled to at most `max_side` pixels per side (a few milliseconds
 per image). Greyscale images come out as black, grey and white.
@@ -105,11 +111,20 @@ HUE_CHROMA = 0.08  # a faint hue is named as if this strong
 #: MAX_LIT_GAIN times their mean.
 LIT_PERCENTILE = 90.0
 MAX_LIT_GAIN = 1.8
+#: A group beside the cloth (the largest group) is named by the PURE_SHARE of its pixels least
+#: blended with the cloth (`_purest`): a print's edges and thin lines mix in the cloth's colour.
+PURE_SHARE = 0.1
 #: On a white or light-grey backdrop (CIELAB L from WHITE_PAPER_L), a grey group is white when
-#: its lit part is as light as the backdrop (within WHITE_MARGIN, CIELAB L) and its mean
-#: lightness reaches WHITE_MIN_L: a white garment in soft light is darker than the paper behind
-#: it except where lit.
-WHITE_MARGIN = 0.0
+#: its lit part comes near the backdrop's lightness and its mean lightness reaches WHITE_MIN_L.
+#: On white paper (L from WHITE_BACKDROP_L) the garment and the paper reflect alike, and the lit
+#: part may fall short by the light it misses in soft light (its lit side faces a soft box less
+#: squarely than the flat paper does): up to WHITE_MARGIN (CIELAB L). A light-grey paper
+#: (L up to GREY_BACKDROP_L) reflects less than a white garment, which makes up for that light,
+#: so there a group well below the paper is light grey: WHITE_MARGIN_GREY; linear in between.
+WHITE_MARGIN = 16.0
+WHITE_MARGIN_GREY = 5.5
+WHITE_BACKDROP_L = 95.0
+GREY_BACKDROP_L = 90.0
 WHITE_PAPER_L = 75.0  # only a white or light-grey backdrop
 WHITE_MIN_L = 55.0
 #: Border pixels within this CIELAB distance of the border's main colour count as background.
@@ -125,7 +140,16 @@ HOLE_RADIUS = 3
 SHADOW_DEPTH = 35.0
 SHADOW_TINT = 6.0
 SHADOW_STEP = 3.0
-#: Neighbouring pixels differing by more than this sit on an edge (mixed colours).
+#: Outlines: the backdrop's flood and its shadow stop at lines where the 3x3-smoothed colour
+#: changes (CIELAB per pixel) more than OUTLINE_STRONG times the backdrop's median change (its
+#: noise), and at the pixels joined to those that change more than OUTLINE_WEAK times it
+#: (hysteresis), at least OUTLINE_MIN (weak) and twice it (strong).
+OUTLINE_WEAK = 2.0
+OUTLINE_STRONG = 4.0
+OUTLINE_MIN = 1.0
+#: A pixel differing from a neighbour by more than this, and lying between its two neighbours
+#: along that row or column, straddles a colour edge (mixed colours); one that differs from
+#: both alike is a line too thin to have an inside, and keeps its colour.
 EDGE_DE = 25.0
 #: Colour groups whose mean colours are closer than this (CIELAB) are always merged, ...
 MERGE_DE = 16.0
@@ -133,6 +157,9 @@ MERGE_DE = 16.0
 #: at least CONTINUUM_SHARE of their peak density (a shading gradient, not two colours).
 MERGE_FAR_DE = 45.0
 CONTINUUM_SHARE = 0.2
+#: ... and only with the same tint: chromaticities of their linear light at most this far apart
+#: (shading keeps a colour's chromaticity; a print blended into the cloth at its edges does not).
+MERGE_TINT = 0.05
 _CONTINUUM_EDGES = np.linspace(-0.1, 1.1, 13)  # positions along the way, as binned
 
 
@@ -184,7 +211,7 @@ def dominant_colours(
         outline = edges & _kernels().dilate(~garment)
         _count_outline(groups, rgb[outline], backdrop)
         edges &= ~outline
-    _count_edges(groups, lab[edges])
+    _count_edges(groups, rgb[edges])
     total = sum(g.count for g in groups)
     if total == 0:
         return []
@@ -488,7 +515,9 @@ def _regions(
     within BACKGROUND_DE of it (a noisy backdrop widens that a little); the background is the
     region of that colour connected to the border, plus wide backdrop-coloured gaps (HOLE_RADIUS)
     and a soft drop shadow next to it: the backdrop colour made darker by up to SHADOW_DEPTH,
-    keeping its hue, without sharp edges, in areas wider than a line. When nothing stands out,
+    keeping its hue, without sharp edges, in areas wider than a line. Neither crosses an
+    outline (OUTLINE_WEAK, OUTLINE_STRONG); what only outlines keep from the flood is an item
+    where it is wide (HOLE_RADIUS), and background where not. When nothing stands out,
     the image is all one colour and every pixel counts. All of it runs in one compiled pass
     (`_colour_kernels.regions`).
     """
@@ -503,6 +532,7 @@ def _regions(
         MIN_BORDER_SHARE,
         shadow,
         EDGE_DE,
+        np.array([OUTLINE_WEAK, OUTLINE_STRONG, OUTLINE_MIN]),
     )
     return garment, (None if np.isnan(backdrop[0]) else backdrop), counted
 
@@ -516,18 +546,32 @@ def _colour_groups(
     """The `counted` pixels grouped by palette name, merged where they differ only by shading,
     each merged group named by its lit colour (`_lit_colour`)."""
     counts, centres, rgb_sums, members = _kernels().colour_groups(
-        lab, rgb, names, counted, MERGE_DE, MERGE_FAR_DE, CONTINUUM_SHARE, _CONTINUUM_EDGES
+        lab,
+        rgb,
+        names,
+        counted,
+        MERGE_DE,
+        MERGE_FAR_DE,
+        CONTINUUM_SHARE,
+        _CONTINUUM_EDGES,
+        _LINEAR,
+        MERGE_TINT,
     )
     pixels = rgb[counted]
     lightness = lab[..., 0][counted]
+    cloth = int(np.argmax(counts)) if len(counts) else 0
     groups: dict[str, _Group] = {}
     for at, (count, centre, rgb_sum) in enumerate(
         zip(counts.tolist(), centres, rgb_sums, strict=True)
     ):
         mine = members == at
-        lit_rgb = _lit_colour(rgb_sum / count, pixels[mine])
+        own, own_l = pixels[mine], lightness[mine]
+        if at != cloth:  # a print: named by its pixels least blended with the cloth
+            pure = _purest(rgb_sums[cloth] / counts[cloth], own)
+            own, own_l = own[pure], own_l[pure]
+        lit_rgb = _lit_colour(own.mean(0), own)
         name = COLOUR_NAMES[int(_nearest_name(lit_rgb)[0])]
-        lit_l = float(np.percentile(lightness[mine], LIT_PERCENTILE))
+        lit_l = float(_percentile(own_l, LIT_PERCENTILE))
         if name in groups:
             group = groups[name]
             group.count, group.clean = group.count + count, group.clean + count
@@ -536,6 +580,29 @@ def _colour_groups(
         else:
             groups[name] = _Group(name, count, count, centre * count, rgb_sum, lit_l)
     return list(groups.values())
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    """`np.percentile(values, q)` (linear method) of a non-empty array, by a partial sort
+    (np.percentile costs a tenth of a millisecond a call on small arrays)."""
+    flat = np.asarray(values, np.float64).ravel()
+    position = (len(flat) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(flat) - 1)
+    part = np.partition(flat, (low, high))
+    return float(part[low] + (part[high] - part[low]) * (position - low))
+
+
+def _purest(cloth_rgb: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Which pixels of a group are least blended with the cloth (mean `cloth_rgb`): the
+    PURE_SHARE of them furthest from it along the way from the cloth's colour to the group's,
+    in linear light. Where a print meets the cloth, and across thin print lines, a pixel holds
+    both, and its linear light is their mix; the print's own colour is at the far end."""
+    light = _linear(pixels)
+    base = _linear(cloth_rgb)
+    way = light.mean(0) - base
+    along = (light - base) @ way
+    return along >= _percentile(along, 100 * (1 - PURE_SHARE))
 
 
 def _lit_colour(mean_rgb: np.ndarray, pixels: np.ndarray) -> np.ndarray:
@@ -547,18 +614,21 @@ def _lit_colour(mean_rgb: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     mean = float(luminance.mean())
     if mean <= 0:
         return mean_rgb
-    gain = min(max(float(np.percentile(luminance, LIT_PERCENTILE)) / mean, 1.0), MAX_LIT_GAIN)
+    gain = min(max(float(_percentile(luminance, LIT_PERCENTILE)) / mean, 1.0), MAX_LIT_GAIN)
     return _encode(np.clip(_linear(mean_rgb) * gain, 0, 1))
 
 
 def _name_whites(groups: list[_Group], backdrop: np.ndarray | None) -> None:
-    """Rename the grey group white where its lit part is as light as the backdrop (a white
-    garment in soft light), merging it into a white group there is already."""
+    """Rename the grey group white where its lit part comes near the backdrop's lightness (a
+    white garment in soft light; see WHITE_MARGIN), merging it into a white group there is
+    already."""
     grey = next((g for g in groups if g.name == "grey"), None)
     if grey is None or backdrop is None or grey.lab_sum[0] / grey.clean < WHITE_MIN_L:
         return
     paper = float(rgb_to_lab(np.clip(np.rint(backdrop), 0, 255).astype(np.uint8))[0])
-    if paper < WHITE_PAPER_L or grey.lit_l < paper - WHITE_MARGIN:
+    whiteness = np.clip((paper - GREY_BACKDROP_L) / (WHITE_BACKDROP_L - GREY_BACKDROP_L), 0, 1)
+    margin = WHITE_MARGIN_GREY + whiteness * (WHITE_MARGIN - WHITE_MARGIN_GREY)
+    if paper < WHITE_PAPER_L or grey.lit_l < paper - margin:
         return
     white = next((g for g in groups if g.name == "white"), None)
     if white is None:
@@ -569,15 +639,27 @@ def _name_whites(groups: list[_Group], backdrop: np.ndarray | None) -> None:
     groups.remove(grey)
 
 
-def _count_edges(groups: list[_Group], lab: np.ndarray) -> None:
-    """Count pixels on colour edges with the group of the nearest mean colour."""
-    if not groups or not len(lab):
+def _count_edges(groups: list[_Group], rgb: np.ndarray) -> None:
+    """Count pixels on colour edges, blends of two groups' colours, with the group that covers
+    more of them: in linear light, a pixel that straddles two colours is their mix by the area
+    each covers, so it goes to the nearer end of the blend line (of two groups' mean colours)
+    that passes nearest to it. (The nearest colour in CIELAB would give a blend of a dark and a
+    light colour to the light one: lightness is a cube root of light.)"""
+    if not groups or not len(rgb):
         return
-    centres = np.array([g.lab_sum / g.clean for g in groups], dtype=np.float32)
-    distance = -2 * lab @ centres.T + (centres * centres).sum(1)
-    for group, extra in zip(
-        groups, np.bincount(distance.argmin(1), minlength=len(groups)), strict=True
-    ):
+    light = _linear(rgb)
+    ends = _linear(np.array([g.rgb_sum / g.clean for g in groups]))
+    first, second = np.triu_indices(len(groups))
+    way = ends[second] - ends[first]  # (pairs, 3)
+    offset = light[:, None, :] - ends[first][None]  # (pixels, pairs, 3)
+    amount = np.clip(
+        np.einsum("npk,pk->np", offset, way) / np.maximum((way * way).sum(1), 1e-12), 0, 1
+    )
+    residual = ((offset - amount[..., None] * way[None]) ** 2).sum(-1)
+    pair = residual.argmin(1)
+    near_end = amount[np.arange(len(light)), pair] < 0.5
+    chosen = np.where(near_end, first[pair], second[pair])
+    for group, extra in zip(groups, np.bincount(chosen, minlength=len(groups)), strict=True):
         group.count += int(extra)
 
 
