@@ -94,18 +94,6 @@ def test_a_gradient_between_two_tints_is_a_blend_of_two_colours_not_shading() ->
     assert set(_merge(gradient, labels, shaded, tint=0.05)) == {0}
 
 
-def test_walled_flood_is_the_flood_without_the_wall_and_the_flood_through_it() -> None:
-    rng = np.random.default_rng(8)
-    for _ in range(20):
-        candidate = rng.random((23, 31)) < 0.7
-        wall = rng.random((23, 31)) < 0.2
-        seeds = np.zeros((23, 31), bool)
-        seeds[0] = seeds[-1] = True
-        walled, reached = kernels.flood_walled(candidate, wall, seeds)
-        assert np.array_equal(walled, kernels.flood(candidate & ~wall, seeds))
-        assert np.array_equal(reached, kernels.flood(candidate, seeds))
-
-
 def test_outlines_follow_a_line_and_ignore_weak_noise() -> None:
     gradient = np.zeros((20, 20), np.float32)
     gradient[10, 2:18] = 1.5  # a weak line ...

@@ -144,52 +144,6 @@ def flood(candidate, seeds):  # pragma: no cover - compiled by numba, not traced
 
 
 @njit(cache=True, nogil=True)
-def flood_walled(candidate, wall, seeds):  # pragma: no cover - compiled by numba, not traced
-    """`flood(candidate & ~wall, seeds)` and `flood(candidate, seeds)` in one walk: the first
-    walk stops at `wall`, then goes on through it."""
-    height, width = candidate.shape
-    reached = np.zeros((height, width), np.bool_)
-    stack = np.empty(height * width, np.int64)
-    later = np.empty(height * width, np.int64)
-    top, rest = 0, 0
-    for i in range(height):
-        for j in range(width):
-            if candidate[i, j] and seeds[i, j]:
-                reached[i, j] = True
-                if wall[i, j]:
-                    later[rest] = i * width + j
-                    rest += 1
-                else:
-                    stack[top] = i * width + j
-                    top += 1
-    while top:
-        top -= 1
-        i, j = divmod(stack[top], width)
-        for y, x in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
-            if 0 <= y < height and 0 <= x < width and candidate[y, x] and not reached[y, x]:
-                reached[y, x] = True
-                if wall[y, x]:
-                    later[rest] = y * width + x
-                    rest += 1
-                else:
-                    stack[top] = y * width + x
-                    top += 1
-    walled = reached.copy()
-    for p in range(rest):
-        i, j = divmod(later[p], width)
-        walled[i, j] = False
-    while rest:
-        rest -= 1
-        i, j = divmod(later[rest], width)
-        for y, x in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
-            if 0 <= y < height and 0 <= x < width and candidate[y, x] and not reached[y, x]:
-                reached[y, x] = True
-                later[rest] = y * width + x
-                rest += 1
-    return walled, reached
-
-
-@njit(cache=True, nogil=True)
 def outlines(gradient, weak, strong):  # pragma: no cover - compiled by numba, not traced
     """Edge pixels of `gradient` (H, W) by hysteresis (as Canny's): pixels above `strong`, and
     those above `weak` 8-connected to them, grown by one pixel (4-neighbourhood) so that a
@@ -496,7 +450,8 @@ def regions(
             weak = max(outline[0] * noise, outline[2])
             strong = max(outline[1] * noise, 2 * outline[2])
             edge = outlines(gradient, weak, strong)
-            walled, background = flood_walled(similar, edge, border)
+            walled = flood(similar & ~edge, border)  # the flood stopped at outlines ...
+            background = flood(similar, border)  # ... and not
             for _ in range(2):  # back over the backdrop's side of the outline
                 walled |= dilate(walled) & similar
             # what only an outline kept from the flood is an item of the backdrop's colour where
