@@ -107,7 +107,7 @@ def test_a_list_of_paths_names_the_files_under_its_folder(tmp_path):
     Image.new("RGB", (4, 4)).save(outside)
     listing = tmp_path / "batch.txt"
     lines = ["# batch 7", "sub/b.jpg", "", f"{tmp_path / 'a.png'}", "a.png", "gone.png"]
-    lines += [str(outside), "notes.txt", "s3://bucket/x.jpg"]
+    lines += [str(outside), "notes.txt", "https://shop.example/x.jpg"]
     listing.write_text("\n".join(lines) + "\n")
     root, files, problems = scan_list(listing)
     assert root == tmp_path.resolve()
@@ -118,8 +118,26 @@ def test_a_list_of_paths_names_the_files_under_its_folder(tmp_path):
         "line 6: gone.png: no such file",
         f"line 7: {outside}: outside the list's folder {tmp_path.resolve()}",
         "line 8: notes.txt: not an image file name",
-        "line 9: s3://bucket/x.jpg: remote locations are not read from lists yet",
+        "line 9: https://shop.example/x.jpg: web addresses are not read from lists yet",
     ]
     listing.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ValueError, match="UTF-8"):
         scan_list(listing)
+
+
+def test_a_list_may_name_files_on_object_storage_by_uri(tmp_path):
+    """`file://` goes through pyarrow's filesystems as `s3://` does: metadata only."""
+    pytest.importorskip("pyarrow")
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    uri = (tmp_path / "a.png").as_uri()
+    listing = tmp_path / "remote.txt"
+    listing.write_text(f"{uri}\n{uri}\n{(tmp_path / 'gone.png').as_uri()}\n")
+    _, files, problems = scan_list(listing)
+    assert [(f.relpath, f.abspath, f.size) for f in files] == [
+        (uri, uri, (tmp_path / "a.png").stat().st_size)
+    ]
+    assert files[0].mtime_ns > 0
+    assert problems == [
+        f"line 2: {uri}: listed twice",
+        f"line 3: {(tmp_path / 'gone.png').as_uri()}: no such file",
+    ]

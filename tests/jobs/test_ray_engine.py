@@ -340,3 +340,25 @@ def test_a_list_of_paths_indexes_on_ray_what_it_names(ray_cluster, photos, tmp_p
     assert summary.embedded == 20 and summary.scanned == 20
     assert summary.metadata_problems == ["line 21: missing.png: no such file"]
     assert sorted(_contents(tmp_path / "ix")) == names
+
+
+def test_images_on_object_storage_are_read_by_the_workers(ray_cluster, photos, tmp_path, embedder):
+    """A list of `file://` URIs (read through pyarrow, as `s3://` is): the workers read the
+    bytes, the vectors are local indexing's, and a second run reads nothing again."""
+    pytest.importorskip("pyarrow")
+    names = sorted(p.name for p in photos.glob("*.png") if p.name != "broken.png")[:12]
+    listing = tmp_path / "remote.txt"
+    listing.write_text("\n".join((photos / name).as_uri() for name in names) + "\n")
+    local = build_index(listing, tmp_path / "local", embedder=embedder)
+    on_ray = build_index(listing, tmp_path / "ray", embedder=embedder, engine="ray", ray_workers=2)
+    assert on_ray.embedded == local.embedded == 12 and not on_ray.skipped
+    mine, theirs = _contents(tmp_path / "ray"), _contents(tmp_path / "local")
+    assert sorted(mine) == sorted((photos / name).as_uri() for name in names) == sorted(theirs)
+    for item_id, (vector, metadata) in mine.items():
+        np.testing.assert_allclose(vector, theirs[item_id][0], atol=1e-6)
+        np.testing.assert_allclose(
+            vector, embedder.embed_one(photos / item_id.rsplit("/", 1)[1]), atol=1e-5
+        )
+        assert metadata == theirs[item_id][1]
+    again = build_index(listing, tmp_path / "ray", embedder=embedder, engine="ray")
+    assert again.embedded == 0 and again.unchanged == 12

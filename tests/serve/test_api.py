@@ -343,3 +343,26 @@ def test_items_and_results_carry_the_display_settings(make_client, api_index, de
     with open(demo.queries[0][0], "rb") as f:
         results = client.post("/v1/search", files={"image": f}, data={"k": "3"}).json()
     assert all(r["display"]["title"] == r["metadata"]["category"] for r in results["results"])
+
+
+def test_an_image_on_object_storage_is_served_from_there(make_client, tmp_path):
+    """An item indexed from a `file://` URI (read through pyarrow, as `s3://` is) is served by
+    `GET /v1/items/{id}/image` from its store."""
+    import pytest
+
+    pytest.importorskip("pyarrow")
+    from fakes import FakeEmbedder
+    from stylefinder.jobs.build import build_index
+
+    (tmp_path / "photos").mkdir()
+    picture = tmp_path / "photos" / "red.png"
+    picture.write_bytes(png())
+    listing = tmp_path / "remote.txt"
+    listing.write_text(picture.as_uri() + "\n")
+    build_index(listing, tmp_path / "ix", embedder=FakeEmbedder())
+    client = make_client(tmp_path / "ix")
+    answer = client.get(f"/v1/items/{picture.as_uri()}/image", headers={"X-API-Key": READER})
+    assert answer.status_code == 200 and answer.content == picture.read_bytes()
+    picture.unlink()
+    gone = client.get(f"/v1/items/{picture.as_uri()}/image", headers={"X-API-Key": READER})
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "image_missing"

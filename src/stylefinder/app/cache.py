@@ -15,6 +15,7 @@ from PIL import Image
 
 from stylefinder.app.session import Query
 from stylefinder.catalog.images import load_image
+from stylefinder.catalog.remote import is_remote
 from stylefinder.engine import Engine
 from stylefinder.errors import BadImageError, UnknownColumnError
 from stylefinder.recognize.colours import warm_up
@@ -63,7 +64,7 @@ def image_of(engine: Engine, item_id: str) -> bytes | None:
         if (data := engine.view.stored_image(item)) is not None:  # kept in the database
             return stored_thumbnail(data)
         path = engine.image_path(item)
-        return thumbnail(path, os.stat(path).st_mtime_ns)
+        return thumbnail(path, _changed_at(path, item))
     except (OSError, BadImageError):
         return None
 
@@ -113,4 +114,10 @@ def image_key(engine: Engine, query: Query) -> tuple[str, int, bytes | str, int]
     if (data := engine.view.stored_image(item)) is not None:  # kept in the database
         return (*where, data, 0)
     path = engine.image_path(item)
-    return (*where, path, os.stat(path).st_mtime_ns)
+    return (*where, path, _changed_at(path, item))
+
+
+def _changed_at(path: str, item) -> int:
+    """When the image at `path` last changed (a cache key): its file's mtime, or for one on
+    object storage what the catalog recorded (`is_remote`)."""
+    return item.mtime_ns if is_remote(path) else os.stat(path).st_mtime_ns

@@ -15,6 +15,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from stylefinder.catalog.remote import is_remote, read_remote
 from stylefinder.errors import BadImageError, ImageTooLargeError
 
 ImageSource = Union[str, Path, bytes, bytearray, memoryview, Image.Image]  # noqa: UP007
@@ -84,6 +85,14 @@ def _open(source: ImageSource, name: str, max_pixels: int) -> Image.Image:
         if not data:
             raise BadImageError(f"{name}: empty input")
         stream: io.BytesIO | Path = io.BytesIO(data)
+    elif is_remote(source):  # object storage, through pyarrow
+        try:
+            data = read_remote(source)
+        except OSError as exc:
+            raise BadImageError(f"{name}: cannot read ({exc})") from exc
+        if not data:
+            raise BadImageError(f"{name}: empty file")
+        stream = io.BytesIO(data)
     else:
         stream = Path(source)
         try:

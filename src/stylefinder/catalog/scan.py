@@ -16,14 +16,16 @@ from pathlib import Path
 from stat import S_ISREG
 
 from stylefinder.catalog.images import IMAGE_EXTENSIONS
+from stylefinder.catalog.remote import is_remote, remote_info
 
 
 @dataclass(frozen=True)
 class CatalogFile:
-    """An image file found in the catalog folder; `relpath` uses forward slashes."""
+    """An image file found in the catalog folder; `relpath` uses forward slashes. A file on
+    object storage has its URI as both (see `catalog.remote`)."""
 
     relpath: str
-    abspath: Path
+    abspath: Path | str
     size: int
     mtime_ns: int
 
@@ -144,15 +146,16 @@ def bytes_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-#: Where a list of image locations names object storage or the web: not read from lists yet.
-REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://")
+#: Web locations: not read from lists yet (product feeds, issue 22, bring them).
+WEB_SCHEMES = ("http://", "https://")
 
 
 def scan_list(list_file: str | Path) -> tuple[Path, list[CatalogFile], list[str]]:
     """The image files a text file lists, one per line, relative to the list's folder or
-    absolute under it (blank lines and lines starting with "#" are skipped): that folder (the
-    catalog's root), the files sorted by path as `scan_folder` gives them, and the problems of
-    lines left out (no such file, outside the folder, not an image, listed twice).
+    absolute under it, or on object storage (`s3://...`, see `catalog.remote`; blank lines and
+    lines starting with "#" are skipped): that folder (the catalog's root), the files sorted by
+    path as `scan_folder` gives them (a remote one's path is its URI), and the problems of lines
+    left out (no such file, outside the folder, not an image, listed twice, unreachable).
 
     Example:
         >>> root, files, problems = scan_list("shared/photos/batch-7.txt")  # doctest: +SKIP
@@ -174,8 +177,11 @@ def scan_list(list_file: str | Path) -> tuple[Path, list[CatalogFile], list[str]
         if not line or line.startswith("#"):
             continue
         where = f"line {number}: {line}"
-        if line.lower().startswith(REMOTE_SCHEMES):
-            problems.append(f"{where}: remote locations are not read from lists yet")
+        if line.lower().startswith(WEB_SCHEMES):
+            problems.append(f"{where}: web addresses are not read from lists yet")
+            continue
+        if is_remote(line):
+            _add_remote(line, where, found, problems)
             continue
         path = (root / line).resolve()
         if root not in path.parents:
@@ -192,3 +198,22 @@ def scan_list(list_file: str | Path) -> tuple[Path, list[CatalogFile], list[str]
             stat = path.stat()
             found[relpath] = CatalogFile(relpath, path, stat.st_size, stat.st_mtime_ns)
     return root, sorted(found.values(), key=lambda f: f.relpath), problems
+
+
+def _add_remote(uri: str, where: str, found: dict[str, CatalogFile], problems: list[str]) -> None:
+    """A listed object-storage image, from its store's metadata (nothing downloaded)."""
+    if Path(uri.split("?", 1)[0]).suffix.lower() not in IMAGE_EXTENSIONS:
+        problems.append(f"{where}: not an image file name")
+        return
+    if uri in found:
+        problems.append(f"{where}: listed twice")
+        return
+    try:
+        info = remote_info(uri)
+    except OSError as error:
+        problems.append(f"{where}: {error}")
+        return
+    if info is None:
+        problems.append(f"{where}: no such file")
+        return
+    found[uri] = CatalogFile(uri, uri, *info)

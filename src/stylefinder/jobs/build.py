@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from stylefinder.catalog.metadata import CatalogEntry, match_files, read_metadata_csv
+from stylefinder.catalog.remote import is_remote, remote_fingerprint
 from stylefinder.catalog.scan import file_hash, scan_folder, scan_list
 from stylefinder.embed.base import Embedder
 from stylefinder.embed.load import load_embedder
@@ -323,7 +324,7 @@ def _classify(
         entry.file.mtime_ns,
     )
     try:
-        digest = old.hash if same_file else file_hash(entry.file.abspath)
+        digest = old.hash if same_file else _content_hash(entry.file)
     except OSError as exc:
         summary.skipped.append((entry.file.relpath, f"cannot read file ({exc})"))
         return "unreadable", None, None
@@ -443,6 +444,14 @@ def _readable_header(index_dir: str | Path):
         return IndexStore.open(index_dir).header
     except IndexStateError:
         return None
+
+
+def _content_hash(file) -> str:
+    """A file's content hash; for a file on object storage, a fingerprint of what its store
+    says of it (`remote_fingerprint`), so that nothing is downloaded to learn it."""
+    if is_remote(file.abspath):
+        return remote_fingerprint(file.abspath, file.size, file.mtime_ns)
+    return file_hash(file.abspath)
 
 
 def _item(entry: CatalogEntry, digest: str, old: Item | None) -> Item:

@@ -19,6 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
+from stylefinder.catalog.remote import is_remote
 from stylefinder.errors import NotOnPostgresError
 from stylefinder.index.pg_catalog import PgCatalog
 from stylefinder.index.pg_reads import browse_items, ids_with_hash
@@ -100,7 +101,7 @@ class PgCatalogView:
     def image_path(self, item: Item) -> str:
         """Where the item's image file is (absolute when the catalog folder is known); an
         item added through the API has its image in the database (`stored_image`)."""
-        if item.source == "api":
+        if item.source == "api" or is_remote(item.path):  # in the database, or its URI
             return item.path
         root = self.state.get("catalog_root")
         return str(f"{root.rstrip('/')}/{item.path}") if root else item.path

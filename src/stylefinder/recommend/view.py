@@ -22,6 +22,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from stylefinder.catalog.remote import is_remote
 from stylefinder.errors import StaleSnapshotError, UnknownItemError
 from stylefinder.index.snapshot import Snapshot
 from stylefinder.index.store import IndexStore
@@ -252,4 +253,6 @@ class CatalogView:
         if item.source == "api":
             return str(self.store.directory / item.path)
         root = self.snapshot.catalog_root
+        if is_remote(item.path):  # on object storage: its URI
+            return item.path
         return str(Path(root) / item.path) if root else item.path

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import TypeAdapter
 
+from stylefinder.catalog.remote import is_remote, read_remote
 from stylefinder.engine import Engine
 from stylefinder.serve.common import (
     ERRORS,
@@ -63,10 +64,16 @@ _ITEM_FORM = {
 def item_image(item_id: str, engine: Engine = Depends(get_engine)) -> Response:
     """The item's image file."""
     item = engine.item(item_id)
-    path = Path(engine.image_path(item))
+    location = engine.image_path(item)
+    path = Path(location)
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     if (data := engine.view.stored_image(item)) is not None:  # kept in the database
         return Response(data, media_type=media_type)
+    if is_remote(location):  # on object storage: read through pyarrow
+        try:
+            return Response(read_remote(location), media_type=media_type)
+        except OSError as error:
+            raise ApiError(404, "image_missing", f"the image of {item_id!r}: {error}") from None
     if not path.is_file():
         raise ApiError(404, "image_missing", f"the image file of {item_id!r} is gone")
     return FileResponse(path, media_type=media_type)
