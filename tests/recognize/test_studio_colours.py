@@ -87,11 +87,20 @@ def test_white_balance_maps_the_reference_to_grey_and_leaves_colour_backdrops_al
     )
 
 
-@pytest.mark.parametrize("number", range(len(TABLE_CASES)), ids=[c.garment for c in TABLE_CASES])
+_NOT_YET = pytest.mark.xfail(
+    strict=True, reason="issue 23: white on a light-grey backdrop in dim soft light"
+)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        pytest.param(n, id=case.garment, marks=[_NOT_YET] if case.garment in NOT_YET else [])
+        for n, case in enumerate(TABLE_CASES)
+    ],
+)
 def test_issue_23s_garments_are_named_as_shoppers_name_them(number):
     case = TABLE_CASES[number]
-    if case.garment in NOT_YET:
-        pytest.xfail("not yet: white on a light-grey backdrop in dim soft light")
     image = render_table_case(case, seed=number)
     found = dominant_colours(image)
     assert found[0].name in case.accepted, found
