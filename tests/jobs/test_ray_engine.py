@@ -106,12 +106,17 @@ def test_a_cluster_started_for_one_run_listens_on_loopback_only(photos, tmp_path
     assert len(IndexStore.open(tmp_path / "ix").snapshot()) == PHOTOS
 
 
+def _demo_photos(demo, folder: Path, count: int) -> Path:
+    """The first `count` demo photos, copied into `folder`."""
+    folder.mkdir()
+    for path in sorted((demo.root / "images").glob("*.png"))[:count]:
+        shutil.copy2(path, folder / path.name)
+    return folder
+
+
 @pytest.fixture
 def photos(demo, tmp_path) -> Path:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for path in sorted((demo.root / "images").glob("*.png"))[:PHOTOS]:
-        shutil.copy2(path, folder / path.name)
+    folder = _demo_photos(demo, tmp_path / "photos", PHOTOS)
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
     return folder
 
@@ -119,11 +124,7 @@ def photos(demo, tmp_path) -> Path:
 @pytest.fixture
 def many_photos(demo, tmp_path) -> Path:
     """The whole 1,000-photo demo catalog in a folder of its own."""
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for path in sorted((demo.root / "images").glob("*.png"))[:MANY]:
-        shutil.copy2(path, folder / path.name)
-    return folder
+    return _demo_photos(demo, tmp_path / "many", MANY)
 
 
 def _contents(index: Path) -> dict[str, tuple[np.ndarray, dict]]:

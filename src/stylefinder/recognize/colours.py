@@ -34,7 +34,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from stylefinder.errors import BadImageError
-from stylefinder.recognize.white_balance import balanced, light_gains, reference_colour
+from stylefinder.recognize.white_balance import (
+    balanced,
+    light_gains,
+    linear_light,
+    reference_colour,
+    srgb_of,
+)
 
 ColourImage = Union[Image.Image, np.ndarray]  # noqa: UP007
 
@@ -365,8 +371,7 @@ def _linear(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb)
     if rgb.dtype == np.uint8:
         return _LINEAR[rgb]
-    c = np.clip(rgb.astype(np.float64) / 255.0, 0, 1)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return linear_light(rgb)
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -492,13 +497,8 @@ def _balanced(
     rgb = balanced(rgb, gains)
     lab, names = _lab_and_names(rgb)
     if backdrop is not None:
-        backdrop = _encode(np.clip(_linear(backdrop) * gains, 0, 1))
+        backdrop = srgb_of(np.clip(_linear(backdrop) * gains, 0, 1))
     return rgb, lab, names, backdrop
-
-
-def _encode(linear: np.ndarray) -> np.ndarray:
-    """sRGB 0..255 (float) of linear RGB 0..1."""
-    return 255 * np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
 
 
 # --- background ---------------------------------------------------------------------------
@@ -615,7 +615,7 @@ def _lit_colour(mean_rgb: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     if mean <= 0:
         return mean_rgb
     gain = min(max(float(_percentile(luminance, LIT_PERCENTILE)) / mean, 1.0), MAX_LIT_GAIN)
-    return _encode(np.clip(_linear(mean_rgb) * gain, 0, 1))
+    return srgb_of(np.clip(_linear(mean_rgb) * gain, 0, 1))
 
 
 def _name_whites(groups: list[_Group], backdrop: np.ndarray | None) -> None:

@@ -38,6 +38,8 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from stylefinder.recognize.colour_testset import SHADES, SILHOUETTES
 from stylefinder.recognize.colours import rgb_to_lab
+from stylefinder.recognize.white_balance import linear_light as _linear
+from stylefinder.recognize.white_balance import srgb_of as _encode
 
 CONDITIONS: tuple[str, ...] = (
     "neutral light",
@@ -176,14 +178,9 @@ def is_accepted(sample: StudioSample, names: Sequence[str]) -> bool:
 # --- rendering --------------------------------------------------------------------------
 
 
-def _linear(srgb: np.ndarray) -> np.ndarray:
-    c = np.clip(np.asarray(srgb, np.float64) / 255.0, 0, 1)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def _encode(linear: np.ndarray) -> np.ndarray:
-    c = np.clip(linear, 0, 1)
-    return 255 * np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
+def _lab_of(linear: np.ndarray) -> np.ndarray:
+    """CIELAB of linear-light colours, as they come out in an 8-bit image."""
+    return rgb_to_lab(np.clip(np.rint(_encode(linear)), 0, 255).astype(np.uint8))
 
 
 @dataclass
@@ -319,9 +316,7 @@ def _shade(rng: np.random.Generator, name: str) -> np.ndarray:
 
 
 def _visible(colour: np.ndarray, backdrop: np.ndarray) -> bool:
-    lab = rgb_to_lab(
-        np.clip(np.rint(_encode(np.array([colour, backdrop]))), 0, 255).astype(np.uint8)
-    )
+    lab = _lab_of(np.array([colour, backdrop]))
     return float(np.linalg.norm(lab[0] - lab[1])) >= MIN_BACKGROUND_DE
 
 
@@ -362,9 +357,7 @@ def _sample(rng: np.random.Generator, condition: str) -> StudioSample:
             while True:
                 second = names[int(rng.integers(len(names)))]
                 other = _shade(rng, second)
-                pair = rgb_to_lab(
-                    np.clip(np.rint(_encode(np.array([colour, other]))), 0, 255).astype(np.uint8)
-                )
+                pair = _lab_of(np.array([colour, other]))
                 if second != first and float(np.linalg.norm(pair[0] - pair[1])) >= MIN_PAIR_DE:
                     break
             style = "dots" if rng.random() < 0.5 else "bandana"

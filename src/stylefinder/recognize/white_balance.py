@@ -37,7 +37,7 @@ def light_gains(reference_rgb: np.ndarray) -> np.ndarray | None:
         >>> light_gains(np.array([200.0, 200.0, 200.0])) is None
         True
     """
-    linear = _linear(np.asarray(reference_rgb, np.float64))
+    linear = linear_light(reference_rgb)
     luminance = float(linear @ np.array([0.2126, 0.7152, 0.0722]))
     gains = luminance / np.maximum(linear, 1e-6)
     if np.abs(gains - 1).max() < NEUTRAL_GAIN:
@@ -91,15 +91,27 @@ def balanced(rgb: np.ndarray, gains: np.ndarray) -> np.ndarray:
 
 def _encoded_tables(gains: tuple[float, float, float]) -> list[np.ndarray]:
     """Per channel, the 256-entry table of each sRGB level times its gain, back in sRGB."""
-    levels = _linear(np.arange(256, dtype=np.float64))
-    tables = []
-    for gain in gains:
-        c = np.clip(levels * gain, 0, 1)
-        srgb = np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
-        tables.append(np.clip(np.rint(255 * srgb), 0, 255).astype(np.uint8))
-    return tables
+    levels = linear_light(np.arange(256, dtype=np.float64))
+    return [np.rint(srgb_of(levels * gain)).astype(np.uint8) for gain in gains]
 
 
-def _linear(srgb: np.ndarray) -> np.ndarray:
+def linear_light(srgb: np.ndarray) -> np.ndarray:
+    """Linear-light RGB (0..1, float64) of sRGB values 0..255.
+
+    Example:
+        >>> linear_light(np.array([0.0, 255.0])).tolist()
+        [0.0, 1.0]
+    """
     c = np.clip(np.asarray(srgb, np.float64) / 255.0, 0, 1)
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def srgb_of(linear: np.ndarray) -> np.ndarray:
+    """sRGB values 0..255 (float) of linear-light RGB, clipped to 0..1 first.
+
+    Example:
+        >>> srgb_of(np.array([0.0, 1.0, 2.0])).tolist()
+        [0.0, 255.0, 255.0]
+    """
+    c = np.clip(np.asarray(linear, np.float64), 0, 1)
+    return 255 * np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
