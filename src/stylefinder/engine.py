@@ -38,6 +38,7 @@ from stylefinder.recognize.categorizer import Categorizer, recognized
 from stylefinder.recognize.recognition import Recognition
 from stylefinder.recommend.filters import Filters
 from stylefinder.recommend.for_shoppers import check_k, for_shopper, from_examples
+from stylefinder.recommend.hybrid import DEFAULT_TEXT_WEIGHT, hybrid_search
 from stylefinder.recommend.personal import ProfileSettings
 from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.recent import RecentQueries, content_hash
@@ -192,6 +193,29 @@ class Engine:
         digest = content_hash(image)
         vector = self._query_vector(image, digest)
         return self._view.nearest(vector, k, exclude_hash=digest, filters=filters)
+
+    @reading_again
+    def search(
+        self,
+        text: str | None = None,
+        image: ImageSource | None = None,
+        k: int = 10,
+        *,
+        filters: Filters | None = None,
+        text_weight: float = DEFAULT_TEXT_WEIGHT,
+        expand: bool = True,
+    ) -> list[Recommendation]:
+        """The `k` items that best match words `text`, a photo `image`, or both (fused ranks,
+        `text_weight` the words' share; `recommend.hybrid`). Words alone need no model.
+        Example: `engine.search("navy linen shirt", k=10)`, `engine.search("red", photo)`."""
+        check_k(k)
+        vector, exclude = None, []
+        if image is not None:
+            digest = content_hash(image)
+            vector = self._query_vector(image, digest)
+            exclude = self._view.keys_with_hash(digest)
+        options = {"filters": filters, "text_weight": text_weight, "expand": expand}
+        return hybrid_search(self._view, text=text, vector=vector, k=k, exclude=exclude, **options)
 
     @reading_again
     def similar(

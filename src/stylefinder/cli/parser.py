@@ -248,6 +248,35 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--json", action="store_true", help="print results as JSON")
     recommend.set_defaults(run=query_commands.recommend)
 
+    search = sub.add_parser(
+        "search",
+        help="the k items that best match words, a photo, or both",
+        description='stylefinder search "navy linen shirt" --index DIR [-k 10] '
+        "[--image PHOTO] [--filter COLUMN=VALUE]: words match the items' metadata "
+        "(titles, categories, colours, ...); with a photo, the two rankings are fused",
+    )
+    search.add_argument("text", nargs="?", help="words to search for")
+    search.add_argument("--image", help="a query photo (alone, or with the words)")
+    _index_option(search, "index directory")
+    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument(
+        "--filter", action="append", default=[], metavar="COLUMN=VALUE", help=FILTER_HELP
+    )
+    search.add_argument(
+        "--text-weight",
+        type=float,
+        default=0.5,
+        help="the words' share of the fused ranking, 0..1 (default 0.5)",
+    )
+    search.add_argument(
+        "--no-expand",
+        action="store_true",
+        help="words alone: only items whose words match (not also their look-alikes)",
+    )
+    search.add_argument("--weights", help="local weights for the index's backbone")
+    search.add_argument("--json", action="store_true", help="print results as JSON")
+    search.set_defaults(run=query_commands.search)
+
     info = sub.add_parser("info", help="summarize an index")
     _index_option(info, "index directory")
     info.add_argument("--json", action="store_true")

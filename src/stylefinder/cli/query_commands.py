@@ -1,4 +1,4 @@
-"""Commands that read an index: recommend, recognize, info and backbones."""
+"""Commands that read an index: recommend, search, recognize, info and backbones."""
 
 from __future__ import annotations
 
@@ -21,11 +21,37 @@ def recommend(args: argparse.Namespace) -> int:
         results = engine.similar(args.item, k=args.k, filters=filters)
     else:
         results = engine.recommend(args.image, k=args.k, filters=filters)
-    if args.json:
+    query = f"item {args.item}" if args.item else args.image
+    return _print_results(results, f"most similar to {query}", as_json=args.json)
+
+
+def search(args: argparse.Namespace) -> int:
+    """`stylefinder search "WORDS" [--image PHOTO] --index DIR`: items matching words, a
+    photo, or both."""
+    from stylefinder.engine import Engine
+    from stylefinder.recommend.filters import parse_filters
+
+    if args.text is None and args.image is None:
+        raise ValueError('give words to search for ("navy linen shirt"), --image PHOTO, or both')
+    filters = parse_filters(args.filter, "=")
+    engine = Engine.open(args.index, weights=args.weights)
+    results = engine.search(
+        args.text,
+        args.image,
+        args.k,
+        filters=filters,
+        text_weight=args.text_weight,
+        expand=not args.no_expand,
+    )
+    query = " and ".join(repr(q) for q in (args.text, args.image) if q is not None)
+    return _print_results(results, f"best matching {query}", as_json=args.json)
+
+
+def _print_results(results, heading: str, *, as_json: bool) -> int:
+    if as_json:
         print(json.dumps({"results": [r.to_dict() for r in results]}, indent=2, ensure_ascii=False))
         return 0
-    query = f"item {args.item}" if args.item else args.image
-    print(f"{len(results)} most similar to {query}:")
+    print(f"{len(results)} {heading}:")
     for rank, result in enumerate(results, 1):
         meta = ", ".join(f"{key}={value}" for key, value in result.metadata.items())
         print(f"{rank:>3}. {result.score:.3f}  {result.id}  {result.path}  {meta}".rstrip())

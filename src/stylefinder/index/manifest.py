@@ -3,7 +3,8 @@ the keys of its state table.
 
 The `items` table holds one row per item (id, matrix row, path, hash, metadata, timestamps),
 `state` the committed generation's key/values (its matrix file, its vector index entry, counts),
-`restore_items` and `restore_state` the restore point (see `stylefinder.index.restore`).
+`restore_items` and `restore_state` the restore point (see `stylefinder.index.restore`),
+`item_words` the items' words for full-text search (see `stylefinder.index.text_index`).
 
 Example:
     >>> manifest = Manifest(Path("my-index"))  # doctest: +SKIP
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from stylefinder.errors import DamagedIndexError, IndexStateError
 from stylefinder.index.header import MANIFEST_FILE, REBUILD_HINT
+from stylefinder.index.text_index import TABLE as TEXT_TABLE
+from stylefinder.index.text_index import create_text_index
 from stylefinder.index.vector_index import entry_files
 from stylefinder.io.diskspace import is_no_space, no_space
 
@@ -72,6 +75,7 @@ class Manifest:
         """Make the tables of an empty index (generation 0, no vectors)."""
         with self.connect() as con:
             con.executescript(SCHEMA + RESTORE_SCHEMA)
+            create_text_index(con)
             con.execute("INSERT OR IGNORE INTO state VALUES ('generation', '0')")
             con.execute("INSERT OR IGNORE INTO state VALUES ('vectors', '')")
 
@@ -87,6 +91,14 @@ class Manifest:
             tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master")}
             if "restore_state" not in tables:
                 con.executescript(RESTORE_SCHEMA)
+            if TEXT_TABLE not in tables:  # made before full-text search: filled once
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    create_text_index(con)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
 
     @contextlib.contextmanager
     def reading(self):

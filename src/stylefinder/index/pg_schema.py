@@ -108,6 +108,15 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        5,
+        "full-text search over the items' metadata words (English stemming, GIN index)",
+        """
+        ALTER TABLE {schema}.items ADD COLUMN words tsvector GENERATED ALWAYS AS
+            (jsonb_to_tsvector('english'::regconfig, metadata, '["string"]'::jsonb)) STORED;
+        CREATE INDEX items_words ON {schema}.items USING gin (words);
+        """,
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -24,6 +24,7 @@ from stylefinder.errors import NotOnPostgresError
 from stylefinder.index.pg_catalog import PgCatalog
 from stylefinder.index.pg_reads import browse_items, ids_with_hash
 from stylefinder.index.pg_search import VectorTable, search
+from stylefinder.index.pg_text import text_matches
 from stylefinder.index.pg_uploads import stored_image
 from stylefinder.recommend.columns import describe_columns
 from stylefinder.recommend.filters import Filters, column_values
@@ -31,6 +32,7 @@ from stylefinder.recommend.pg_filters import filter_clause
 from stylefinder.recommend.pg_tuned import TunedSpace, catch_up, stored_projection
 from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.summary import IndexInfo
+from stylefinder.recommend.text_query import TextQuery
 from stylefinder.recommend.view import Recommendation
 from stylefinder.types import Item
 
@@ -156,6 +158,35 @@ class PgCatalogView:
         return self.nearest(
             vector, k, exclude_ids=[item_id], exclude_hash=item.hash, filters=filters
         )
+
+    # -- rankings for hybrid search (`recommend.hybrid`): keys are item ids ------------------
+
+    def text_ranking(
+        self, query: TextQuery, limit: int, *, filters: Filters | None = None
+    ) -> list[tuple[str, float]]:
+        """The items whose words match `query` best (at most `limit`) that pass `filters`."""
+        where = filter_clause(self.store, filters) if filters else None
+        return text_matches(self.store, query.tsquery(), limit, where=where)
+
+    def vector_ranking(
+        self, vector: np.ndarray, limit: int, *, filters: Filters | None = None
+    ) -> list[tuple[str, float]]:
+        """The items nearest a unit vector of the backbone's space, with cosine similarity."""
+        return [(r.id, r.score) for r in self.nearest(vector, limit, filters=filters)]
+
+    def vectors_of(self, ids: Sequence[str]) -> np.ndarray:
+        return self.store.vectors_of(list(ids))
+
+    def keys_with_hash(self, digest: str) -> list[str]:
+        """The items whose image has content hash `digest` (a query that is a catalog file)."""
+        return ids_with_hash(self.store, digest)
+
+    def results_of(self, ids: Sequence[str], scores: Sequence[float]) -> list[Recommendation]:
+        items = self.store.items(list(ids))
+        return [
+            Recommendation(item.id, self.image_path(item), round(float(score), 6), item.metadata)
+            for item, score in zip(items, scores, strict=True)
+        ]
 
     @cached_property
     def items(self) -> list[Item]:

@@ -26,13 +26,16 @@ from stylefinder.catalog.remote import is_remote
 from stylefinder.errors import StaleSnapshotError, UnknownItemError
 from stylefinder.index.snapshot import Snapshot
 from stylefinder.index.store import IndexStore
+from stylefinder.index.text_index import match_rows
 from stylefinder.index.vector_index import ExactIndex, VectorIndex
 from stylefinder.recommend.filters import Filters, MetadataColumns, column_values
 from stylefinder.recommend.projection import Projection
+from stylefinder.recommend.text_query import TextQuery
 from stylefinder.recommend.tuned_space import tuned_space
 from stylefinder.types import Item
 
 T = TypeVar("T")
+TEXT_FILTER_READ = 20_000  # text matches read before filters pick among them
 
 
 class _Reloading(Protocol):
@@ -192,13 +195,65 @@ class CatalogView:
         dim = self.snapshot.header.dim
         if vector.shape != (dim,):
             raise ValueError(f"query vector has {vector.size} dimensions; the index has {dim}")
+        found, best = self._found(vector, k, exclude_rows=exclude_rows, filters=filters)
+        return self.results(found, best)
+
+    def _found(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        exclude_rows: list[int] | None = None,
+        filters: Filters | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the `k` nearest rows to a checked query vector (-1: none)."""
         allowed = self.allowed(filters) if filters else None
         excluded = np.asarray(exclude_rows, np.int64) if exclude_rows else None
         projection, _, index = self.space()  # exact scores, whatever finds the candidates
         if projection is not None:
             vector = projection.apply(vector)
         found, best = index.search(vector, k, allowed=allowed, excluded=excluded)
-        return self.results(found[0], best[0])
+        return found[0], best[0]
+
+    # -- rankings for hybrid search (`recommend.hybrid`): keys are matrix rows ----------------
+
+    def text_ranking(
+        self, query: TextQuery, limit: int, *, filters: Filters | None = None
+    ) -> list[tuple[int, float]]:
+        """The rows whose words match `query` best (at most `limit`) that pass `filters`,
+        with their BM25 relevance (1.0: the best match)."""
+        expression, size = query.fts_expression(), self.snapshot.size
+        wanted = limit if not filters else max(limit, TEXT_FILTER_READ)
+
+        def read(con) -> list[tuple[int, float]]:
+            return match_rows(con, expression, size=size, limit=wanted)
+
+        found = self.store.manifest.read(read)
+        if filters:
+            allowed = self.allowed(filters)
+            found = [(row, score) for row, score in found if allowed[row]]
+        return found[:limit]
+
+    def vector_ranking(
+        self, vector: np.ndarray, limit: int, *, filters: Filters | None = None
+    ) -> list[tuple[int, float]]:
+        """The rows nearest a unit vector of the backbone's space, best first, with cosine
+        similarity."""
+        found, best = self._found(np.asarray(vector, np.float32), limit, filters=filters)
+        return [
+            (int(row), float(score)) for row, score in zip(found, best, strict=True) if row >= 0
+        ]
+
+    def vectors_of(self, rows: Sequence[int]) -> np.ndarray:
+        """The stored vectors (the backbone's space) of some rows."""
+        return np.array(self.snapshot.vectors[np.asarray(rows, np.int64)])
+
+    def keys_with_hash(self, digest: str) -> list[int]:
+        """The rows of items whose image has content hash `digest`."""
+        return self.snapshot.items.rows_with_hash(digest)
+
+    def results_of(self, rows: Sequence[int], scores: Sequence[float]) -> list[Recommendation]:
+        return self.results(np.asarray(rows, np.int64), np.asarray(scores, np.float32))
 
     def nearest(
         self,

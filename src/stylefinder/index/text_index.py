@@ -1,0 +1,91 @@
+"""Full-text search over the items' words in an index directory: an SQLite FTS5 table with
+BM25 ranking, kept by triggers on the manifest's `items` table.
+
+Every text value of an item's metadata is searched (title, description, brand, category,
+colours, tags, the recognized `category_pred`; lists too); numbers and links are not. The
+triggers write the table in the same transaction as the items, so every writer (indexing, the
+API's uploads, a restore) keeps it current, and a manifest made before it gets it filled on
+upgrade. Words are stemmed (Porter) and folded (case, accents): "shirts" finds "Shirt".
+
+Example:
+    >>> import sqlite3
+    >>> con = sqlite3.connect(":memory:")
+    >>> _ = con.execute("CREATE TABLE items (id TEXT PRIMARY KEY, row INTEGER, metadata TEXT)")
+    >>> create_text_index(con)
+    >>> title = '{"title": "Navy linen shirts"}'
+    >>> _ = con.execute("INSERT INTO items VALUES ('a', 0, ?)", (title,))
+    >>> match_rows(con, '"shirt"', size=1, limit=5)
+    [(0, 1.0)]
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+TABLE = "item_words"
+# the words of one item: every text leaf of its metadata that is not a link
+_WORDS = (
+    "(SELECT coalesce(group_concat(value, ' '), '') FROM json_tree({row}.metadata) "
+    "WHERE type = 'text' AND value NOT LIKE '%://%')"
+)
+_FILL = f"INSERT INTO {TABLE} (rowid, words) VALUES (NEW.rowid, {_WORDS.format(row='NEW')});"
+STATEMENTS = (
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5("
+    "words, tokenize = 'porter unicode61 remove_diacritics 2')",
+    f"CREATE TRIGGER IF NOT EXISTS {TABLE}_insert AFTER INSERT ON items BEGIN "
+    f"DELETE FROM {TABLE} WHERE rowid = NEW.rowid; {_FILL} END",
+    f"CREATE TRIGGER IF NOT EXISTS {TABLE}_delete AFTER DELETE ON items BEGIN "
+    f"DELETE FROM {TABLE} WHERE rowid = OLD.rowid; END",
+    f"CREATE TRIGGER IF NOT EXISTS {TABLE}_update AFTER UPDATE OF metadata ON items BEGIN "
+    f"DELETE FROM {TABLE} WHERE rowid = OLD.rowid; {_FILL} END",
+)
+
+
+def create_text_index(con: sqlite3.Connection) -> None:
+    """Make the words table and its triggers, filled from the items already there (a manifest
+    made before full-text search), in the caller's transaction if it has one. Raises
+    `RuntimeError` when this SQLite lacks FTS5.
+
+    Example:
+        >>> create_text_index(con)  # doctest: +SKIP
+    """
+    if has_text_index(con):
+        return
+    try:
+        for statement in STATEMENTS:  # one by one: inside the caller's transaction
+            con.execute(statement)
+    except sqlite3.OperationalError as exc:
+        if "fts5" in str(exc):
+            raise RuntimeError(f"this Python's SQLite has no FTS5 ({exc})") from exc
+        raise
+    con.execute(
+        f"INSERT INTO {TABLE} (rowid, words) SELECT rowid, {_WORDS.format(row='items')} FROM items"
+    )
+
+
+def has_text_index(con: sqlite3.Connection) -> bool:
+    """Whether the manifest has the words table."""
+    found = con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (TABLE,)).fetchone()
+    return found is not None
+
+
+def match_rows(
+    con: sqlite3.Connection, expression: str, *, size: int, limit: int
+) -> list[tuple[int, float]]:
+    """The matrix rows (below `size`) of the items whose words match the FTS5 `expression`,
+    best first, at most `limit`, with BM25 relevance scaled so the best is 1.0.
+
+    Example:
+        >>> match_rows(con, '"navy" OR "shirt"', size=1000, limit=10)  # doctest: +SKIP
+        [(12, 1.0), (40, 0.61)]
+    """
+    found = con.execute(
+        f"SELECT items.row, bm25({TABLE}) AS rank FROM {TABLE} "
+        f"JOIN items ON items.rowid = {TABLE}.rowid "
+        f"WHERE {TABLE} MATCH ? AND items.row < ? ORDER BY rank LIMIT ?",
+        (expression, size, limit),
+    ).fetchall()
+    if not found:
+        return []
+    best = -found[0][1] or 1.0  # bm25 is negative, lower is better
+    return [(int(row), round(-rank / best, 6)) for row, rank in found]

@@ -1,0 +1,127 @@
+"""Search by words, by a photo, or both: rankings fused by weighted reciprocal rank fusion.
+
+- Words alone: the items whose words match best (`recommend.text_query`), by BM25; with
+  `expand`, among items whose words match equally ("Shirt" and "Shirt") those that look most
+  like the best few matches come first, and after every match come items that look like them
+  (scored below the last match, by their similarity to the best matches).
+- A photo and words ("like this photo, but in red"): the photo's neighbours and the items
+  matching the words, fused; items that are both come first.
+
+With a photo, each ranking gives an item `weight / (RRF_K + rank)`; `text_weight` (0..1) is
+the words' share, the rest the photo's. Works on any view with `text_ranking`,
+`vector_ranking`, `vectors_of` and `results_of` (an index directory's or PostgreSQL's).
+
+Example:
+    >>> fuse([([7, 3], 0.5), ([3, 9], 0.5)], k=2)
+    [(3, 0.016261), (7, 0.008197)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+from stylefinder.recommend.filters import Filters
+from stylefinder.recommend.text_query import TextQuery
+from stylefinder.recommend.view import Recommendation
+
+RRF_K = 60  # the usual constant of reciprocal rank fusion (Cormack et al. 2009)
+DEFAULT_TEXT_WEIGHT = 0.5
+TEXT_CANDIDATES = 1000  # text matches fused
+VECTOR_CANDIDATES = 200  # visual neighbours fused
+EXPAND_FROM = 5  # the best text matches whose look expands a text query
+
+
+def fuse(rankings: Sequence[tuple[Sequence[Hashable], float]], k: int) -> list[tuple]:
+    """The `k` best keys of weighted rankings (`(keys best first, weight)`), by weighted
+    reciprocal rank fusion, with their fused scores.
+
+    Example:
+        >>> fuse([(["a", "b"], 1.0)], k=1)
+        [('a', 0.016393)]
+    """
+    scores: dict[Hashable, float] = {}
+    for keys, weight in rankings:
+        for rank, key in enumerate(keys, 1):
+            scores[key] = scores.get(key, 0.0) + weight / (RRF_K + rank)
+    best = sorted(scores.items(), key=lambda pair: -pair[1])[:k]
+    return [(key, round(score, 6)) for key, score in best]
+
+
+def check_text_weight(text_weight: float) -> float:
+    """`text_weight` as a float in 0..1, else `ValueError`."""
+    weight = float(text_weight)
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"text_weight must be between 0 and 1, not {text_weight}")
+    return weight
+
+
+def hybrid_search(
+    view,
+    *,
+    text: str | None = None,
+    vector: np.ndarray | None = None,
+    k: int = 10,
+    filters: Filters | None = None,
+    text_weight: float = DEFAULT_TEXT_WEIGHT,
+    expand: bool = True,
+    exclude: Sequence[Hashable] = (),
+) -> list[Recommendation]:
+    """The `k` items best matching words `text` and/or a unit `vector` of the view's space
+    (a query photo's) that pass `filters`, without the keys `exclude`.
+
+    Example:
+        >>> [r.id for r in hybrid_search(view, text="navy linen shirt", k=3)]  # doctest: +SKIP
+        ['shirt-12', 'shirt-40', 'shirt-7']
+    """
+    if text is None and vector is None:
+        raise ValueError("give words (text), an image, or both")
+    weight = check_text_weight(text_weight)
+    skip = set(exclude)
+    if vector is None:
+        return _words_alone(view, TextQuery.parse(text), k, filters=filters, expand=expand)
+    rankings: list[tuple[list, float]] = []
+    if text is not None and weight > 0.0:
+        found = view.text_ranking(TextQuery.parse(text), TEXT_CANDIDATES, filters=filters)
+        rankings.append(([key for key, _ in found if key not in skip], weight))
+    if text is None or weight < 1.0:
+        found = view.vector_ranking(vector, VECTOR_CANDIDATES + len(skip), filters=filters)
+        rankings.append(([key for key, _ in found if key not in skip], 1.0 - weight))
+    best = fuse(rankings, k)
+    return view.results_of([key for key, _ in best], [score for _, score in best])
+
+
+def _words_alone(
+    view, query: TextQuery, k: int, *, filters: Filters | None, expand: bool
+) -> list[Recommendation]:
+    """Text matches by relevance; with `expand`, equal relevance ordered by look, and then
+    look-alikes of the best matches (see the module's docstring)."""
+    found = view.text_ranking(query, max(k, TEXT_CANDIDATES if expand else k), filters=filters)
+    if not expand or not found:
+        found = found[:k]
+        return view.results_of([key for key, _ in found], [score for _, score in found])
+    look = _mean_look(view.vectors_of([key for key, _ in found[:EXPAND_FROM]]))
+    last = found[min(k, len(found)) - 1][1]
+    tied = [key for key, score in found if score >= last]  # what may reach the first k
+    similarity = dict(zip(tied, view.vectors_of(tied) @ look, strict=True))
+    ordered = sorted(found, key=lambda pair: (-pair[1], -similarity.get(pair[0], -2.0)))[:k]
+    if len(ordered) < k:
+        matched = {key for key, _ in found}
+        alike = view.vector_ranking(look, k + len(matched), filters=filters)
+        lowest = ordered[-1][1]
+        ordered += [
+            (key, round(lowest * max(0.0, cosine) * 0.5, 6))
+            for key, cosine in alike
+            if key not in matched
+        ][: k - len(ordered)]
+    return view.results_of([key for key, _ in ordered], [score for _, score in ordered])
+
+
+def _mean_look(vectors: np.ndarray) -> np.ndarray | None:
+    """The unit mean of some unit vectors (None when there are none)."""
+    if len(vectors) == 0:
+        return None
+    mean = np.asarray(vectors, np.float32).mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else None
