@@ -373,3 +373,44 @@ def test_the_tune_command_takes_a_url(both, url, capsys):
     assert right / len(items) > 0.5
     assert main(["tune", "--index", url, "--reset"]) == 0
     assert "projection removed" in capsys.readouterr().out
+
+
+def test_text_and_hybrid_search_on_a_url(photos, url, tmp_path):
+    """Full-text search in PostgreSQL (tsvector, GIN) finds what the titles say, as the
+    directory's FTS5 does; filters and a photo combine with it."""
+    import csv as csv_module
+    import re
+
+    rows = list(csv_module.DictReader((photos / "catalog.csv").open()))
+    words = ("Navy", "Red", "White", "Black")
+    for number, row in enumerate(rows):
+        row["colours"] = words[number % 4].lower()
+        row["title"] = f"{words[number % 4]} {('linen', 'wool')[number // 4 % 2]} {row['category']}"
+    titled = tmp_path / "titled.csv"
+    with titled.open("w", newline="") as out:
+        writer = csv_module.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    build_index(photos, url, metadata_csv=titled, embedder=FakeEmbedder())
+    build_index(photos, tmp_path / "ix", metadata_csv=titled, embedder=FakeEmbedder())
+    by_id = {row["id"]: row for row in rows}
+
+    def title_words(item_id: str) -> set[str]:
+        return set(re.findall(r"\w+", by_id[item_id]["title"].casefold()))
+
+    with_all = {i for i in by_id if {"navy", "linen", "shirt"} <= title_words(i)}
+    for engine in (Engine.open(url), Engine.open(tmp_path / "ix")):
+        found = engine.search("navy linen shirts", k=len(with_all) + 3, expand=False)
+        assert {r.id for r in found[: len(with_all)]} == with_all
+        dresses = engine.search("wool", k=100, filters={"category": "Dress"}, expand=False)
+        assert {r.id for r in dresses} == {
+            i for i in by_id if by_id[i]["category"] == "Dress" and "wool" in title_words(i)
+        }
+        blue = engine.search("blue", k=20, expand=False)  # navy is in the blue family
+        assert blue and all(by_id[r.id]["colours"] == "navy" for r in blue)
+        expanded = engine.search("sandal", k=40)
+        assert {r.id for r in expanded[:24]} == {i for i in by_id if "sandal" in title_words(i)}
+        photo = photos / by_id[next(iter(with_all))]["path"]
+        engine._embedder = FakeEmbedder()
+        red = engine.search("red", photo, k=5)
+        assert all(by_id[r.id]["colours"] == "red" for r in red)

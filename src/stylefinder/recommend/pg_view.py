@@ -32,7 +32,7 @@ from stylefinder.recommend.pg_filters import filter_clause
 from stylefinder.recommend.pg_tuned import TunedSpace, catch_up, stored_projection
 from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.summary import IndexInfo
-from stylefinder.recommend.text_query import TextQuery
+from stylefinder.recommend.text_query import TextQuery, tiered
 from stylefinder.recommend.view import Recommendation
 from stylefinder.types import Item
 
@@ -166,7 +166,11 @@ class PgCatalogView:
     ) -> list[tuple[str, float]]:
         """The items whose words match `query` best (at most `limit`) that pass `filters`."""
         where = filter_clause(self.store, filters) if filters else None
-        return text_matches(self.store, query.tsquery(), limit, where=where)
+        some = text_matches(self.store, query.tsquery(), limit, where=where)
+        if len(query.groups) == 1:
+            return some
+        every = text_matches(self.store, query.tsquery(every=True), limit, where=where)
+        return tiered(every, some, limit)
 
     def vector_ranking(
         self, vector: np.ndarray, limit: int, *, filters: Filters | None = None

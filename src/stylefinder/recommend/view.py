@@ -30,7 +30,7 @@ from stylefinder.index.text_index import match_rows
 from stylefinder.index.vector_index import ExactIndex, VectorIndex
 from stylefinder.recommend.filters import Filters, MetadataColumns, column_values
 from stylefinder.recommend.projection import Projection
-from stylefinder.recommend.text_query import TextQuery
+from stylefinder.recommend.text_query import TextQuery, tiered
 from stylefinder.recommend.tuned_space import tuned_space
 from stylefinder.types import Item
 
@@ -222,17 +222,20 @@ class CatalogView:
     ) -> list[tuple[int, float]]:
         """The rows whose words match `query` best (at most `limit`) that pass `filters`,
         with their BM25 relevance (1.0: the best match)."""
-        expression, size = query.fts_expression(), self.snapshot.size
+        size = self.snapshot.size
         wanted = limit if not filters else max(limit, TEXT_FILTER_READ)
+        expressions = [query.fts_expression(every=True), query.fts_expression()]
+        if len(query.groups) == 1:
+            expressions = expressions[1:]
 
-        def read(con) -> list[tuple[int, float]]:
-            return match_rows(con, expression, size=size, limit=wanted)
+        def read(con) -> list[list[tuple[int, float]]]:
+            return [match_rows(con, e, size=size, limit=wanted) for e in expressions]
 
         found = self.store.manifest.read(read)
         if filters:
             allowed = self.allowed(filters)
-            found = [(row, score) for row, score in found if allowed[row]]
-        return found[:limit]
+            found = [[(row, score) for row, score in part if allowed[row]] for part in found]
+        return tiered(found[0], found[-1], limit) if len(found) == 2 else found[0][:limit]
 
     def vector_ranking(
         self, vector: np.ndarray, limit: int, *, filters: Filters | None = None
