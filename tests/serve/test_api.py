@@ -121,7 +121,7 @@ def test_search_errors_are_4xx_json(make_client, demo):
         413,
         "upload_too_large",
     )
-    _error(client.post(url, data={"k": "5"}, files={"other": ("x", b"1")}), 422, "missing_image")
+    _error(client.post(url, data={"k": "5"}, files={"other": ("x", b"1")}), 422, "missing_query")
     _error(
         client.post(url, content=b"{not json", headers={"content-type": "application/json"}),
         422,

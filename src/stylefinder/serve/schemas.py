@@ -87,8 +87,24 @@ class SearchRequest(BaseModel):
     """JSON body of POST /v1/search."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    image_base64: str = Field(
-        description="the query image file, base64-encoded", examples=[EXAMPLE_IMAGE]
+    image_base64: str | None = Field(
+        None,
+        description="the query image file, base64-encoded (an image, `text`, or both)",
+        examples=[EXAMPLE_IMAGE],
+    )
+    text: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="words to search for in the items' metadata (titles, categories, "
+        'colours, ...), alone or with the image: "navy linen shirt", or with a photo "red"',
+        examples=["navy linen shirt"],
+    )
+    text_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="with an image and text: the words' share of the ranking"
+    )
+    expand: bool = Field(
+        True, description="text alone: also items that look like the best text matches"
     )
     k: int = Field(5, ge=1, le=MAX_K, description="number of results")
     filters: Filters = Field(

@@ -26,26 +26,30 @@ from stylefinder.serve.settings import ServerSettings
 class ImageUpload:
     """An image sent to a route, with the other multipart fields or the validated JSON body."""
 
-    data: bytes
+    data: bytes | None  # None: no image was sent (where one is optional)
     form: FormData | None = None
     body: BaseModel | None = None
 
 
 async def image_upload(
-    request: Request, model: type[BaseModel], settings: ServerSettings
+    request: Request, model: type[BaseModel], settings: ServerSettings, *, optional: bool = False
 ) -> ImageUpload:
     """Read an image sent as multipart field `image` or as JSON `image_base64` (validated by
-    `model`), within the upload limit."""
+    `model`), within the upload limit; with `optional`, no image is `data=None`."""
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         fields = await _form(request)
-        upload = ImageUpload(await _file_field(fields, "image"), form=fields)
+        absent = optional and not fields.getlist("image")
+        data = None if absent else await _file_field(fields, "image")
+        upload = ImageUpload(data, form=fields)
     elif content_type.startswith("application/json"):
         body = parse_body(model, await request.body())
-        upload = ImageUpload(_decode_base64(body.image_base64), body=body)
+        text = body.image_base64
+        upload = ImageUpload(None if text is None else _decode_base64(text), body=body)
     else:
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data or JSON")
-    _check_upload(upload.data, settings)
+    if upload.data is not None:
+        _check_upload(upload.data, settings)
     return upload
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from stylefinder.engine import Engine
 from stylefinder.recognize.recognition import CATEGORY_COLUMN, Recognition
+from stylefinder.recommend.text_query import TextQuery
 from stylefinder.serve.common import (
     ERRORS,
     IMAGE_ERRORS,
@@ -34,6 +36,9 @@ router = APIRouter(dependencies=[Depends(require_read)])
 
 _SEARCH_FORM = {
     "image": {"type": "string", "format": "binary"},
+    "text": {"type": "string", "maxLength": 500, "description": "words to search for"},
+    "text_weight": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+    "expand": {"type": "boolean", "default": True},
     "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 5},
     "filters": {"type": "string", "description": "JSON object of column to values"},
     "same_category": {
@@ -50,40 +55,96 @@ _SEARCH_FORM = {
     response_model_exclude_none=True,
     tags=["search"],
     responses={**IMAGE_ERRORS, 409: ERRORS[409]},
-    openapi_extra=body_schema(SearchRequest, _SEARCH_FORM, required=["image"]),
+    openapi_extra=body_schema(SearchRequest, _SEARCH_FORM, required=[]),
 )
 async def search(
     request: Request,
     engine: Engine = Depends(get_engine),
     settings: ServerSettings = Depends(get_settings),
 ) -> SearchResponse:
-    """The k catalog items most similar to an image, sent as a multipart file upload
-    (fields `image`, `k`, `filters` as JSON, `same_category`) or as JSON with the image
-    base64-encoded. With `same_category`, only items of the category recognized in the
-    image are returned, and the recognition comes back too."""
-    upload = await image_upload(request, SearchRequest, settings)
+    """The k catalog items that best match an image, words (`text`), or both, sent as a
+    multipart form (fields `image`, `text`, `k`, `filters` as JSON, `same_category`,
+    `text_weight`, `expand`) or as JSON with the image base64-encoded. Words match the items'
+    metadata; with an image too, the two rankings are fused ("like this photo, but in red").
+    With `same_category`, only items of the category recognized in the image are returned,
+    and the recognition comes back too."""
+    upload = await image_upload(request, SearchRequest, settings, optional=True)
     if upload.form is not None:
-        k = int_field(upload.form.get("k"), "k", default=5)
-        filters = json_field(upload.form.get("filters"), "filters", default={})
-        same = bool_field(upload.form.get("same_category"), "same_category")
+        form = upload.form
+        query = _SearchQuery(
+            text=_text_field(form.get("text")),
+            k=int_field(form.get("k"), "k", default=5),
+            filters=json_field(form.get("filters"), "filters", default={}),
+            same=bool_field(form.get("same_category"), "same_category"),
+            text_weight=_weight_field(form.get("text_weight")),
+            expand=form.get("expand") in (None, "") or bool_field(form.get("expand"), "expand"),
+        )
     else:
         body = upload.body
-        k, filters, same = body.k, body.filters, body.same_category
-    if not 1 <= k <= MAX_K:
+        query = _SearchQuery(
+            body.text, body.k, body.filters, body.same_category, body.text_weight, body.expand
+        )
+    if upload.data is None and query.text is None:
+        raise ApiError(422, "missing_query", "send an image, text, or both")
+    if query.text is not None:
+        try:
+            TextQuery.parse(query.text)
+        except ValueError as exc:  # no word to search for
+            raise ApiError(422, "invalid_text", str(exc)) from None
+    if not 1 <= query.k <= MAX_K:
         raise ApiError(422, "invalid_k", f"k must be between 1 and {MAX_K}")
-    filters = _check_filters(filters)
+    filters = _check_filters(query.filters)
     recognition = None
-    if same:
+    if query.same:
+        if upload.data is None:
+            raise ApiError(422, "missing_image", "same_category needs an image")
         _check_recognizer(engine)
         recognition, category = await run_in_threadpool(_category, engine, upload.data)
         filters = _both(filters, category)
     results = []
     if filters is not None:  # None: the filters exclude each other, nothing can pass
-        results = await run_in_threadpool(engine.recommend, upload.data, k, filters=filters)
+        results = await run_in_threadpool(_answer, engine, upload.data, query, filters)
     return SearchResponse(
         results=[result_out(r, request) for r in results],
         recognition=recognition.to_dict() if recognition else None,
     )
+
+
+@dataclass(frozen=True)
+class _SearchQuery:
+    text: str | None
+    k: int
+    filters: object
+    same: bool
+    text_weight: float
+    expand: bool
+
+
+def _answer(engine: Engine, image: bytes | None, query: _SearchQuery, filters):
+    if query.text is None:
+        return engine.recommend(image, query.k, filters=filters)
+    options = {"filters": filters, "text_weight": query.text_weight, "expand": query.expand}
+    return engine.search(query.text, image, query.k, **options)
+
+
+def _text_field(value) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 500:
+        raise ApiError(422, "invalid_text", "text must be a text field of 500 characters at most")
+    return value
+
+
+def _weight_field(value) -> float:
+    if value is None or value == "":
+        return 0.5
+    try:
+        weight = float(str(value).strip())
+    except ValueError:
+        weight = math.nan
+    if not 0.0 <= weight <= 1.0:
+        raise ApiError(422, "invalid_text_weight", "text_weight must be a number from 0 to 1")
+    return weight
 
 
 @router.post(
