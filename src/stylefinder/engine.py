@@ -204,16 +204,24 @@ class Engine:
         filters: Filters | None = None,
         text_weight: float = DEFAULT_TEXT_WEIGHT,
         expand: bool = True,
+        item_id: str | None = None,
     ) -> list[Recommendation]:
-        """The `k` items that best match words `text`, a photo `image`, or both (fused ranks,
-        `text_weight` the words' share; `recommend.hybrid`). Words alone need no model.
-        Example: `engine.search("navy linen shirt", k=10)`, `engine.search("red", photo)`."""
+        """The `k` items that best match words `text`, a photo `image` (or catalog item
+        `item_id`'s look), or both (fused ranks, `text_weight` the words' share;
+        `recommend.hybrid`). Words alone need no model. Example:
+        `engine.search("navy linen shirt", k=10)`, `engine.search("red", photo)`."""
         check_k(k)
         vector, exclude = None, []
+        if image is not None and item_id is not None:
+            raise ValueError("give an image or an item id, not both")
         if image is not None:
             digest = content_hash(image)
             vector = self._query_vector(image, digest)
             exclude = self._view.keys_with_hash(digest)
+        elif item_id is not None:
+            key = self._view.key_of(item_id)
+            vector = self._view.vectors_of([key])[0]
+            exclude = [key, *self._view.keys_with_hash(self._view.item(item_id).hash)]
         options = {"filters": filters, "text_weight": text_weight, "expand": expand}
         return hybrid_search(self._view, text=text, vector=vector, k=k, exclude=exclude, **options)
 

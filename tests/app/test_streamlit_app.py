@@ -404,3 +404,17 @@ def test_cards_and_facets_follow_the_display_settings(shop_index, monkeypatch):
     assert sorted(facets["category"].options) == sorted(f"{c} ({n:,})" for c, n in counts.items())
     at.multiselect(key="filter-category").set_value(["Bag"]).run()
     assert categories(at) == ["Bag"] * 5
+
+
+def test_search_by_words_then_with_an_item(app: AppTest):
+    app.text_input(key="words").set_value("ankle boots").run()
+    assert not app.exception and not app.error
+    assert categories(app) == ["Ankle boot"] * 5
+    assert any("best matching" in m.value for m in app.markdown)
+    # with an item chosen: items like it that match the words come first
+    app.text_input(key="item_id").set_value("fmnist-test-00017").run()
+    assert not app.exception and not app.error
+    assert "fmnist-test-00017" not in result_ids(app)
+    assert categories(app)[0] == "Ankle boot"
+    app.text_input(key="words").set_value("the of").run()
+    assert not app.exception and "no word to search for" in app.warning[0].value

@@ -1,6 +1,6 @@
-"""The "Find similar" page: the query (an upload, a catalog item or a camera photo) next to
-its most similar items, its recognized category and colours with the "Same category only"
-toggle, and the session shopper's "For you" section."""
+"""The "Find similar" page: a search box for words; the query (an upload, a catalog item or a
+camera photo) next to its most similar items (those matching the words first), its recognized
+category and colours with the "Same category only" toggle; the shopper's "For you" section."""
 
 from __future__ import annotations
 
@@ -47,8 +47,15 @@ def find_similar_page(engine: Engine, filters: dict[str, list[str]]) -> None:
     """The query tabs, the query's results and recognition, then "For you"."""
     st.title("Find similar items")
     st.caption(
-        f"Upload a photo of a garment, pick a catalog item or take a photo: the "
-        f"{len(engine):,} catalog items are ranked by visual similarity."
+        f"Search by words, upload a photo of a garment, pick a catalog item or take a photo: "
+        f"the {len(engine):,} catalog items are ranked by their words and their look."
+    )
+    st.text_input(
+        "Search by words",
+        key="words",
+        placeholder='"navy linen shirt", or with a photo below: "red"',
+        help="Words match the items' titles, categories, colours and other details; with a "
+        "photo or an item too, items that look like it and match the words come first.",
     )
     upload_tab, item_tab, camera_tab = st.tabs(["Upload a photo", "Pick a catalog item", "Camera"])
     with upload_tab:
@@ -73,8 +80,10 @@ def find_similar_page(engine: Engine, filters: dict[str, list[str]]) -> None:
     query: Query | None = st.session_state.get("query")
     opinions = shopper_opinions(engine)
     panel = None
-    if query is None:
-        st.info("Choose a query above to see the most similar catalog items.")
+    if query is None and words():
+        words_results(engine, words(), filters, opinions)
+    elif query is None:
+        st.info("Search by words, or choose a photo or an item, to see matching catalog items.")
     else:
         panel = query_results(engine, query, filters, opinions)
     for_you_section(engine, filters, opinions)
@@ -96,12 +105,23 @@ def query_results(
             same = same if matching else {}  # no item has the category: nothing to keep
         wanted = _combine(filters, same)
         started = time.perf_counter()
+        text = words()
         if query.item_id is not None:
             query_image = image_of(engine, query.item_id)
-            results = [] if wanted is None else engine.similar(query.item_id, k=k, filters=wanted)
+            if wanted is None:
+                results = []
+            elif text:
+                results = engine.search(text, k=k, filters=wanted, item_id=query.item_id)
+            else:
+                results = engine.similar(query.item_id, k=k, filters=wanted)
         else:
             query_image = png(load_image(query.data), THUMBNAIL)
-            results = [] if wanted is None else engine.recommend(query.data, k=k, filters=wanted)
+            if wanted is None:
+                results = []
+            elif text:
+                results = engine.search(text, query.data, k, filters=wanted)
+            else:
+                results = engine.recommend(query.data, k=k, filters=wanted)
     except BadImageError as exc:
         st.error(
             f"**{plain(query.label)}** could not be used as a photo: {plain(exc.reason)}. "
@@ -110,6 +130,9 @@ def query_results(
         return None
     except (OSError, StylefinderError) as exc:
         st.error(plain(exc))
+        return None
+    except ValueError as exc:  # words without a word to search for
+        st.warning(plain(exc))
         return None
     elapsed_ms = (time.perf_counter() - started) * 1000
 
@@ -123,14 +146,45 @@ def query_results(
     with results_col:
         applied = [*filters.items(), *same.items()] if wanted is None else wanted.items()
         shown = describe_filters(applied)
+        heading = f"most similar matching “{plain(text)}”" if text else "most similar"
         st.markdown(
-            f"**{len(results)} most similar** · found in {elapsed_ms:.0f} ms"
+            f"**{len(results)} {heading}** · found in {elapsed_ms:.0f} ms"
             + (f" · only {shown}" if shown else "")
         )
         if not results:
             st.warning("No catalog item passes these filters.")
         result_grid(engine, results, opinions)
     return panel
+
+
+def words() -> str:
+    """The words typed in the search box (blank: none)."""
+    return str(st.session_state.get("words") or "").strip()
+
+
+def words_results(
+    engine: Engine, text: str, filters: dict[str, list[str]], opinions: dict[str, str]
+) -> None:
+    """The items best matching words alone (no photo or item chosen)."""
+    k = int(st.session_state.get("k", 5))
+    started = time.perf_counter()
+    try:
+        results = engine.search(text, k=k, filters=filters or None)
+    except ValueError as exc:  # no word to search for
+        st.warning(plain(exc))
+        return
+    except (OSError, StylefinderError) as exc:
+        st.error(plain(exc))
+        return
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    shown = describe_filters(filters.items())
+    st.markdown(
+        f"**{len(results)} best matching “{plain(text)}”** · found in {elapsed_ms:.0f} ms"
+        + (f" · only {shown}" if shown else "")
+    )
+    if not results:
+        st.warning("No catalog item matches these words and filters.")
+    result_grid(engine, results, opinions)
 
 
 def recognition_panel(engine: Engine, query: Query) -> None:

@@ -181,6 +181,10 @@ class PgCatalogView:
     def vectors_of(self, ids: Sequence[str]) -> np.ndarray:
         return self.store.vectors_of(list(ids))
 
+    def key_of(self, item_id: str) -> str:
+        """`item_id` itself, once known to name an item (`UnknownItemError` otherwise)."""
+        return self.store.item(item_id).id
+
     def keys_with_hash(self, digest: str) -> list[str]:
         """The items whose image has content hash `digest` (a query that is a catalog file)."""
         return ids_with_hash(self.store, digest)

@@ -251,6 +251,10 @@ class CatalogView:
         """The stored vectors (the backbone's space) of some rows."""
         return np.array(self.snapshot.vectors[np.asarray(rows, np.int64)])
 
+    def key_of(self, item_id: str) -> int:
+        """The row of item `item_id` (`UnknownItemError` when there is none)."""
+        return self.row(item_id)
+
     def keys_with_hash(self, digest: str) -> list[int]:
         """The rows of items whose image has content hash `digest`."""
         return self.snapshot.items.rows_with_hash(digest)
