@@ -171,3 +171,26 @@ def test_the_search_command(titled, capsys):
     assert all(r["metadata"]["title"].split()[1:] == ["linen", "Dress"] for r in results)
     assert main(["search", "--index", str(index_dir)]) != 0
     assert "give words to search for" in capsys.readouterr().err
+
+
+def test_eval_scores_full_text_search_of_the_titles(titled, capsys, tmp_path):
+    from stylefinder.cli import main
+
+    rows, index_dir = titled[1], tmp_path / "index"
+    shutil.copytree(titled[0], index_dir)
+    args = ["eval", "--index", str(index_dir), "--label-column", "label", "--json"]
+    assert main([*args, "--title-column", "title", "--k", "1,10"]) == 0
+    text = json.loads(capsys.readouterr().out)["text_metrics"]
+    labeled = [r["label"] for r in rows.values() if r["label"]]
+    names = sorted(set(labeled))
+    # every category name is found in its own titles first ("Shirt" before "T-shirt/top":
+    # the shorter title), so precision is 1 and recall is k over the category's size
+    assert text["queries"] == len(names) == 10
+    assert text["precision@1"] == text["precision@10"] == 1.0
+    expected = sum(min(10, labeled.count(n)) / labeled.count(n) for n in names) / len(names)
+    assert text["recall@10"] == pytest.approx(expected, abs=1e-4)
+    # the display settings' title is the default title column
+    assert main(["config", "set", "title=title", "--index", str(index_dir)]) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["title_column"] == "title"

@@ -24,7 +24,10 @@ def evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--k wants comma-separated integers, got {args.k!r}") from None
     if not ks or min(ks) < 1:
         raise ValueError("--k wants positive integers")
-    result = evaluate_index(args.index, label_column=args.label_column, ks=ks, raw=args.raw)
+    title = args.title_column or _display_title(args.index)
+    result = evaluate_index(
+        args.index, label_column=args.label_column, ks=ks, raw=args.raw, title_column=title
+    )
     if args.report:
         from stylefinder.evaluate.report import write_report
 
@@ -34,6 +37,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.json:
         payload = {"items": result.items, "dim": result.dim, "tuned": result.tuned}
         payload.update(metrics=result.metrics, per_class=result.per_class)
+        payload.update(text_metrics=result.text_metrics, title_column=result.title_column)
         print(json.dumps({**payload, "warnings": result.warnings}, indent=2))
         return 0
     space = f"{result.dim}-d tuned space" if result.tuned else f"{result.dim}-d space"
@@ -47,9 +51,25 @@ def evaluate(args: argparse.Namespace) -> int:
             f"  {row['label']:<{width}}  {row['items']:>5}  {row.get('precision@5', 0):>11.3f}"
             f"  {row['top1_accuracy']:.3f}"
         )
+    if result.text_metrics:
+        print(
+            f"\nfull-text search of {result.title_column!r} for each label's name "
+            f"({result.text_metrics['queries']} queries):"
+        )
+        for name, value in result.text_metrics.items():
+            if name != "queries":
+                print(f"  {name:<14} {value:.4f}")
     if args.report:
         print(f"\nreport written to {args.report}/report.md")
     return 0
+
+
+def _display_title(index: str) -> str | None:
+    """The title column the index's display settings name (None when unset)."""
+    from stylefinder.engine import Engine
+    from stylefinder.recommend.display import read_display
+
+    return read_display(Engine.open(index).view.state).title
 
 
 def _eval_fashion_mnist(args: argparse.Namespace) -> int:

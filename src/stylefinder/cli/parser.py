@@ -299,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     _index_option(evaluate, "index directory", required=False)
     evaluate.add_argument("--label-column", help="metadata column with labels")
     evaluate.add_argument("--raw", action="store_true", help="ignore the index's projection")
+    evaluate.add_argument(
+        "--title-column",
+        help="also score full-text search of this column with the label names as queries "
+        "(default: the display settings' title, if set)",
+    )
     evaluate.add_argument("--backbone", default="efficientnet-lite0", help="fashion-mnist only")
     evaluate.add_argument("--epochs", type=int, default=12, help="fashion-mnist tuning epochs")
     evaluate.add_argument("--held-out", default="Shirt", help="fashion-mnist held-out class")

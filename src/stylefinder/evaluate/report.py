@@ -65,6 +65,7 @@ def write_report(
         "items": result.items,
         "metrics": result.metrics,
         "per_class": result.per_class,
+        "text": {"title_column": result.title_column, "metrics": result.text_metrics},
         "confusion": {"labels": result.classes, "counts": result.confusion.tolist()},
     }
     files = [out / "report.json", out / "report.md"]
@@ -98,12 +99,29 @@ def _markdown(payload: dict) -> str:
             for row in payload["per_class"]
         ],
         "",
+        *_text_lines(payload.get("text") or {}),
         "![per-class precision@5](per_class_precision.png)",
         "![confusion of query label and top-1 label](confusion.png)",
         "![sample queries and their 5 results](samples.png)",
         "",
     ]
     return "\n".join(lines)
+
+
+def _text_lines(text: dict) -> list[str]:
+    """The text-to-image section: full-text search of the title column for each label."""
+    metrics = text.get("metrics")
+    if not metrics:
+        return []
+    return [
+        f"Full-text search of `{text['title_column']}` with each label's name as the query "
+        f"({metrics['queries']} queries, scored against the labels):",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {name} | {value:.4f} |" for name, value in metrics.items() if name != "queries"],
+        "",
+    ]
 
 
 def _space(index: dict) -> str:

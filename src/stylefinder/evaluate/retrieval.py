@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stylefinder.evaluate.metrics import leave_one_out_neighbours
+from stylefinder.evaluate.text_retrieval import text_metrics
 from stylefinder.index.pg_connect import is_database_url, shown_location
 from stylefinder.index.store import IndexStore
 
@@ -35,6 +36,9 @@ class RetrievalEvaluation:
     dim: int = 0  # the dimension of the space scored (the tuned one when there is one)
     tuned: bool = False  # scored through the index's learned projection
     warnings: list[str] = field(default_factory=list)  # what makes the numbers read too high
+    # full-text search of the title column for each label's name (`evaluate.text_retrieval`)
+    text_metrics: dict[str, float] | None = None
+    title_column: str | None = None
 
 
 def retrieval_metrics(
@@ -101,28 +105,35 @@ def evaluate_index(
     label_column: str,
     ks: Sequence[int] = (1, 5, 10),
     raw: bool = False,
+    title_column: str | None = None,
 ) -> RetrievalEvaluation:
     """Leave-one-out evaluation of the labeled items of an index (a directory, or a PostgreSQL
     URL; items without the label column are left out), in the space queries use: through the
-    index's tuned projection if it has one, unless `raw`."""
+    index's tuned projection if it has one, unless `raw`. With `title_column`, also the
+    text-to-image metrics of full-text search on that column (`text_metrics`)."""
     from stylefinder.recommend.projection import Projection, labeled_rows
 
     if is_database_url(str(index_dir)):
-        item_ids, labels, vectors, projection = _labeled_in_database(str(index_dir), label_column)
+        labeled, vectors, projection = _labeled_in_database(str(index_dir), label_column)
         projection = None if raw else projection
     else:
         snapshot = IndexStore.open(index_dir).snapshot()
         by_row = snapshot.items.by_row()
         rows = labeled_rows(by_row, label_column)
-        item_ids = [by_row[r].id for r in rows]
-        labels = [str(by_row[r].metadata[label_column]) for r in rows]
+        labeled = [by_row[r] for r in rows]
         vectors = np.asarray(snapshot.vectors[rows])
         projection = None if raw else Projection.load(index_dir)
+    item_ids = [item.id for item in labeled]
+    labels = [str(item.metadata[label_column]) for item in labeled]
     if projection is not None:
         vectors = projection.apply(vectors)
     result = retrieval_metrics(vectors, labels, ks)
     result.item_ids = item_ids
     result.dim, result.tuned = int(vectors.shape[1]), projection is not None
+    if title_column is not None:
+        titles = [str(item.metadata.get(title_column) or "") for item in labeled]
+        result.text_metrics = text_metrics(titles, labels, ks)
+        result.title_column = title_column
     if projection is not None and _learned_from(projection.info, index_dir, label_column):
         result.warnings.append(
             f"the projection was tuned on these same {label_column!r} labels of this index, "
@@ -134,8 +145,8 @@ def evaluate_index(
 
 
 def _labeled_in_database(url: str, label_column: str):
-    """The ids, labels and vectors of a PostgreSQL catalog's labeled items, read once, and
-    the catalog's tuned projection (None when it has none)."""
+    """A PostgreSQL catalog's labeled items and their vectors, read once, and the catalog's
+    tuned projection (None when it has none)."""
     from stylefinder.index.pg_catalog import PgCatalog
     from stylefinder.recommend.pg_tuned import TunedSpace, stored_projection
     from stylefinder.recommend.projection import labeled_rows
@@ -146,8 +157,7 @@ def _labeled_in_database(url: str, label_column: str):
         vectors = catalog.vectors_of([item.id for item in labeled])
         space = TunedSpace.of(catalog)
         projection = None if space is None else stored_projection(catalog, space)
-    ids, labels = [i.id for i in labeled], [str(i.metadata[label_column]) for i in labeled]
-    return ids, labels, vectors, projection
+    return labeled, vectors, projection
 
 
 def _learned_from(info: dict, index_dir: str | Path, label_column: str) -> bool:
