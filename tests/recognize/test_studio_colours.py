@@ -110,7 +110,7 @@ def test_issue_23s_garments_are_named_as_shoppers_name_them(number):
 def test_studio_conditions_reach_the_target_where_issue_23_is_done():
     """Per condition, 40 items (seed 5): at least 0.95 (a miss or two) where the benchmark
     (`benchmarks/colour_studio.py`, 100 per condition) measures >= 0.97, and 0.9 where it
-    measures 0.96-0.97; white on white and prints are still open."""
+    measures 0.96-0.97; prints (0.81) are still open."""
     samples = generate_studio_testset(40, seed=5)
     by: dict[str, list[bool]] = {}
     for sample in samples:
@@ -118,9 +118,9 @@ def test_studio_conditions_reach_the_target_where_issue_23_is_done():
             is_accepted(sample, [c.name for c in dominant_colours(sample.image)])
         )
     assert set(by) == set(CONDITIONS)
-    for condition in ("neutral light", "white backdrop", "black on black", "denim"):
+    for condition in ("neutral light", "cool light", "white backdrop", "black on black", "denim"):
         assert np.mean(by[condition]) >= 0.95, (condition, np.mean(by[condition]))
-    for condition in ("warm light", "cool light", "folds"):
+    for condition in ("warm light", "white on white", "folds"):
         assert np.mean(by[condition]) >= 0.9, (condition, np.mean(by[condition]))
 
 

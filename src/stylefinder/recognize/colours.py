@@ -13,7 +13,8 @@
 3. Grouping: per-name groups are merged where their pixels form a continuum (a shading gradient,
    a fold) rather than two clusters, and each merged group is named by its lit colour; a
    group beside the cloth (a print) by its pixels least blended with the cloth. A grey group
-   as light as a white or light-grey backdrop allows (soft light) is white.
+   as light as a white or light-grey backdrop allows (soft light) is white, its lit part
+   including what its outlines enclose that the flood took for paper.
 4. Shares: pixels that straddle a colour edge (blends, in linear light a mix by area) go to
    the group that covers more of them; pixels of lines too thin to have a clean inside count
    as their own colour; outline pixels that are mostly backdrop are left out.
@@ -25,7 +26,7 @@ per image). Greyscale images come out as black, grey and white.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Union
@@ -73,7 +74,9 @@ _EXTRA_PROTOTYPES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "black": ((0, 0, 0), (35, 35, 38)),
     "white": ((255, 255, 255), (238, 238, 234)),
     "grey": ((75, 75, 78), (100, 100, 100), (165, 165, 165), (200, 200, 200)),
-    "beige": ((240, 225, 200), (210, 180, 140), (200, 180, 150), (245, 222, 179)),
+    # (180, 155, 115): tan, beige's darker end, which a beige cloth's lit part keeps in soft
+    # light (olive is greener)
+    "beige": ((240, 225, 200), (210, 180, 140), (200, 180, 150), (245, 222, 179), (180, 155, 115)),
     "brown": ((90, 60, 40), (150, 100, 60), (60, 40, 30), (139, 69, 19), (160, 82, 45)),
     "red": ((255, 0, 0), (220, 20, 60), (150, 20, 30), (120, 10, 20), (178, 34, 34)),
     "pink": (
@@ -133,6 +136,9 @@ WHITE_BACKDROP_L = 95.0
 GREY_BACKDROP_L = 90.0
 WHITE_PAPER_L = 75.0  # only a white or light-grey backdrop
 WHITE_MIN_L = 55.0
+#: A white garment's lit part, as light as a light-grey paper, may go to the backdrop: it counts
+#: where it is at least this share of the item (`_lit_as_paper`).
+LOST_SHARE = 0.25
 #: Border pixels within this CIELAB distance of the border's main colour count as background.
 BACKGROUND_DE = 10.0
 #: A border is a plain background only when at least this share of it has one colour.
@@ -211,7 +217,7 @@ def dominant_colours(
     if balance:
         rgb, lab, names, backdrop = _balanced(rgb, lab, names, backdrop)
     groups = _colour_groups(lab, rgb, names, counted)
-    _name_whites(groups, backdrop)
+    _name_whites(groups, backdrop, lambda: _lit_as_paper(lab, opaque, garment))
     edges = garment & ~counted
     if backdrop is not None:  # outline pixels are part garment, part backdrop
         outline = edges & _kernels().dilate(~garment)
@@ -618,17 +624,22 @@ def _lit_colour(mean_rgb: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     return srgb_of(np.clip(_linear(mean_rgb) * gain, 0, 1))
 
 
-def _name_whites(groups: list[_Group], backdrop: np.ndarray | None) -> None:
+def _name_whites(
+    groups: list[_Group], backdrop: np.ndarray | None, lit_as_paper: Callable[[], float]
+) -> None:
     """Rename the grey group white where its lit part comes near the backdrop's lightness (a
     white garment in soft light; see WHITE_MARGIN), merging it into a white group there is
-    already."""
+    already. Its lit part may have been taken for the paper (`lit_as_paper`, asked only when
+    the counted part falls short)."""
     grey = next((g for g in groups if g.name == "grey"), None)
     if grey is None or backdrop is None or grey.lab_sum[0] / grey.clean < WHITE_MIN_L:
         return
     paper = float(rgb_to_lab(np.clip(np.rint(backdrop), 0, 255).astype(np.uint8))[0])
     whiteness = np.clip((paper - GREY_BACKDROP_L) / (WHITE_BACKDROP_L - GREY_BACKDROP_L), 0, 1)
     margin = WHITE_MARGIN_GREY + whiteness * (WHITE_MARGIN - WHITE_MARGIN_GREY)
-    if paper < WHITE_PAPER_L or grey.lit_l < paper - margin:
+    if paper < WHITE_PAPER_L:
+        return
+    if grey.lit_l < paper - margin and max(grey.lit_l, lit_as_paper()) < paper - margin:
         return
     white = next((g for g in groups if g.name == "white"), None)
     if white is None:
@@ -637,6 +648,28 @@ def _name_whites(groups: list[_Group], backdrop: np.ndarray | None) -> None:
     white.count, white.clean = white.count + grey.count, white.clean + grey.clean
     white.lab_sum, white.rgb_sum = white.lab_sum + grey.lab_sum, white.rgb_sum + grey.rgb_sum
     groups.remove(grey)
+
+
+def _lit_as_paper(lab: np.ndarray, opaque: np.ndarray, garment: np.ndarray) -> float:
+    """CIELAB L of the lit part (LIT_PERCENTILE) of what the item's outlines enclose but the
+    garment lost to the backdrop, where that is at least LOST_SHARE of the item (-inf
+    otherwise): a white garment on light-grey paper is as light as the paper where it faces the
+    light, and the flood takes that part for paper (a light-grey one is darker there)."""
+    ring = 2 if min(opaque.shape) >= 16 else 1
+    border = np.zeros(opaque.shape, bool)
+    border[:ring], border[-ring:], border[:, :ring], border[:, -ring:] = True, True, True, True
+    kernels = _kernels()
+    gradient = kernels.steps(kernels.box3(lab))
+    noise = float(np.median(gradient[border]))
+    edge = kernels.outlines(
+        gradient,
+        max(OUTLINE_WEAK * noise, OUTLINE_MIN),
+        max(OUTLINE_STRONG * noise, 2 * OUTLINE_MIN),
+    )
+    lost = opaque & ~edge & ~kernels.flood(~edge, border) & ~garment
+    if not lost.any() or lost.sum() < LOST_SHARE * (lost.sum() + garment.sum()):
+        return -np.inf
+    return _percentile(lab[..., 0][lost], LIT_PERCENTILE)
 
 
 def _count_edges(groups: list[_Group], rgb: np.ndarray) -> None:
