@@ -16,7 +16,11 @@ if TYPE_CHECKING:
 
 
 def text_matches(
-    catalog: PgCatalog, tsquery: str, limit: int, *, where: tuple[Any, list] | None = None
+    catalog: PgCatalog,
+    tsquery: str,
+    limit: int,
+    *,
+    where: tuple[Any, list] | None = None,
 ) -> list[tuple[str, float]]:
     """The ids of the items whose words match `tsquery` (`to_tsquery` text) and pass `where`
     (a psycopg SQL clause and its parameters), best first, at most `limit`, with their rank
@@ -41,3 +45,17 @@ def text_matches(
         return []
     best = float(found[0][1]) or 1.0
     return [(item_id, round(float(rank) / best, 6)) for item_id, rank in found]
+
+
+def ids_matching(catalog: PgCatalog, tsquery: str, ids: list[str]) -> set[str]:
+    """Which of `ids` name items whose words match `tsquery`.
+
+    Example:
+        >>> ids_matching(catalog, "red", ["dress-3", "coat-1"])  # doctest: +SKIP
+        {'dress-3'}
+    """
+    query = catalog.sql(
+        "SELECT id FROM {items} WHERE id = ANY(%s) AND words @@ to_tsquery('english', %s)"
+    )
+    with catalog.connection() as conn:
+        return {row[0] for row in conn.execute(query, [ids, tsquery])}

@@ -75,17 +75,49 @@ def match_rows(
     """The matrix rows (below `size`) of the items whose words match the FTS5 `expression`,
     best first, at most `limit`, with BM25 relevance scaled so the best is 1.0.
 
+    Ranked in the words table alone (the items are looked up for the rows returned only).
+
     Example:
         >>> match_rows(con, '"navy" OR "shirt"', size=1000, limit=10)  # doctest: +SKIP
         [(12, 1.0), (40, 0.61)]
     """
-    found = con.execute(
-        f"SELECT items.row, bm25({TABLE}) AS rank FROM {TABLE} "
-        f"JOIN items ON items.rowid = {TABLE}.rowid "
-        f"WHERE {TABLE} MATCH ? AND items.row < ? ORDER BY rank LIMIT ?",
-        (expression, size, limit),
+    ranked = con.execute(
+        f"SELECT rowid, rank FROM {TABLE} WHERE {TABLE} MATCH ? ORDER BY rank LIMIT ?",
+        (expression, limit),
     ).fetchall()
+    found = _rows_of(con, ranked, size)
     if not found:
         return []
     best = -found[0][1] or 1.0  # bm25 is negative, lower is better
     return [(int(row), round(-rank / best, 6)) for row, rank in found]
+
+
+def rows_matching(con: sqlite3.Connection, expression: str, rows: list[int]) -> set[int]:
+    """Which of the matrix `rows` hold items whose words match the FTS5 `expression` (the
+    matches found once, unranked).
+
+    Example:
+        >>> rows_matching(con, '"red"', [3, 12, 40])  # doctest: +SKIP
+        {12}
+    """
+    found: set[int] = set()
+    for start in range(0, len(rows), 900):
+        part = rows[start : start + 900]
+        marks = ",".join("?" * len(part))
+        query = (
+            f"SELECT row FROM items WHERE row IN ({marks}) AND rowid IN "
+            f"(SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?)"
+        )
+        found.update(row for (row,) in con.execute(query, (*part, expression)))
+    return found
+
+
+def _rows_of(con: sqlite3.Connection, ranked: list, size: int) -> list[tuple[int, float]]:
+    """(matrix row, rank) of ranked (rowid, rank) pairs, in order, rows below `size` only."""
+    row_of: dict[int, int] = {}
+    for start in range(0, len(ranked), 900):
+        part = [rowid for rowid, _ in ranked[start : start + 900]]
+        marks = ",".join("?" * len(part))
+        query = f"SELECT rowid, row FROM items WHERE rowid IN ({marks}) AND row < ?"
+        row_of.update(con.execute(query, (*part, size)).fetchall())
+    return [(row_of[rowid], rank) for rowid, rank in ranked if rowid in row_of]

@@ -4,8 +4,10 @@
   `expand`, among items whose words match equally ("Shirt" and "Shirt") those that look most
   like the best few matches come first, and after every match come items that look like them
   (scored below the last match, by their similarity to the best matches).
-- A photo and words ("like this photo, but in red"): the photo's neighbours and the items
-  matching the words, fused; items that are both come first.
+- A photo and words ("like this photo, but in red"): the photo's 200 nearest items, fused
+  with the words' ranking: those of them that match every word (in the photo's order), the
+  best 200 matches overall that match every word, those that match some words, the rest of
+  the best matches. Items both near and matching come first.
 
 With a photo, each ranking gives an item `weight / (RRF_K + rank)`; `text_weight` (0..1) is
 the words' share, the rest the photo's. Works on any view with `text_ranking`,
@@ -28,7 +30,7 @@ from stylefinder.recommend.view import Recommendation
 
 RRF_K = 60  # the usual constant of reciprocal rank fusion (Cormack et al. 2009)
 DEFAULT_TEXT_WEIGHT = 0.5
-TEXT_CANDIDATES = 1000  # text matches fused
+TEXT_CANDIDATES = 200  # best text matches fused, beside the photo's neighbours that match
 VECTOR_CANDIDATES = 200  # visual neighbours fused
 EXPAND_FROM = 5  # the best text matches whose look expands a text query
 
@@ -81,15 +83,30 @@ def hybrid_search(
     skip = set(exclude)
     if vector is None:
         return _words_alone(view, TextQuery.parse(text), k, filters=filters, expand=expand)
-    rankings: list[tuple[list, float]] = []
+    near = view.vector_ranking(vector, max(k, VECTOR_CANDIDATES) + len(skip), filters=filters)
+    near_keys = [key for key, _ in near if key not in skip]
+    rankings: list[tuple[list, float]] = [(near_keys, 1.0 - weight)] if weight < 1.0 else []
     if text is not None and weight > 0.0:
-        found = view.text_ranking(TextQuery.parse(text), TEXT_CANDIDATES, filters=filters)
-        rankings.append(([key for key, _ in found if key not in skip], weight))
-    if text is None or weight < 1.0:
-        found = view.vector_ranking(vector, VECTOR_CANDIDATES + len(skip), filters=filters)
-        rankings.append(([key for key, _ in found if key not in skip], 1.0 - weight))
-    best = fuse(rankings, k)
-    return view.results_of([key for key, _ in best], [score for _, score in best])
+        query = TextQuery.parse(text)
+        found = view.text_ranking(query, TEXT_CANDIDATES, filters=filters)
+        best = [key for key, _ in found if key not in skip]
+        rankings.append((_words_ranking(view, query, near_keys, best), weight))
+    fused = fuse(rankings, k)
+    return view.results_of([key for key, _ in fused], [score for _, score in fused])
+
+
+def _words_ranking(view, query: TextQuery, near: list, best: list) -> list:
+    """The words' ranking beside a photo: the photo's neighbours that match every word (in
+    the photo's order), the best matches overall that match every word, then the neighbours
+    that match some words, then the other best matches."""
+    every, some = view.text_matching(query, list(dict.fromkeys([*near, *best])))
+    ranked = [
+        *(key for key in near if key in every),
+        *(key for key in best if key in every),
+        *(key for key in near if key in some),
+        *best,
+    ]
+    return list(dict.fromkeys(ranked))
 
 
 def _words_alone(

@@ -24,7 +24,7 @@ from stylefinder.errors import NotOnPostgresError
 from stylefinder.index.pg_catalog import PgCatalog
 from stylefinder.index.pg_reads import browse_items, ids_with_hash
 from stylefinder.index.pg_search import VectorTable, search
-from stylefinder.index.pg_text import text_matches
+from stylefinder.index.pg_text import ids_matching, text_matches
 from stylefinder.index.pg_uploads import stored_image
 from stylefinder.recommend.columns import describe_columns
 from stylefinder.recommend.filters import Filters, column_values
@@ -166,11 +166,16 @@ class PgCatalogView:
     ) -> list[tuple[str, float]]:
         """The items whose words match `query` best (at most `limit`) that pass `filters`."""
         where = filter_clause(self.store, filters) if filters else None
-        some = text_matches(self.store, query.tsquery(), limit, where=where)
-        if len(query.groups) == 1:
-            return some
         every = text_matches(self.store, query.tsquery(every=True), limit, where=where)
+        if len(query.groups) == 1 or len(every) >= limit:
+            return tiered(every, [], limit)
+        some = text_matches(self.store, query.tsquery(), limit, where=where)
         return tiered(every, some, limit)
+
+    def text_matching(self, query: TextQuery, ids: Sequence[str]) -> tuple[set, set]:
+        """Which of `ids` match every word of `query`, and which match some."""
+        every = ids_matching(self.store, query.tsquery(every=True), list(ids))
+        return every, ids_matching(self.store, query.tsquery(), list(ids))
 
     def vector_ranking(
         self, vector: np.ndarray, limit: int, *, filters: Filters | None = None

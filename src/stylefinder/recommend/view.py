@@ -26,7 +26,7 @@ from stylefinder.catalog.remote import is_remote
 from stylefinder.errors import StaleSnapshotError, UnknownItemError
 from stylefinder.index.snapshot import Snapshot
 from stylefinder.index.store import IndexStore
-from stylefinder.index.text_index import match_rows
+from stylefinder.index.text_index import match_rows, rows_matching
 from stylefinder.index.vector_index import ExactIndex, VectorIndex
 from stylefinder.recommend.filters import Filters, MetadataColumns, column_values
 from stylefinder.recommend.projection import Projection
@@ -35,7 +35,6 @@ from stylefinder.recommend.tuned_space import tuned_space
 from stylefinder.types import Item
 
 T = TypeVar("T")
-TEXT_FILTER_READ = 20_000  # text matches read before filters pick among them
 
 
 class _Reloading(Protocol):
@@ -220,22 +219,41 @@ class CatalogView:
     def text_ranking(
         self, query: TextQuery, limit: int, *, filters: Filters | None = None
     ) -> list[tuple[int, float]]:
-        """The rows whose words match `query` best (at most `limit`) that pass `filters`,
-        with their BM25 relevance (1.0: the best match)."""
-        size = self.snapshot.size
-        wanted = limit if not filters else max(limit, TEXT_FILTER_READ)
-        expressions = [query.fts_expression(every=True), query.fts_expression()]
-        if len(query.groups) == 1:
-            expressions = expressions[1:]
+        """The rows whose words match `query` best (at most `limit`) that pass `filters`, with
+        their relevance (`text_query.tiered`: matches of every word first)."""
+        allowed = self.allowed(filters) if filters else None
+        every = self._matches(query.fts_expression(every=True), limit, allowed)
+        if len(query.groups) == 1 or len(every) >= limit:
+            return tiered(every, [], limit)
+        return tiered(every, self._matches(query.fts_expression(), limit, allowed), limit)
 
-        def read(con) -> list[list[tuple[int, float]]]:
-            return [match_rows(con, e, size=size, limit=wanted) for e in expressions]
+    def text_matching(self, query: TextQuery, rows: Sequence[int]) -> tuple[set, set]:
+        """Which of `rows` match every word of `query`, and which match some."""
+        every, some = query.fts_expression(every=True), query.fts_expression()
+        rows = [int(row) for row in rows]
 
-        found = self.store.manifest.read(read)
-        if filters:
-            allowed = self.allowed(filters)
-            found = [[(row, score) for row, score in part if allowed[row]] for part in found]
-        return tiered(found[0], found[-1], limit) if len(found) == 2 else found[0][:limit]
+        def read(con) -> tuple[set, set]:
+            return rows_matching(con, every, rows), rows_matching(con, some, rows)
+
+        return self.store.manifest.read(read)
+
+    def _matches(
+        self, expression: str, limit: int, allowed: np.ndarray | None
+    ) -> list[tuple[int, float]]:
+        """`match_rows` of `expression` that pass `allowed`: more are read while too few pass."""
+        size, wanted = self.snapshot.size, limit if allowed is None else max(4 * limit, 200)
+        while True:
+
+            def read(con, wanted=wanted) -> list[tuple[int, float]]:
+                return match_rows(con, expression, size=size, limit=wanted)
+
+            found = self.store.manifest.read(read)
+            if allowed is None:
+                return found
+            passing = [(row, score) for row, score in found if allowed[row]]
+            if len(passing) >= limit or len(found) < wanted:
+                return passing[:limit]
+            wanted *= 4
 
     def vector_ranking(
         self, vector: np.ndarray, limit: int, *, filters: Filters | None = None
