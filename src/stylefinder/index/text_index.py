@@ -20,7 +20,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Sequence
 
 TABLE = "item_words"
 # the words of one item: every text leaf of its metadata that is not a link
@@ -29,9 +31,9 @@ _WORDS = (
     "WHERE type = 'text' AND value NOT LIKE '%://%')"
 )
 _FILL = f"INSERT INTO {TABLE} (rowid, words) VALUES (NEW.rowid, {_WORDS.format(row='NEW')});"
+TOKENIZER = "'porter unicode61 remove_diacritics 2'"  # stemmed, case and accents folded
 STATEMENTS = (
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5("
-    "words, tokenize = 'porter unicode61 remove_diacritics 2')",
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(words, tokenize = {TOKENIZER})",
     f"CREATE TRIGGER IF NOT EXISTS {TABLE}_insert AFTER INSERT ON items BEGIN "
     f"DELETE FROM {TABLE} WHERE rowid = NEW.rowid; {_FILL} END",
     f"CREATE TRIGGER IF NOT EXISTS {TABLE}_delete AFTER DELETE ON items BEGIN "
@@ -92,24 +94,31 @@ def match_rows(
     return [(int(row), round(-rank / best, 6)) for row, rank in found]
 
 
-def rows_matching(con: sqlite3.Connection, expression: str, rows: list[int]) -> set[int]:
-    """Which of the matrix `rows` hold items whose words match the FTS5 `expression` (the
-    matches found once, unranked).
+def rows_matching(
+    con: sqlite3.Connection, expressions: Sequence[str], rows: Sequence[int]
+) -> list[set[int]]:
+    """For each FTS5 expression, which of the matrix `rows` hold items whose words match it:
+    the rows' words are matched in a throwaway in-memory table of their own (the same
+    tokenizer), so a common word costs nothing more than a rare one.
 
     Example:
-        >>> rows_matching(con, '"red"', [3, 12, 40])  # doctest: +SKIP
-        {12}
+        >>> rows_matching(con, ['"red"', '"red" OR "dress"'], [3, 12, 40])  # doctest: +SKIP
+        [{12}, {3, 12}]
     """
-    found: set[int] = set()
+    docs: list[tuple[int, str]] = []
     for start in range(0, len(rows), 900):
-        part = rows[start : start + 900]
+        part = [int(row) for row in rows[start : start + 900]]
         marks = ",".join("?" * len(part))
-        query = (
-            f"SELECT row FROM items WHERE row IN ({marks}) AND rowid IN "
-            f"(SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?)"
-        )
-        found.update(row for (row,) in con.execute(query, (*part, expression)))
-    return found
+        docs += con.execute(
+            f"SELECT items.row, {TABLE}.words FROM items JOIN {TABLE} "
+            f"ON {TABLE}.rowid = items.rowid WHERE items.row IN ({marks})",
+            part,
+        ).fetchall()
+    with contextlib.closing(sqlite3.connect(":memory:")) as scratch:
+        scratch.execute(f"CREATE VIRTUAL TABLE found USING fts5(words, tokenize = {TOKENIZER})")
+        scratch.executemany("INSERT INTO found (rowid, words) VALUES (?, ?)", docs)
+        query = "SELECT rowid FROM found WHERE found MATCH ?"
+        return [{row for (row,) in scratch.execute(query, (e,))} for e in expressions]
 
 
 def _rows_of(con: sqlite3.Connection, ranked: list, size: int) -> list[tuple[int, float]]:

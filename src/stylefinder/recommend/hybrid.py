@@ -5,9 +5,9 @@
   like the best few matches come first, and after every match come items that look like them
   (scored below the last match, by their similarity to the best matches).
 - A photo and words ("like this photo, but in red"): the photo's 200 nearest items, fused
-  with the words' ranking: those of them that match every word (in the photo's order), the
-  best 200 matches overall that match every word, those that match some words, the rest of
-  the best matches. Items both near and matching come first.
+  with the words' ranking of them: those that match every word (in the photo's order), then
+  those that match some; when fewer than k match every word, the best 200 matches overall
+  join. Items both near and matching come first.
 
 With a photo, each ranking gives an item `weight / (RRF_K + rank)`; `text_weight` (0..1) is
 the words' share, the rest the photo's. Works on any view with `text_ranking`,
@@ -88,18 +88,25 @@ def hybrid_search(
     rankings: list[tuple[list, float]] = [(near_keys, 1.0 - weight)] if weight < 1.0 else []
     if text is not None and weight > 0.0:
         query = TextQuery.parse(text)
-        found = view.text_ranking(query, TEXT_CANDIDATES, filters=filters)
-        best = [key for key, _ in found if key not in skip]
-        rankings.append((_words_ranking(view, query, near_keys, best), weight))
+        rankings.append((_words_ranking(view, query, near_keys, k, filters, skip), weight))
     fused = fuse(rankings, k)
     return view.results_of([key for key, _ in fused], [score for _, score in fused])
 
 
-def _words_ranking(view, query: TextQuery, near: list, best: list) -> list:
+def _words_ranking(
+    view, query: TextQuery, near: list, k: int, filters: Filters | None, skip: set
+) -> list:
     """The words' ranking beside a photo: the photo's neighbours that match every word (in
-    the photo's order), the best matches overall that match every word, then the neighbours
-    that match some words, then the other best matches."""
-    every, some = view.text_matching(query, list(dict.fromkeys([*near, *best])))
+    the photo's order), then those that match some words; when fewer than `k` match every
+    word, the best matches overall join (those of every word after the neighbours of every
+    word, the rest last)."""
+    every, some = view.text_matching(query, near)
+    best: list = []
+    if sum(1 for key in near if key in every) < k:
+        found = view.text_ranking(query, TEXT_CANDIDATES, filters=filters)
+        best = [key for key, _ in found if key not in skip]
+        best_every, _ = view.text_matching(query, best)
+        every = every | best_every
     ranked = [
         *(key for key in near if key in every),
         *(key for key in best if key in every),

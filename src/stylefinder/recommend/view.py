@@ -229,13 +229,9 @@ class CatalogView:
 
     def text_matching(self, query: TextQuery, rows: Sequence[int]) -> tuple[set, set]:
         """Which of `rows` match every word of `query`, and which match some."""
-        every, some = query.fts_expression(every=True), query.fts_expression()
-        rows = [int(row) for row in rows]
-
-        def read(con) -> tuple[set, set]:
-            return rows_matching(con, every, rows), rows_matching(con, some, rows)
-
-        return self.store.manifest.read(read)
+        expressions = [query.fts_expression(every=True), query.fts_expression()]
+        every, some = self.store.manifest.read(lambda con: rows_matching(con, expressions, rows))
+        return every, some
 
     def _matches(
         self, expression: str, limit: int, allowed: np.ndarray | None
