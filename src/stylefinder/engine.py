@@ -4,7 +4,8 @@ A thin facade over an index directory or a PostgreSQL catalog (`index.stores`): 
 generation's search, filters and results are a view (`recommend.views`), made anew when the
 catalog moves on; personal ranking is `recommend.for_shoppers`; added items are
 `index.item_writes`; categories are `recognize.categorizer`; shoppers' events are
-`engine.events` (`shoppers.stores`).
+`engine.events` (`shoppers.stores`). Results are products (`recommend.products`): a product
+with several photos comes back once, and one out of stock is left out unless asked for.
 
 Example:
     >>> engine = Engine.open("shop-index")  # doctest: +SKIP
@@ -40,6 +41,7 @@ from stylefinder.recommend.filters import Filters
 from stylefinder.recommend.for_shoppers import check_k, for_shopper, from_examples
 from stylefinder.recommend.hybrid import DEFAULT_TEXT_WEIGHT, hybrid_search
 from stylefinder.recommend.personal import ProfileSettings
+from stylefinder.recommend.products import product_of, products
 from stylefinder.recommend.projection import Projection
 from stylefinder.recommend.recent import RecentQueries, content_hash
 from stylefinder.recommend.summary import IndexInfo, index_info
@@ -192,7 +194,12 @@ class Engine:
         check_k(k)
         digest = content_hash(image)
         vector = self._query_vector(image, digest)
-        return self._view.nearest(vector, k, exclude_hash=digest, filters=filters)
+        view = self._view
+
+        def fetch(n: int) -> list[Recommendation]:
+            return view.nearest(vector, n, exclude_hash=digest, filters=filters)
+
+        return products(fetch, k, filters=filters)
 
     @reading_again
     def search(
@@ -223,7 +230,12 @@ class Engine:
             vector = self._view.vectors_of([key])[0]
             exclude = [key, *self._view.keys_with_hash(self._view.item(item_id).hash)]
         options = {"filters": filters, "text_weight": text_weight, "expand": expand}
-        return hybrid_search(self._view, text=text, vector=vector, k=k, exclude=exclude, **options)
+        view = self._view
+
+        def fetch(n: int) -> list[Recommendation]:
+            return hybrid_search(view, text=text, vector=vector, k=n, exclude=exclude, **options)
+
+        return products(fetch, k, filters=filters, skip=self._products_of(item_id))
 
     @reading_again
     def similar(
@@ -231,7 +243,21 @@ class Engine:
     ) -> list[Recommendation]:
         """More like this: the `k` items most similar to catalog item `item_id`, without it."""
         check_k(k)
-        return self._view.similar(item_id, k, filters=filters)
+        view = self._view
+        return products(
+            lambda n: view.similar(item_id, n, filters=filters),
+            k,
+            filters=filters,
+            skip=self._products_of(item_id),
+        )
+
+    def _products_of(self, item_id: str | None) -> list[str]:
+        """The product of catalog item `item_id` (none for None): "more like this" leaves out
+        the item's own product, its other photos too."""
+        if item_id is None:
+            return []
+        item = self._view.item(item_id)
+        return [product_of(Recommendation(item.id, "", 0.0, dict(item.metadata)))]
 
     @reading_again
     def browse(
@@ -259,7 +285,12 @@ class Engine:
         must match the index's."""
         if space is not None:
             self.store.check_space(space)
-        return self._view.nearest(vector, k, exclude_ids=exclude_ids, filters=filters)
+        view = self._view
+
+        def fetch(n: int) -> list[Recommendation]:
+            return view.nearest(vector, n, exclude_ids=exclude_ids, filters=filters)
+
+        return products(fetch, k, filters=filters)
 
     def recognize(self, image: ImageSource) -> Recognition:
         """The garment category (top 3, calibrated: the index's classifier, else the ImageNet
