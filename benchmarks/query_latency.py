@@ -1,7 +1,8 @@
 """Query latency: exact search and the index's own vector index on 10k and 100k item indexes,
 the vector index's recall, index open time and resident memory, and `Engine.recommend` from an
 image file at 10k items, alone and after `Engine.recognize` on the same upload (as the web app
-does). `benchmarks/ann_latency.py` measures the graph in depth, at 100k and 1M items.
+does); with `--datasets text`, text and hybrid search on titled items (`text_latency.py`).
+`benchmarks/ann_latency.py` measures the graph in depth, at 100k and 1M items.
 
 Three kinds of vectors, all 1280-d unit vectors like efficientnet-lite0 embeddings:
 
@@ -27,7 +28,7 @@ and `Engine.search_vector` is timed in the projected space (`tuned_space`: the p
 and its own vector index, written under the index folder by the first search).
 
 Usage: python benchmarks/query_latency.py [--sizes 10000,100000] [--queries 200]
-    [--datasets isotropic,clustered,real] [--real /tmp/fmnist-lite0.npz] [--ann-min-rows N]
+    [--datasets isotropic,clustered,real,text] [--real /tmp/fmnist-lite0.npz] [--ann-min-rows N]
     [--tuned-epochs N] [--out FILE]
 Writes benchmarks/results/query_latency.json and prints a table.
 """
@@ -46,6 +47,7 @@ from pathlib import Path
 import numpy as np
 from common import environment, save
 from index_throughput import write_jpeg_set
+from text_latency import print_text_rows, run_text
 
 from stylefinder.catalog.demo import CLASS_NAMES, write_demo_catalog
 from stylefinder.embed.base import Embedder
@@ -389,9 +391,14 @@ def main() -> None:
                 with np.load(args.real) as data:
                     vectors = np.concatenate([data["tx"], data["sx"]]).astype(np.float32)
                     labels = np.concatenate([data["ty"], data["sy"]])
+            elif name == "text":
+                vectors = clustered(size)
             else:
                 vectors = {"isotropic": isotropic, "clustered": clustered}[name](size)
-            row = run_one(name, vectors, Path(tmp) / "ix", embedder, args)
+            if name == "text":
+                row = run_text(vectors, Path(tmp) / "ix", embedder, args.queries, percentiles)
+            else:
+                row = run_one(name, vectors, Path(tmp) / "ix", embedder, args)
             rows.append(row)
             print(json.dumps(row), flush=True)
             if name == "real" and args.tuned_epochs:
@@ -414,6 +421,7 @@ def main() -> None:
     }
     save(args.out, result)
     print_table(rows)
+    print_text_rows(rows)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -423,7 +431,7 @@ def print_table(rows: list[dict]) -> None:
         f"{'R@5':>6} {'R@10':>6}"
     )
     for r in rows:
-        if "exact" not in r:  # the tuned row, printed below
+        if "exact" not in r:  # the tuned and text rows, printed below
             continue
         index = r["vector_index"]
         print(
