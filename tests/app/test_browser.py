@@ -1,5 +1,5 @@
-"""End to end: `stylefinder app` in a real headless Chromium, uploading a real image file, and a
-file over the upload limit."""
+"""End to end: `stylefinder app` in a real headless Chromium, uploading a real image file, a
+file over the upload limit, and words typed in the search box."""
 
 from __future__ import annotations
 
@@ -59,3 +59,20 @@ def test_upload_over_the_limit_gets_the_apps_message(app_index, tmp_path):
         WebDriverWait(browser, 60).until(lambda driver: "the limit is" in page_text(driver))
         text = page_text(browser)
     assert "photo.jpg is 12.3 MB; the limit is 10 MB." in text
+
+
+def test_words_typed_in_the_search_box_show_matching_items(app_index):
+    with running_app(app_index, port=free_port()) as url, chromium() as browser:
+        open_app(browser, url)
+        box = WebDriverWait(browser, 60).until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, ".st-key-words input"))
+        )
+        box.send_keys("ankle boots\n")
+
+        def page_text(driver) -> str:
+            return driver.find_element(By.TAG_NAME, "body").text
+
+        WebDriverWait(browser, 60).until(lambda driver: "best matching" in page_text(driver))
+        text = page_text(browser)
+    assert "5 best matching “ankle boots”" in text
+    assert text.count("Ankle boot") >= 5
