@@ -147,14 +147,19 @@ def query_results(
         applied = [*filters.items(), *same.items()] if wanted is None else wanted.items()
         shown = describe_filters(applied)
         heading = f"most similar matching “{plain(text)}”" if text else "most similar"
-        st.markdown(
-            f"**{len(results)} {heading}** · found in {elapsed_ms:.0f} ms"
-            + (f" · only {shown}" if shown else "")
+        empty = "No catalog item passes these filters."
+        _result_block(
+            engine, results, opinions, f"{heading}** · found in {elapsed_ms:.0f} ms", shown, empty
         )
-        if not results:
-            st.warning("No catalog item passes these filters.")
-        result_grid(engine, results, opinions)
     return panel
+
+
+def _result_block(engine: Engine, results, opinions, heading: str, shown: str, empty: str) -> None:
+    """The results' heading ("**N " + `heading`, then the filters shown) and their cards."""
+    st.markdown(f"**{len(results)} {heading}" + (f" · only {shown}" if shown else ""))
+    if not results:
+        st.warning(empty)
+    result_grid(engine, results, opinions)
 
 
 def words() -> str:
@@ -177,14 +182,9 @@ def words_results(
         st.error(plain(exc))
         return
     elapsed_ms = (time.perf_counter() - started) * 1000
-    shown = describe_filters(filters.items())
-    st.markdown(
-        f"**{len(results)} best matching “{plain(text)}”** · found in {elapsed_ms:.0f} ms"
-        + (f" · only {shown}" if shown else "")
-    )
-    if not results:
-        st.warning("No catalog item matches these words and filters.")
-    result_grid(engine, results, opinions)
+    heading = f"best matching “{plain(text)}”** · found in {elapsed_ms:.0f} ms"
+    empty = "No catalog item matches these words and filters."
+    _result_block(engine, results, opinions, heading, describe_filters(filters.items()), empty)
 
 
 def recognition_panel(engine: Engine, query: Query) -> None:
