@@ -12,6 +12,7 @@ import argparse
 import os
 
 from stylefinder._version import __version__
+from stylefinder.catalog.feeds.formats import FEED_FORMATS
 from stylefinder.cli import (
     config_commands,
     eval_commands,
@@ -30,6 +31,20 @@ FILTER_HELP = (
 
 
 DATABASE_URL_VARIABLE = "STYLEFINDER_DATABASE_URL"
+
+FEED_EPILOG = """\
+product feeds:
+  stylefinder index --feed products_export.csv --index shop-index
+  stylefinder index --feed https://shop.example/feed.xml --index shop-index --every 6h
+
+  Each photo is an item "<product id>#<position>"; a re-sync downloads only new or changed
+  photos (ETag, Last-Modified, content hash), retries the ones that failed, and removes
+  the products gone from the feed (asking first when they are more than --max-removals).
+  Instead of --every, a crontab line syncs every 6 hours (without a terminal nobody is
+  asked before many removals: such a run stops, unless given --allow-removals):
+
+  0 */6 * * * stylefinder index --feed URL --index DIR --no-progress >> DIR.log 2>&1
+"""
 
 
 def _index_option(parser: argparse.ArgumentParser, what: str, *, required: bool = True) -> None:
@@ -61,11 +76,41 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--queries", help="also write held-out query photos into this folder")
     demo.set_defaults(run=index_commands.demo_data)
 
-    index = sub.add_parser("index", help="embed a catalog folder into an index (incremental)")
-    index.add_argument(
+    index = sub.add_parser(
+        "index",
+        help="embed a catalog folder, or a shop's product feed, into an index (incremental)",
+        description="stylefinder index CATALOG --index DIR | stylefinder index --feed FEED "
+        "--index DIR [--feed-format F] [--every 6h]: embed new and changed photos of a folder, "
+        "or download and embed the photos of a product feed (Shopify export, Google Merchant "
+        "TSV or XML, WooCommerce CSV, CSV or JSON list); a re-run fetches only what changed",
+        epilog=FEED_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = index.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "catalog",
+        nargs="?",
         help="folder of product photos (searched recursively), or a text file listing image "
         "paths under its own folder, one per line",
+    )
+    source.add_argument(
+        "--feed",
+        metavar="FEED",
+        help="a product feed to index instead of a folder: a file or an http(s) URL; its "
+        "photos are kept in DIR/feed/",
+    )
+    index.add_argument(
+        "--feed-format",
+        choices=FEED_FORMATS,
+        default="auto",
+        help="with --feed: the feed's format (default auto: detected from its header)",
+    )
+    index.add_argument(
+        "--every",
+        type=interval,
+        metavar="INTERVAL",
+        help="with --feed: sync again every INTERVAL (30m, 6h, 1d; s/m/h/d) until Ctrl-C; "
+        "a round that fails is reported and the next one runs",
     )
     _index_option(index, "index directory (created if missing)")
     index.add_argument("--meta", help="CSV with an id or path column plus metadata columns")
@@ -372,3 +417,26 @@ def share(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"wants a share between 0 and 1, got {text!r}")
     return value
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def interval(text: str) -> float:
+    """A time between syncs, in seconds: 90 (seconds), 90s, 30m, 6h or 1d (for `--every`).
+
+    Example:
+        >>> interval("6h"), interval("30m"), interval("1.5d"), interval("45")
+        (21600.0, 1800.0, 129600.0, 45.0)
+    """
+    cleaned = text.strip().lower()
+    unit = cleaned[-1:] if cleaned[-1:] in _UNITS else "s"
+    number = cleaned[:-1] if cleaned[-1:] in _UNITS else cleaned
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        message = f"wants a time such as 30m, 6h or 1d (s/m/h/d), got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"wants a positive time, got {text!r}")
+    return seconds

@@ -43,7 +43,7 @@ from stylefinder.recognize.colours import warm_up
 from stylefinder.serve.common import ApiError, details
 from stylefinder.serve.limits import BodySizeLimit, Metrics, PrintablePath, RequestTimeout
 from stylefinder.serve.openapi import openapi_schema
-from stylefinder.serve.routers import items, ops, search, users
+from stylefinder.serve.routers import feeds, items, ops, search, users
 from stylefinder.serve.settings import ServerSettings
 from stylefinder.shoppers.base import BadEventError
 
@@ -78,7 +78,7 @@ def create_app(settings: ServerSettings, *, engine: Engine | None = None) -> Fas
     app.add_middleware(BodySizeLimit, max_bytes=body_limit)
     _add_error_handlers(app)
     # search before items: /v1/items/{id}/similar would otherwise match /v1/items/{id}
-    for module in (ops, search, items, users):
+    for module in (ops, search, items, users, feeds):
         app.include_router(module.router)
     return app
 

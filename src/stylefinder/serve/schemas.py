@@ -293,3 +293,65 @@ class ImportSummaryOut(BaseModel):
     added: int
     rejected: list[RejectedRow] = Field(description="the first 1,000 rejected rows")
     rejected_total: int
+
+
+# -- product feeds (issue 22) ----------------------------------------------------------------------
+
+MAX_FEED_LISTED = 1000  # failed URLs, removed ids and feed problems listed by POST /v1/feeds/sync
+
+
+class FeedSyncRequest(BaseModel):
+    """JSON body of POST /v1/feeds/sync (optional: an empty body takes the defaults)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    confirm_removals: bool = Field(
+        False,
+        description="go ahead when the sync would remove more of the catalog than the removal "
+        "guard allows (a feed cut short removes most products); without it such a sync "
+        "answers 409 removals_need_confirmation and changes nothing",
+    )
+
+
+class FeedFailureOut(BaseModel):
+    url: str
+    reason: str = Field(description="http 404, timeout, not an image, too large, ...")
+    detail: str
+
+
+class FeedIndexOut(BaseModel):
+    """What indexing the feed's photos did."""
+
+    total: int = Field(description="items in the index after the sync")
+    embedded: int
+    changed: int
+    reused: int
+    updated_metadata: int
+    unchanged: int
+    removed: int
+    skipped: int = Field(description="photos that could not be read")
+    seconds: float
+
+
+class FeedSyncResponse(BaseModel):
+    """What a feed sync did, counted per image URL, and what indexing its photos did."""
+
+    feed: str
+    format: str = Field(description="shopify, google, woocommerce, csv or json")
+    products: int
+    images: int = Field(description="product photos the feed lists")
+    downloaded: int = Field(description="new or changed photos downloaded")
+    not_modified: int = Field(description="photos the shop answered 304 Not Modified for")
+    unchanged: int = Field(description="photos downloaded again with the same content")
+    kept: int = Field(description="photos that failed this time and keep their copy from before")
+    failed: dict[str, int] = Field(description="failed URLs by reason (retried next sync)")
+    failed_total: int
+    failures: list[FeedFailureOut] = Field(
+        description=f"the first {MAX_FEED_LISTED:,} failed URLs, by reason"
+    )
+    retried: int = Field(description="URLs that had failed on the sync before")
+    recovered: int = Field(description="of those, the ones that came this time")
+    removed: int = Field(description="items removed: products gone from the feed, photos gone")
+    removed_ids: list[str] = Field(description=f"the first {MAX_FEED_LISTED:,} removed items")
+    problems: list[str] = Field(description=f"the first {MAX_FEED_LISTED:,} feed rows not read")
+    index: FeedIndexOut
+    seconds: float

@@ -3,8 +3,9 @@
 STYLEFINDER_INDEX (the index directory), STYLEFINDER_ADMIN_KEY and STYLEFINDER_READ_KEY (or
 STYLEFINDER_ADMIN_KEY_FILE and STYLEFINDER_READ_KEY_FILE, files holding them; a file wins over
 the key itself), STYLEFINDER_MAX_UPLOAD_MB (in MB, 10 by default; `max_upload_bytes` given as an
-argument wins), STYLEFINDER_MAX_PIXELS and STYLEFINDER_REQUEST_TIMEOUT (seconds). Empty variables
-count as unset.
+argument wins), STYLEFINDER_MAX_PIXELS and STYLEFINDER_REQUEST_TIMEOUT (seconds), STYLEFINDER_FEED
+(a product feed's path or http(s) URL, which POST /v1/feeds/sync re-syncs into the index) and
+STYLEFINDER_FEED_FORMAT (auto by default). Empty variables count as unset.
 
 Example:
     >>> ServerSettings.from_env(index_dir="shop-index").max_upload_bytes  # doctest: +SKIP
@@ -18,6 +19,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stylefinder.catalog.feeds.formats import FEED_FORMATS
 from stylefinder.catalog.images import DEFAULT_MAX_PIXELS
 from stylefinder.errors import IndexStateError
 
@@ -45,6 +47,8 @@ class ServerSettings(BaseSettings):
     max_upload_bytes: int = 10_000_000  # max_upload_mb in bytes unless given
     max_pixels: int = DEFAULT_MAX_PIXELS
     request_timeout: float = 30.0
+    feed: str | None = None  # the product feed POST /v1/feeds/sync re-syncs
+    feed_format: str = "auto"
 
     @model_validator(mode="after")
     def _complete(self) -> ServerSettings:
@@ -57,6 +61,10 @@ class ServerSettings(BaseSettings):
             self.read_key = _read_key(self.read_key_file)
         if "max_upload_bytes" not in self.model_fields_set:
             self.max_upload_bytes = int(self.max_upload_mb * 1e6)
+        if self.feed_format not in FEED_FORMATS:
+            raise ValueError(
+                f"feed_format: {self.feed_format!r} is not one of {', '.join(FEED_FORMATS)}"
+            )
         return self
 
     @classmethod
