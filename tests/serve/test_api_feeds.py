@@ -178,3 +178,22 @@ def test_settings_read_the_feed_from_the_environment(monkeypatch):
     monkeypatch.setenv("STYLEFINDER_FEED_FORMAT", "excel")
     with pytest.raises(ValueError, match="feed_format"):
         ServerSettings.from_env(index_dir="shop-index")
+
+
+def test_serve_passes_its_feed_to_the_workers(fake_index, tmp_path, monkeypatch):
+    """`stylefinder serve --feed F` puts the feed in the settings every worker reads."""
+    import uvicorn
+
+    from stylefinder.cli import main
+    from stylefinder.serve.settings import ServerSettings
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: started.append(kwargs))
+    for name in ("FEED", "FEED_FORMAT", "INDEX", "MAX_UPLOAD_MB", "REQUEST_TIMEOUT"):
+        monkeypatch.setenv(f"STYLEFINDER_{name}", "")  # what serve() sets is undone after
+    feed = tmp_path / "export.csv"
+    feed.write_text("Handle,Title,Image Src\n")
+    args = ["serve", "--index", str(fake_index), "--feed", str(feed), "--feed-format", "shopify"]
+    assert main(args) == 0 and started
+    settings = ServerSettings.from_env()
+    assert settings.feed == str(feed.resolve()) and settings.feed_format == "shopify"

@@ -395,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-upload-mb", type=float, default=10.0)
     serve.add_argument("--timeout", type=float, default=30.0, help="request timeout, seconds")
+    serve.add_argument(
+        "--feed", help="the product feed (path or URL) that POST /v1/feeds/sync re-syncs"
+    )
+    serve.add_argument("--feed-format", choices=FEED_FORMATS, default="auto")
     serve.set_defaults(run=server_commands.start_api)
 
     backbones = sub.add_parser("backbones", help="list the available backbones")

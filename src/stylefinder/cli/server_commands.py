@@ -30,5 +30,7 @@ def start_api(args: argparse.Namespace) -> int:
         read_key_file=args.read_key_file,
         max_upload_mb=args.max_upload_mb,
         request_timeout=args.timeout,
+        feed=args.feed,
+        feed_format=args.feed_format,
     )
     return 0

@@ -27,12 +27,15 @@ def serve(
     max_upload_mb: float = 10,
     request_timeout: float = 30,
     shutdown_grace: float = SHUTDOWN_GRACE_S,
+    feed: str | None = None,
+    feed_format: str = "auto",
 ) -> None:
     """Run the API under uvicorn until stopped. Settings travel to the workers as environment.
 
     SIGTERM or Ctrl-C stops the server and its workers: requests in flight get `shutdown_grace`
     seconds to finish (a stalled upload would otherwise hold every worker until the request
-    timeout), then the process exits.
+    timeout), then the process exits. `feed` (a product feed's path or http(s) URL) is what
+    `POST /v1/feeds/sync` re-syncs.
     """
     import uvicorn
 
@@ -41,6 +44,10 @@ def serve(
     os.environ["STYLEFINDER_INDEX"] = str(index_dir if in_database else Path(index_dir).resolve())
     os.environ["STYLEFINDER_MAX_UPLOAD_MB"] = str(max_upload_mb)
     os.environ["STYLEFINDER_REQUEST_TIMEOUT"] = str(request_timeout)
+    if feed:
+        is_url = feed.startswith(("http://", "https://"))
+        os.environ["STYLEFINDER_FEED"] = feed if is_url else str(Path(feed).resolve())
+        os.environ["STYLEFINDER_FEED_FORMAT"] = feed_format
     if admin_key_file:
         os.environ["STYLEFINDER_ADMIN_KEY_FILE"] = str(Path(admin_key_file).resolve())
     if read_key_file:
