@@ -218,24 +218,24 @@ class Engine:
         `recommend.hybrid`). Words alone need no model. Example:
         `engine.search("navy linen shirt", k=10)`, `engine.search("red", photo)`."""
         check_k(k)
-        vector, exclude = None, []
         if image is not None and item_id is not None:
             raise ValueError("give an image or an item id, not both")
+        view, vector, exclude, skip = self._view, None, [], []
         if image is not None:
             digest = content_hash(image)
             vector = self._query_vector(image, digest)
-            exclude = self._view.keys_with_hash(digest)
+            exclude = view.keys_with_hash(digest)
         elif item_id is not None:
-            key = self._view.key_of(item_id)
-            vector = self._view.vectors_of([key])[0]
-            exclude = [key, *self._view.keys_with_hash(self._view.item(item_id).hash)]
+            item, key = view.item(item_id), view.key_of(item_id)
+            vector = view.vectors_of([key])[0]
+            exclude = [key, *view.keys_with_hash(item.hash)]
+            skip = [product_of(item.id, item.metadata)]  # its other photos too
         options = {"filters": filters, "text_weight": text_weight, "expand": expand}
-        view = self._view
 
         def fetch(n: int) -> list[Recommendation]:
             return hybrid_search(view, text=text, vector=vector, k=n, exclude=exclude, **options)
 
-        return products(fetch, k, filters=filters, skip=self._products_of(item_id))
+        return products(fetch, k, filters=filters, skip=skip)
 
     @reading_again
     def similar(
@@ -244,20 +244,13 @@ class Engine:
         """More like this: the `k` items most similar to catalog item `item_id`, without it."""
         check_k(k)
         view = self._view
+        item = view.item(item_id)
         return products(
             lambda n: view.similar(item_id, n, filters=filters),
             k,
             filters=filters,
-            skip=self._products_of(item_id),
+            skip=[product_of(item.id, item.metadata)],  # its other photos too
         )
-
-    def _products_of(self, item_id: str | None) -> list[str]:
-        """The product of catalog item `item_id` (none for None): "more like this" leaves out
-        the item's own product, its other photos too."""
-        if item_id is None:
-            return []
-        item = self._view.item(item_id)
-        return [product_of(Recommendation(item.id, "", 0.0, dict(item.metadata)))]
 
     @reading_again
     def browse(

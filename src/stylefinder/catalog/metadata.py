@@ -120,7 +120,7 @@ def read_metadata_csv(csv_path: str | Path, catalog_root: str | Path) -> Metadat
     table.encoding = encoding
     with (
         open(csv_path, newline="", encoding=encoding) as handle,
-        _csv_field_limit(PARSER_FIELD_LIMIT),
+        csv_field_limit(PARSER_FIELD_LIMIT),
     ):
         handle.read(bom_chars)  # a UTF-8 mark in a file read as cp1252 is 3 characters
         rows = _read_rows(csv.reader(handle), where, root, csv_path.resolve().parent, table)
@@ -221,8 +221,9 @@ def _next_values(reader: _CsvReader, where: str, table: MetadataTable) -> list[s
 
 
 @contextmanager
-def _csv_field_limit(limit: int) -> Iterator[None]:
-    """Let the csv module read fields up to `limit` characters (never lower it), then restore.
+def csv_field_limit(limit: int) -> Iterator[None]:
+    """Let the csv module read fields up to `limit` characters (never lower it), then restore
+    (the metadata CSV and product feeds alike).
 
     The limit is module-wide: a CSV read at the same time in another thread sees it too.
     """

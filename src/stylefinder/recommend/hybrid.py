@@ -11,7 +11,8 @@
 
 With a photo, each ranking gives an item `weight / (RRF_K + rank)`; `text_weight` (0..1) is
 the words' share, the rest the photo's. Works on any view with `text_ranking`,
-`vector_ranking`, `vectors_of` and `results_of` (an index directory's or PostgreSQL's).
+`text_matching`, `vector_ranking`, `vectors_of` and `results_of` (an index directory's, whose
+keys are matrix rows, or PostgreSQL's, whose keys are item ids).
 
 Example:
     >>> fuse([([7, 3], 0.5), ([3, 9], 0.5)], k=2)

@@ -27,10 +27,15 @@ UNAVAILABLE = frozenset({"out of stock", "out_of_stock", "outofstock", "sold out
 MAX_WIDENING = 32  # at most this many times k results are read to fill k products
 
 
-def product_of(result: Recommendation) -> str:
-    """The product a result belongs to: its `product_id`, else the item itself."""
-    product = result.metadata.get(PRODUCT_COLUMN)
-    return result.id if product in (None, "") else str(product)
+def product_of(item_id: str, metadata: Mapping[str, object]) -> str:
+    """The product an item belongs to: its `product_id`, else the item itself.
+
+    Example:
+        >>> product_of("p1#2", {"product_id": "p1"}), product_of("sku-9", {})
+        ('p1', 'sku-9')
+    """
+    product = metadata.get(PRODUCT_COLUMN)
+    return item_id if product in (None, "") else str(product)
 
 
 def is_available(metadata: Mapping[str, object]) -> bool:
@@ -46,7 +51,7 @@ def one_per_product(
     and without the products `skip`."""
     seen, kept = set(skip), []
     for result in results:
-        product = product_of(result)
+        product = product_of(result.id, result.metadata)
         if product in seen or (available_only and not is_available(result.metadata)):
             continue
         seen.add(product)

@@ -44,6 +44,7 @@ from stylefinder.catalog.feeds.product import (
     split_price,
 )
 from stylefinder.catalog.feeds.xml_feed import read_xml_items
+from stylefinder.catalog.metadata import PARSER_FIELD_LIMIT, csv_field_limit
 from stylefinder.errors import StylefinderError
 
 #: What `--feed-format` accepts.
@@ -53,7 +54,6 @@ MAX_IMAGES_PER_PRODUCT = 50
 #: Descriptions are cut to this many characters (the metadata CSV's fields stay small).
 MAX_DESCRIPTION_CHARS = 5000
 #: The csv module's field limit while reading a feed (a long HTML body is one field).
-FIELD_LIMIT = 16 * 1024 * 1024
 
 #: Column names (normalized: lower case, `g:` dropped, "_" as " ") of the generic formats.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -236,8 +236,7 @@ def _rows(text: str, delimiter: str, where: str, problems: list[str]) -> Rows:
     """(line, {normalized column: value}) of each good record; bad ones become problems."""
     lines = iter(text.splitlines(keepends=True))
     reader = csv.reader(lines, delimiter=delimiter)
-    old_limit = csv.field_size_limit(FIELD_LIMIT)
-    try:
+    with csv_field_limit(PARSER_FIELD_LIMIT):
         header = [_key(name) for name in next(reader, [])]
         line = reader.line_num
         while True:
@@ -259,8 +258,6 @@ def _rows(text: str, delimiter: str, where: str, problems: list[str]) -> Rows:
                 )
                 continue
             yield start, {k: v.strip() for k, v in zip(header, values, strict=True) if k}
-    finally:
-        csv.field_size_limit(old_limit)
 
 
 def _pick(row: dict[str, str], name: str) -> str:
