@@ -15,7 +15,7 @@ import pytest
 from stylefinder.errors import StylefinderError
 from stylefinder.index.store import IndexStore
 from stylefinder.jobs.build import build_index
-from stylefinder.jobs.ray_engine import loopback_only
+from stylefinder.jobs.ray_engine import loopback_only, release_pools
 
 PHOTOS = 60
 MANY = 1000  # the whole demo catalog: a run long enough to kill a worker in
@@ -170,6 +170,20 @@ def test_without_ray_the_error_names_the_extra(photos, tmp_path, embedder, monke
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
     with pytest.raises(StylefinderError, match=r"stylefinder\[ray\]"):
         build_index(photos, tmp_path / "ix", embedder=embedder, engine="ray")
+
+
+@pytest.fixture(autouse=True)
+def _one_pool_at_a_time():
+    """Each test starts once the actors of the one before have ended, and leaves no kept pool
+    behind even when it fails (a kept pool holds the cluster's two CPUs, and the next test's
+    actors could never be placed)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while _embedding_workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    yield
+    release_pools()
 
 
 def _embedding_workers() -> list[int]:
