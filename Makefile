@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[torch,test,lite2,resnet,app,serve,eval,postgres,ray]'
+	$(BIN)/python -m pip install -q -e '.[torch,test,lite2,resnet,clip,app,serve,eval,postgres,ray]'
 	@echo "compiling the colour kernels (numba, once per install)"
 	$(BIN)/python -c 'from stylefinder.recognize.colours import warm_up; warm_up()'
 	touch $@

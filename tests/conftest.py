@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 from pathlib import Path
@@ -163,3 +164,45 @@ def fake_embedder():
     from fakes import FakeEmbedder
 
     return FakeEmbedder()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of tiny random CLIP weights and tokenizer (16-d vectors) that the real loaders
+    read as `load_embedder("fashion-clip", weights=str(tiny_clip_weights))`."""
+    pytest.importorskip("transformers")
+    from fakes import save_tiny_clip
+
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def trained_clip(demo: DemoCatalog, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny CLIP weights taught to match every other demo image (the even rows) with the
+    prompt of its category (`fakes.train_tiny_clip`, about 10 s); the odd rows are held out."""
+    pytest.importorskip("transformers")
+    from fakes import save_tiny_clip, train_tiny_clip
+
+    with demo.csv_path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[::2]
+    weights = save_tiny_clip(tmp_path_factory.mktemp("trained-clip") / "clip")
+    images = [demo.root / row["path"] for row in rows]
+    return train_tiny_clip(weights, images, [row["category"] for row in rows])
+
+
+@pytest.fixture(scope="session")
+def clip_index(demo: DemoCatalog, trained_clip: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The demo catalog indexed with the trained tiny CLIP as backbone `fashion-clip`, with
+    zero-shot categories (`category_pred`) from its text tower."""
+    from stylefinder.jobs.build import build_index
+
+    index_dir = tmp_path_factory.mktemp("clip-index") / "index"
+    build_index(
+        demo.root,
+        index_dir,
+        metadata_csv=demo.csv_path,
+        backbone="fashion-clip",
+        weights=str(trained_clip),
+        imagenet_categories=True,
+    )
+    return index_dir

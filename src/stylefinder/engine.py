@@ -27,7 +27,9 @@ import numpy as np
 from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from stylefinder.catalog.uploads import check_item_id, check_metadata
 from stylefinder.embed.base import Embedder
-from stylefinder.embed.load import embedder_for_space
+from stylefinder.embed.load import embedder_for_space, text_encoder_for_space
+from stylefinder.embed.registry import embeds_text
+from stylefinder.embed.text_encoder import TextEncoder
 from stylefinder.index.item_writes import put_item, remove_item
 from stylefinder.index.snapshot import Snapshot
 from stylefinder.index.store import IndexStore
@@ -37,9 +39,16 @@ if TYPE_CHECKING:
 from stylefinder.index.stores import open_store
 from stylefinder.recognize.categorizer import Categorizer, recognized
 from stylefinder.recognize.recognition import Recognition
+from stylefinder.recognize.zero_shot import SHOP_CATEGORY_COLUMN, ZeroShot
 from stylefinder.recommend.filters import Filters
 from stylefinder.recommend.for_shoppers import check_k, for_shopper, from_examples
-from stylefinder.recommend.hybrid import DEFAULT_TEXT_WEIGHT, hybrid_search
+from stylefinder.recommend.hybrid import (
+    DEFAULT_TEXT_WEIGHT,
+    check_text,
+    hybrid_search,
+    mixed_vector,
+    searchable_words,
+)
 from stylefinder.recommend.personal import ProfileSettings
 from stylefinder.recommend.products import product_of, products
 from stylefinder.recommend.projection import Projection
@@ -73,6 +82,8 @@ class Engine:
     ) -> None:
         self.store, self.runtime, self.weights = store, runtime, weights
         self.max_pixels, self._embedder = max_pixels, embedder
+        self._text_encoder: TextEncoder | None = None
+        self._zero_shot: tuple[tuple[str, ...], ZeroShot] | None = None
         self._lock = threading.Lock()
         self._view = open_view(store)
         self._recent = RecentQueries()
@@ -125,8 +136,37 @@ class Engine:
                 self._embedder = embedder
             return self._embedder
 
+    @property
+    def embeds_text(self) -> bool:
+        """Whether the index's backbone embeds text into its images' space (CLIP-family)."""
+        return embeds_text(self.store.header.backbone)
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        """The text tower of a CLIP-family index's backbone, loaded on first use."""
+        with self._lock:
+            if self._text_encoder is None:
+                space = self.store.header.space
+                self._text_encoder = text_encoder_for_space(space, weights=self.weights)
+            return self._text_encoder
+
     def _categorizer(self) -> Categorizer:
-        return Categorizer(self._view.projection, backbone=self.store.header.backbone)
+        projection = self._view.projection
+        zero_shot = None
+        if self.embeds_text and (projection is None or projection.classifier is None):
+            zero_shot = self.zero_shot()
+        return Categorizer(projection, backbone=self.store.header.backbone, zero_shot=zero_shot)
+
+    def zero_shot(self) -> ZeroShot:
+        """A CLIP-family index's zero-shot categories: prompts of the shop's `category` names
+        (from its metadata) or of the garment taxonomy, embedded once per set of names."""
+        names = tuple(self._view.filter_columns.get(SHOP_CATEGORY_COLUMN, ()))
+        known = self._zero_shot
+        if known is None or known[0] != names:
+            encoder = self.text_encoder
+            known = (names, ZeroShot.from_names(encoder.encode, encoder.logit_scale, names))
+            self._zero_shot = known
+        return known[1]
 
     @reading_again
     def item(self, item_id: str) -> Item:
@@ -215,7 +255,9 @@ class Engine:
     ) -> list[Recommendation]:
         """The `k` items that best match words `text`, a photo `image` (or catalog item
         `item_id`'s look), or both (fused ranks, `text_weight` the words' share;
-        `recommend.hybrid`). Words alone need no model. Example:
+        `recommend.hybrid`). Words alone need no model; on a CLIP-family index the words'
+        meaning is embedded too and searched among the images (mixed into the photo's vector,
+        `text_weight` its share). Example:
         `engine.search("navy linen shirt", k=10)`, `engine.search("red", photo)`."""
         check_k(k)
         if image is not None and item_id is not None:
@@ -230,6 +272,10 @@ class Engine:
             vector = view.vectors_of([key])[0]
             exclude = [key, *view.keys_with_hash(item.hash)]
             skip = [product_of(item.id, item.metadata)]  # its other photos too
+        if text is not None and self.embeds_text:  # what the words mean, among the images
+            meaning = self.text_encoder.encode_one(check_text(text))
+            vector = meaning if vector is None else mixed_vector(vector, meaning, text_weight)
+            text = searchable_words(text)  # None when no word is left to match in the metadata
         options = {"filters": filters, "text_weight": text_weight, "expand": expand}
 
         def fetch(n: int) -> list[Recommendation]:

@@ -39,6 +39,7 @@ HIDE_UPLOAD_CAP = (
 )
 SOURCES = {
     "classifier": "by the shop's own classifier",
+    "zero-shot": "by the model's zero-shot prompts (no classifier tuned on the shop's labels)",
     "imagenet": "by the ImageNet fallback (no classifier tuned on the shop's labels)",
 }
 

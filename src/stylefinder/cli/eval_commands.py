@@ -38,6 +38,7 @@ def evaluate(args: argparse.Namespace) -> int:
         payload = {"items": result.items, "dim": result.dim, "tuned": result.tuned}
         payload.update(metrics=result.metrics, per_class=result.per_class)
         payload.update(text_metrics=result.text_metrics, title_column=result.title_column)
+        payload.update(meaning_metrics=result.meaning_metrics)
         print(json.dumps({**payload, "warnings": result.warnings}, indent=2))
         return 0
     space = f"{result.dim}-d tuned space" if result.tuned else f"{result.dim}-d space"
@@ -59,6 +60,14 @@ def evaluate(args: argparse.Namespace) -> int:
         for name, value in result.text_metrics.items():
             if name != "queries":
                 print(f"  {name:<14} {value:.4f}")
+    if result.meaning_metrics:
+        print(
+            "\nsearch by meaning: each label's name as a prompt for the text tower "
+            f"({result.meaning_metrics['queries']} queries):"
+        )
+        for name, value in result.meaning_metrics.items():
+            if name != "queries":
+                print(f"  {name:<18} {value:.4f}")
     if args.report:
         print(f"\nreport written to {args.report}/report.md")
     return 0

@@ -152,8 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--imagenet-categories",
         action="store_true",
-        help="without a tuned classifier, predict category_pred from the ImageNet head "
-        "(read from the same model run as the vector)",
+        help="without a tuned classifier, predict category_pred: from zero-shot prompts on a "
+        "CLIP-family backbone, else from the ImageNet head (read from the same model run as "
+        "the vector)",
     )
     index.add_argument(
         "--dry-run",

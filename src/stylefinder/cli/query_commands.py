@@ -67,13 +67,18 @@ def recognize(args: argparse.Namespace) -> int:
         print(json.dumps(recognition.to_dict(), indent=2))
         return 0
     top = ", ".join(f"{label} {p:.2f}" for label, p in recognition.categories)
-    source = {"classifier": "the index's classifier", "imagenet": "the ImageNet fallback"}
+    source = {
+        "classifier": "the index's classifier",
+        "zero-shot": "zero-shot prompts",
+        "imagenet": "the ImageNet fallback",
+    }
     print(f"category: {recognition.category}  ({top}; from {source[recognition.source]})")
     colours = ", ".join(f"{c.name} {c.share:.0%}" for c in recognition.colours)
     print(f"colours:  {colours or 'none found'}")
-    if recognition.source == "imagenet":
+    if recognition.source != "classifier":
         print(
-            "note: without a tuned classifier the category is ImageNet's rough guess; "
+            f"note: without a tuned classifier the category is a rough guess "
+            f"({source[recognition.source]}); "
             f"`stylefinder tune --index {args.index} --label-column COLUMN` learns categories "
             "from the shop's own labels"
         )

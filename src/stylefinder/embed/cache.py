@@ -49,6 +49,18 @@ def graph_for_space(space: EmbeddingSpace) -> Path | None:
     return graphs[-1] if graphs else None
 
 
+def text_files(graph: Path) -> tuple[Path, Path]:
+    """Where a CLIP-family image graph's text tower is kept: (its ONNX graph, the JSON of its
+    tokenizer and settings), beside the image graph.
+
+    Example:
+        >>> [p.name for p in text_files(Path("clip-avg-ab12-u8h.onnx"))]
+        ['clip-avg-ab12-u8h.text.onnx', 'clip-avg-ab12-u8h.text.json']
+    """
+    stem = graph.name.removesuffix(".onnx")
+    return graph.with_name(f"{stem}.text.onnx"), graph.with_name(f"{stem}.text.json")
+
+
 def graph_for_weights(weights_id: str | None, pooling: str) -> tuple[Path, str] | None:
     """(graph, weights fingerprint) that `remember_export` recorded for the weights
     `weights_id` (see `BackboneSpec.weights_id`) with `pooling`; None when there is none."""

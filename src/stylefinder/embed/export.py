@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -19,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stylefinder.embed.cache import GRAPH_VERSION
-from stylefinder.embed.registry import BackboneSpec, LoadedBackbone, check_pooling
+from stylefinder.embed.cache import GRAPH_VERSION, text_files
+from stylefinder.embed.loaded import LoadedBackbone, LoadedText
+from stylefinder.embed.registry import BackboneSpec
 from stylefinder.errors import BackboneUnavailableError
+from stylefinder.io.files import atomic_write
 
 if TYPE_CHECKING:
     from torch import nn
@@ -50,7 +53,8 @@ class TorchModel:
 
     def export(self, path: Path) -> Path:
         """Export `graph` to ONNX at `path` atomically (into a temp folder when `path`'s is
-        read-only); returns where it was written.
+        read-only), and a text tower's graph and tokenizer beside it (`cache.text_files`);
+        returns where the image graph was written.
 
         Example:
             >>> model.export(Path("cache/lite0.onnx"))  # doctest: +SKIP
@@ -82,8 +86,49 @@ class TorchModel:
                 opset_version=17,
                 dynamo=False,
             )
+        if self.loaded.text is not None:  # first, so a graph found later has its text tower
+            export_text(self.loaded.text, *text_files(path))
         os.replace(tmp, path)  # atomic: concurrent exporters never see a half-written graph
         return path
+
+
+def export_text(text: LoadedText, graph: Path, settings: Path) -> None:
+    """Export a text tower to ONNX at `graph` (inputs `input_ids` and `attention_mask`, output
+    `embedding`) and its tokenizer and settings as JSON at `settings`, each atomically.
+
+    Example:
+        >>> export_text(loaded.text, *text_files(Path("clip.onnx")))  # doctest: +SKIP
+    """
+    import torch
+
+    fd, tmp = tempfile.mkstemp(dir=graph.parent, suffix=".onnx.tmp")
+    os.close(fd)
+    ids = torch.full((1, 8), text.pad_id, dtype=torch.int64)
+    inputs = ["input_ids", "attention_mask"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            text.encoder,
+            (ids, torch.ones_like(ids)),
+            tmp,
+            input_names=inputs,
+            output_names=["embedding"],
+            dynamic_axes={
+                **{name: {0: "batch", 1: "tokens"} for name in inputs},
+                "embedding": {0: "batch"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    os.replace(tmp, graph)
+    config = {
+        "tokenizer": text.tokenizer,
+        "pad_id": text.pad_id,
+        "max_length": text.max_length,
+        "pad_to_max": text.pad_to_max,
+        "logit_scale": text.logit_scale,
+    }
+    atomic_write(settings, json.dumps(config).encode("utf-8"))
 
 
 def load_torch_model(
@@ -97,7 +142,7 @@ def load_torch_model(
         >>> model.fingerprint  # doctest: +SKIP
         '3f9c0a1b2d4e5f60'
     """
-    check_pooling(pooling)
+    spec.check_pooling(pooling)
     try:
         import torch
     except ImportError as exc:
@@ -121,6 +166,7 @@ def load_torch_model(
     name = "-".join(
         [spec.name, pooling, fingerprint]
         + ([] if head is None else [state_fingerprint(head)[:8]])
+        + ([] if loaded.text is None else ["t" + state_fingerprint(loaded.text.encoder)[:8]])
         + [GRAPH_VERSION]
     )
     return TorchModel(spec, pooling, loaded, model, graph, fingerprint, name)

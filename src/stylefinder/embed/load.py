@@ -16,7 +16,9 @@ from stylefinder.catalog.images import DEFAULT_MAX_PIXELS
 from stylefinder.embed import cache
 from stylefinder.embed.base import BaseEmbedder, default_threads
 from stylefinder.embed.onnx import PRECISIONS, OnnxEmbedder
-from stylefinder.embed.registry import DEFAULT_BACKBONE, check_pooling, get_backbone
+from stylefinder.embed.registry import DEFAULT_BACKBONE, get_backbone
+from stylefinder.embed.text_encoder import TextEncoder
+from stylefinder.errors import BackboneUnavailableError
 from stylefinder.types import EmbeddingSpace
 
 RUNTIMES = ("onnx", "torch")
@@ -43,7 +45,7 @@ def load_embedder(
         32
     """
     spec = get_backbone(backbone)
-    pooling = check_pooling(pooling or spec.default_pooling)
+    pooling = spec.check_pooling(pooling or spec.default_pooling)
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if precision not in PRECISIONS:
@@ -61,7 +63,7 @@ def load_embedder(
 
     model = load_torch_model(spec, pooling, weights, threads)
     graph = cache.graphs_dir() / f"{model.graph_name}.onnx"
-    if not graph.is_file():
+    if not graph.is_file() or (spec.has_text and not cache.text_files(graph)[1].is_file()):
         graph = model.export(graph)
     # later embedders of these weights need no torch
     cache.remember_export(spec.weights_id(weights), pooling, graph, model.fingerprint)
@@ -100,3 +102,29 @@ def embedder_for_space(
         precision=space.precision,
         max_pixels=max_pixels,
     )
+
+
+def text_encoder_for_space(space: EmbeddingSpace, *, weights: str | None = None) -> TextEncoder:
+    """The text tower of an index's `space` (a CLIP-family backbone): the one exported with
+    its image graph, else loaded through torch and exported; `BackboneUnavailableError` when
+    the backbone embeds no text.
+
+    Example:
+        >>> text_encoder_for_space(store.header.space).encode_one("red dress")  # doctest: +SKIP
+    """
+    spec = get_backbone(space.backbone)
+    if not spec.has_text:
+        raise BackboneUnavailableError(
+            f"{spec.name} embeds images only; searching by meaning needs a CLIP-family "
+            "backbone (stylefinder backbones lists them)"
+        )
+    encoder = TextEncoder.exported(space) if weights is None else None
+    if encoder is not None:
+        return encoder
+    embedder = load_embedder(space.backbone, pooling=space.pooling, weights=weights)
+    if embedder.space.weights_fingerprint != space.weights_fingerprint:
+        raise BackboneUnavailableError(
+            f"the weights {weights or 'found'} are not those the index was built with "
+            f"({embedder.space.describe()}, not {space.describe()})"
+        )
+    return TextEncoder(*cache.text_files(embedder.graph))

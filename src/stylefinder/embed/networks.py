@@ -86,3 +86,31 @@ class EmbeddingWithHead(nn.Module):
         maps = embedding.features(embedding.prepare(pixels))
         vectors = nn.functional.normalize(pool(maps, embedding.pooling), dim=1)
         return vectors, self.classifier(pool(maps, "avg")).softmax(dim=1)
+
+
+class ClipImageFeatures(nn.Module):
+    """A CLIP-family image tower as one-position feature maps: (B,3,H,W) -> (B,D,1,1), its
+    projected image embedding (so "avg" pooling is the embedding itself)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.vision = model.vision_model
+        self.projection = getattr(model, "visual_projection", None) or nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.vision(pixel_values=x).pooler_output
+        return self.projection(pooled)[:, :, None, None]
+
+
+class ClipTextEncoder(nn.Module):
+    """A CLIP-family text tower: token ids and attention mask (B,L) int64 -> unit vectors
+    (B,D) in the image tower's space."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.text = model.text_model
+        self.projection = getattr(model, "text_projection", None) or nn.Identity()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooled = self.text(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        return nn.functional.normalize(self.projection(pooled), dim=1)

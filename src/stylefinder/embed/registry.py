@@ -16,10 +16,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stylefinder.embed.loaded import LoadedBackbone
 from stylefinder.errors import BackboneUnavailableError
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
 POOLINGS = ("avg", "max", "gem")
@@ -42,19 +43,6 @@ class Preprocessing:
     crop_fraction: float = 0.875
 
 
-@dataclass
-class LoadedBackbone:
-    """A loaded network: `features` maps (B,3,H,W) to feature maps (B,C,h,w).
-
-    `classifier`, when the weights have an ImageNet head, maps average-pooled features (B,C) to
-    1,000 ImageNet logits. `source` says where the weights came from.
-    """
-
-    features: torch.nn.Module
-    classifier: torch.nn.Module | None
-    source: str
-
-
 @dataclass(frozen=True)
 class BackboneSpec:
     """A registry entry. `load(weights)` returns a `LoadedBackbone`; `weights` is an optional
@@ -72,6 +60,23 @@ class BackboneSpec:
     weights_file: Callable[[BackboneSpec, str | None], Path | None] | None = field(
         default=None, repr=False
     )
+    poolings: tuple[str, ...] = POOLINGS  # those that make sense for its features
+    has_text: bool = False  # it embeds text into the images' space (a CLIP-family model)
+
+    def check_pooling(self, pooling: str) -> str:
+        """`pooling` when this backbone can pool with it, else a ValueError naming those it can.
+
+        Example:
+            >>> get_backbone("efficientnet-lite0").check_pooling("max")
+            'max'
+        """
+        check_pooling(pooling)
+        if pooling not in self.poolings:
+            raise ValueError(
+                f"{self.name} gives one pooled vector per image: pooling "
+                f"{' or '.join(self.poolings)} only, not {pooling!r}"
+            )
+        return pooling
 
     def load(self, weights: str | None = None) -> LoadedBackbone:
         """Build the network and load its weights (never downloads unless allowed, see docs)."""
@@ -115,6 +120,17 @@ def get_backbone(name: str) -> BackboneSpec:
         raise BackboneUnavailableError(
             f"unknown backbone {name!r}; choose one of: {known}"
         ) from None
+
+
+def embeds_text(name: str) -> bool:
+    """Whether backbone `name` embeds text into its images' space (False when unknown).
+
+    Example:
+        >>> embeds_text("fashion-clip"), embeds_text("efficientnet-lite0")
+        (True, False)
+    """
+    spec = _REGISTRY.get(name)
+    return spec is not None and spec.has_text
 
 
 def check_pooling(pooling: str) -> str:
@@ -249,3 +265,37 @@ register_backbone(
         install_hint="pip install 'stylefinder[resnet]' (transformers)",
     )
 )
+
+
+# --- CLIP-family models through transformers: text and images in one space ----------------------
+
+CLIP_PREPROCESSING = Preprocessing(  # OpenAI CLIP's mean and std; padded like the CNNs
+    224, (122.770938, 116.7460125, 104.09373615), (68.5005327, 66.6321579, 70.32316305)
+)
+
+
+def _load_clip(spec: BackboneSpec, weights: str | None) -> LoadedBackbone:
+    from stylefinder.embed.clip import load_clip
+
+    hub = spec.description.split()[0]
+    size = spec.preprocessing.input_size
+    return load_clip(spec.name, hub, weights, input_size=size, install_hint=spec.install_hint)
+
+
+for _name, _hub, _about in (
+    ("fashion-clip", "patrickjohncyh/fashion-clip", "FashionCLIP: CLIP ViT-B/32 tuned on fashion"),
+    ("clip-vit-b-32-laion2b", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "OpenCLIP ViT-B/32"),
+):
+    register_backbone(
+        BackboneSpec(
+            name=_name,
+            dim=512,
+            default_pooling="avg",
+            preprocessing=CLIP_PREPROCESSING,
+            loader=_load_clip,
+            description=f"{_hub} ({_about}; text search, zero-shot categories)",
+            install_hint="pip install 'stylefinder[clip]' (transformers, tokenizers)",
+            poolings=("avg",),
+            has_text=True,
+        )
+    )

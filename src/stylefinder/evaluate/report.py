@@ -66,6 +66,7 @@ def write_report(
         "metrics": result.metrics,
         "per_class": result.per_class,
         "text": {"title_column": result.title_column, "metrics": result.text_metrics},
+        "meaning": result.meaning_metrics,
         "confusion": {"labels": result.classes, "counts": result.confusion.tolist()},
     }
     files = [out / "report.json", out / "report.md"]
@@ -100,6 +101,7 @@ def _markdown(payload: dict) -> str:
         ],
         "",
         *_text_lines(payload.get("text") or {}),
+        *_meaning_lines(payload.get("meaning"), index["backbone"]),
         "![per-class precision@5](per_class_precision.png)",
         "![confusion of query label and top-1 label](confusion.png)",
         "![sample queries and their 5 results](samples.png)",
@@ -116,6 +118,22 @@ def _text_lines(text: dict) -> list[str]:
     return [
         f"Full-text search of `{text['title_column']}` with each label's name as the query "
         f"({metrics['queries']} queries, scored against the labels):",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {name} | {value:.4f} |" for name, value in metrics.items() if name != "queries"],
+        "",
+    ]
+
+
+def _meaning_lines(metrics: dict | None, backbone: str) -> list[str]:
+    """The section of a CLIP-family backbone's embedded label names."""
+    if not metrics:
+        return []
+    return [
+        f"Search by meaning ({backbone}'s text tower): each label's name as the prompt "
+        f'"a photo of a ..." ({metrics["queries"]} queries) ranking the image vectors, and '
+        "zero-shot accuracy (each item's nearest prompt is its label's):",
         "",
         "| metric | value |",
         "|---|---|",

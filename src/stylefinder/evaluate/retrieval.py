@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from stylefinder.embed.load import text_encoder_for_space
+from stylefinder.embed.registry import embeds_text
 from stylefinder.evaluate.metrics import leave_one_out_neighbours
-from stylefinder.evaluate.text_retrieval import text_metrics
+from stylefinder.evaluate.text_retrieval import meaning_metrics, text_metrics
 from stylefinder.index.pg_connect import is_database_url, shown_location
 from stylefinder.index.store import IndexStore
+from stylefinder.index.stores import open_store
 
 
 @dataclass
@@ -39,6 +42,8 @@ class RetrievalEvaluation:
     # full-text search of the title column for each label's name (`evaluate.text_retrieval`)
     text_metrics: dict[str, float] | None = None
     title_column: str | None = None
+    # a CLIP-family backbone's embedded label names against the image vectors
+    meaning_metrics: dict[str, float] | None = None
 
 
 def retrieval_metrics(
@@ -110,7 +115,8 @@ def evaluate_index(
     """Leave-one-out evaluation of the labeled items of an index (a directory, or a PostgreSQL
     URL; items without the label column are left out), in the space queries use: through the
     index's tuned projection if it has one, unless `raw`. With `title_column`, also the
-    text-to-image metrics of full-text search on that column (`text_metrics`)."""
+    text-to-image metrics of full-text search on that column (`text_metrics`); with a
+    CLIP-family backbone, those of its embedded label names (`meaning_metrics`)."""
     from stylefinder.recommend.projection import Projection, labeled_rows
 
     if is_database_url(str(index_dir)):
@@ -125,9 +131,14 @@ def evaluate_index(
         projection = None if raw else Projection.load(index_dir)
     item_ids = [item.id for item in labeled]
     labels = [str(item.metadata[label_column]) for item in labeled]
+    raw_vectors = vectors
     if projection is not None:
         vectors = projection.apply(vectors)
     result = retrieval_metrics(vectors, labels, ks)
+    space = open_store(index_dir).header.space
+    if embeds_text(space.backbone):  # text and images in one (the raw) space
+        encoder = text_encoder_for_space(space)
+        result.meaning_metrics = meaning_metrics(raw_vectors, labels, encoder.encode, ks)
     result.item_ids = item_ids
     result.dim, result.tuned = int(vectors.shape[1]), projection is not None
     if title_column is not None:

@@ -35,7 +35,7 @@ class AnnotationSummary:
     categories: int = 0  # items given a category_pred
     colours: int = 0  # items given colours
     failed: list[tuple[str, str]] = field(default_factory=list)  # (item id, reason)
-    source: str = ""  # where categories came from: classifier, imagenet or "" (none)
+    source: str = ""  # where categories came from: classifier, zero-shot, imagenet, "" (none)
 
 
 def annotate_index(
@@ -46,8 +46,9 @@ def annotate_index(
     batch: int = 64,
 ) -> AnnotationSummary:
     """Give every item `colours` metadata (when it has none yet) and a `category_pred`: from the
-    index's classifier when it has one (from the stored vectors, cheap), else from the ImageNet
-    fallback when `imagenet` (a pass of the model over the images of items that have none; the
+    index's classifier when it has one (from the stored vectors, cheap), else when `imagenet`
+    to items that have none: from a CLIP-family backbone's zero-shot prompts (from the stored
+    vectors too), or from the ImageNet fallback (a pass of the model over their images; the
     indexing pipeline names them as it embeds, so this is for items added otherwise).
 
     Example:
@@ -66,6 +67,13 @@ def annotate_index(
             for item, top in zip(block, best, strict=True):
                 metadata[item.id][CATEGORY_COLUMN] = top[0][0]
         summary.categories, summary.source = len(items), "classifier"
+    elif imagenet and engine.embeds_text:  # zero-shot prompts, from the stored vectors
+        zero_shot = engine.zero_shot()
+        unnamed = [item for item in items if CATEGORY_COLUMN not in item.metadata]
+        for block, vectors in _vector_blocks(engine, unnamed):
+            for item, top in zip(block, zero_shot.categories(vectors, top=1), strict=True):
+                metadata[item.id][CATEGORY_COLUMN] = top[0][0]
+        summary.categories, summary.source = len(unnamed), "zero-shot"
     fallback = imagenet and summary.source == ""
     wanted = [COLOURS_COLUMN, CATEGORY_COLUMN] if fallback else [COLOURS_COLUMN]
     todo = [item for item in items if any(c not in item.metadata for c in wanted)]

@@ -1,8 +1,9 @@
 """What garment an image shows and in which colours, from the index's classifier or ImageNet.
 
 The category comes from the classifier trained by `stylefinder tune` on the shop's own labels
-when the index has one (`source="classifier"`), else from the backbone's ImageNet head mapped to
-a small garment taxonomy (`source="imagenet"`, see docs/taxonomy.md). Colours are named from a
+when the index has one (`source="classifier"`), else from a CLIP-family backbone's text prompts
+(`source="zero-shot"`), else from the backbone's ImageNet head mapped to a small garment
+taxonomy (`source="imagenet"`, see docs/taxonomy.md). Colours are named from a
 fixed palette, the plain background of product shots left out.
 
 Example:
@@ -33,7 +34,7 @@ class Recognition:
     """Top categories with calibrated probabilities, where they came from, and the colours."""
 
     categories: list[tuple[str, float]]
-    source: str  # "classifier" or "imagenet"
+    source: str  # "classifier", "zero-shot" or "imagenet"
     colours: list[ColourShare]
 
     @property

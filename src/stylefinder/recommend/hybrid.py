@@ -60,6 +60,48 @@ def check_text_weight(text_weight: float) -> float:
     return weight
 
 
+def check_text(text: object) -> str:
+    """`text` when it is a string with something in it, else `ValueError`.
+
+    Example:
+        >>> check_text("red dress")
+        'red dress'
+    """
+    if not isinstance(text, str):
+        raise ValueError("the text query must be a string")
+    if not text.strip():
+        raise ValueError("the text query is empty")
+    return text
+
+
+def searchable_words(text: str) -> str | None:
+    """`text`, or None when it has no word the metadata can match ("a photo of").
+
+    Example:
+        >>> searchable_words("a photo of") is None
+        True
+    """
+    try:
+        TextQuery.parse(text)
+    except ValueError:
+        return None
+    return text
+
+
+def mixed_vector(photo: np.ndarray, words: np.ndarray, text_weight: float) -> np.ndarray:
+    """The unit vector between a photo's and a text's (one CLIP-family space), `text_weight`
+    (0..1) the text's share.
+
+    Example:
+        >>> mixed_vector(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 0.5).round(3)
+        array([0.707, 0.707])
+    """
+    weight = check_text_weight(text_weight)
+    mixed = (1.0 - weight) * np.asarray(photo, np.float64) + weight * np.asarray(words)
+    norm = float(np.linalg.norm(mixed))
+    return (mixed / norm if norm > 0 else np.asarray(photo, np.float64)).astype(np.float32)
+
+
 def hybrid_search(
     view,
     *,

@@ -178,7 +178,10 @@ class RecognitionOut(BaseModel):
 
     category: str = Field(description='the most probable category, or "unknown"')
     categories: list[CategoryOut] = Field(description="the top categories, most probable first")
-    source: str = Field(description='"classifier" (the index\'s tuned classifier) or "imagenet"')
+    source: str = Field(
+        description='"classifier" (the index\'s tuned classifier), "zero-shot" (a CLIP-family '
+        'backbone\'s category prompts) or "imagenet"'
+    )
     colours: list[ColourOut] = Field(description="dominant colours, most common first")
 
 

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from stylefinder.engine import Engine
 from stylefinder.recognize.recognition import CATEGORY_COLUMN, Recognition
+from stylefinder.recommend.hybrid import check_text
 from stylefinder.recommend.text_query import TextQuery
 from stylefinder.serve.common import (
     ERRORS,
@@ -87,9 +88,9 @@ async def search(
     if upload.data is None and query.text is None:
         raise ApiError(422, "missing_query", "send an image, text, or both")
     if query.text is not None:
-        try:
-            TextQuery.parse(query.text)
-        except ValueError as exc:  # no word to search for
+        try:  # on a CLIP-family index any text has a meaning; else it needs a word to match
+            check_text(query.text) if engine.embeds_text else TextQuery.parse(query.text)
+        except ValueError as exc:
             raise ApiError(422, "invalid_text", str(exc)) from None
     if not 1 <= query.k <= MAX_K:
         raise ApiError(422, "invalid_k", f"k must be between 1 and {MAX_K}")
@@ -218,10 +219,10 @@ def _both(filters: dict[str, list[str]], more: dict[str, list[str]]) -> dict[str
 
 
 def _check_recognizer(engine: Engine) -> None:
-    """409 `no_recognizer` when neither a tuned classifier nor the backbone's ImageNet head can
-    tell an image's category."""
+    """409 `no_recognizer` when neither a tuned classifier, nor a CLIP-family backbone's
+    prompts, nor the backbone's ImageNet head can tell an image's category."""
     projection = engine.projection
-    if projection is not None and projection.classifier is not None:
+    if (projection is not None and projection.classifier is not None) or engine.embeds_text:
         return
     if not engine.embedder.has_head:
         raise ApiError(
