@@ -88,10 +88,14 @@ def _run_index(args: argparse.Namespace, *, allow_removals: bool) -> int:
 
 
 def _print_index_summary(summary, args: argparse.Namespace) -> None:
+    if summary.embedded_ahead:
+        rate = f"{summary.embedded_ahead} while downloading"
+    else:
+        rate = f"{summary.images_per_second:.1f} images/s"
     print(
         f"indexed {summary.total} items in {args.index}: {summary.embedded} embedded "
         f"({summary.embedded - summary.changed} new, {summary.changed} changed, "
-        f"{summary.images_per_second:.1f} images/s), {summary.reused} reused by content, "
+        f"{rate}), {summary.reused} reused by content, "
         f"{summary.updated_metadata} metadata updates, {summary.unchanged} unchanged, "
         f"{summary.removed} removed ({summary.seconds:.1f} s)"
     )

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 
 from stylefinder.catalog.metadata import CatalogEntry, match_files, read_metadata_csv
 from stylefinder.catalog.remote import is_remote, remote_fingerprint
@@ -58,6 +61,7 @@ class IndexSummary:
 
     scanned: int = 0
     embedded: int = 0
+    embedded_ahead: int = 0  # of `embedded`, those written from `prepared` (embedded before)
     changed: int = 0
     reused: int = 0
     updated_metadata: int = 0
@@ -76,7 +80,18 @@ class IndexSummary:
 
     @property
     def images_per_second(self) -> float:
-        return self.embedded / self.embed_seconds if self.embed_seconds > 0 else 0.0
+        """The rate of the embedding this run timed (not counting `embedded_ahead`)."""
+        timed = self.embedded - self.embedded_ahead
+        return timed / self.embed_seconds if self.embed_seconds > 0 else 0.0
+
+
+class PreparedVector(NamedTuple):
+    """An image embedded before `build_index` ran (by the embedder it is given): its vector,
+    and the colours and category recognition named (None when it did not)."""
+
+    vector: np.ndarray
+    colours: str | None = None
+    category: str | None = None
 
 
 ProgressFactory = Callable[[int], object]
@@ -111,6 +126,7 @@ def build_index(
     ray_workers: int | None = None,
     ray_batch_size: int | None = None,
     ray_keep_workers: bool = False,
+    prepared: Mapping[str, PreparedVector] | None = None,
 ) -> IndexSummary:
     """Index the images under `catalog_dir` into `index_dir` (created or updated in place).
 
@@ -130,7 +146,9 @@ def build_index(
     `engine="ray"` decodes and embeds on a Ray cluster (`ray_address`: None starts a local one,
     "auto" joins the running one; `ray_workers` actors, default one per CPU, sent
     `ray_batch_size` images at a time; `ray_keep_workers` keeps them for the next run in this
-    process), everything else staying here (see `stylefinder.jobs.ray_engine`).
+    process), everything else staying here (see `stylefinder.jobs.ray_engine`). `prepared`
+    holds images embedded already by `embedder`, by content hash (`PreparedVector`: what a
+    feed sync embeds while it downloads); those are written as they are.
 
     Example:
         >>> build_index("photos", "index", dry_run=True).removed_ids  # doctest: +SKIP
@@ -170,26 +188,13 @@ def build_index(
         _check_removals(base, wanted, root, allow_removals, max_removal_share)
 
     if embedder is None:
-        if existing is not None:  # keep the index's own backbone unless told otherwise
-            header = existing.header
-            if backbone == DEFAULT_BACKBONE and pooling is None:
-                backbone, pooling = header.backbone, header.pooling
-            precision = precision or header.precision
-        if runtime == "onnx":  # the graph exported for these weights before: no torch needed
-            embedder = OnnxEmbedder.for_weights(
-                backbone,
-                pooling=pooling,
-                weights=weights,
-                precision=precision or "fp32",
-                batch_size=batch_size,
-                threads=threads,
-            )
-        embedder = embedder or load_embedder(
-            backbone,
+        embedder = embedder_for_index(
+            existing,
+            backbone=backbone,
             pooling=pooling,
             weights=weights,
             runtime=runtime,
-            precision=precision or "fp32",
+            precision=precision,
             batch_size=batch_size,
             threads=threads,
         )
@@ -234,6 +239,13 @@ def build_index(
             elif kind == "embed":
                 to_embed[entry.item_id] = (entry, digest)
 
+        if prepared is not None:  # embedded while the files came (a feed's downloads)
+            for key in [key for key, (_, digest) in to_embed.items() if digest in prepared]:
+                entry, digest = to_embed.pop(key)
+                done = prepared[digest]
+                found = {COLOURS_COLUMN: done.colours, CATEGORY_COLUMN: done.category}
+                _put_embedded(writer, entry, digest, current.get(key), done.vector, found, summary)
+                summary.embedded_ahead += 1
         bar = _progress_bar(len(to_embed), progress)
         last_commit = time.monotonic()
         embed_started = time.perf_counter()
@@ -245,21 +257,10 @@ def build_index(
                 categories = predict_garments(batch.probabilities)
             for n, (key, vector) in enumerate(zip(batch.keys, batch.vectors, strict=True)):
                 entry, digest = to_embed[key]
-                item = _item(entry, digest, current.get(key))
                 found = {COLOURS_COLUMN: batch.notes[n]}
                 if categories is not None:
                     found[CATEGORY_COLUMN] = categories[n][0][0]
-                found = {
-                    column: value
-                    for column, value in found.items()
-                    if value is not None and column not in item.metadata
-                }
-                if found:
-                    item = item.replace(metadata={**item.metadata, **found})
-                    summary.recognized += 1
-                writer.put(item, vector)
-                summary.embedded += 1
-                summary.changed += key in current
+                _put_embedded(writer, entry, digest, current.get(key), vector, found, summary)
             for key, error in batch.failures:
                 summary.skipped.append((to_embed[key][0].file.relpath, error.reason))
                 if key in current:  # its content changed into something unreadable
@@ -285,6 +286,52 @@ def build_index(
         update_tuned_space(index_dir)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def embedder_for_index(
+    existing: object,
+    *,
+    backbone: str = DEFAULT_BACKBONE,
+    pooling: str | None = None,
+    weights: str | None = None,
+    runtime: str = "onnx",
+    precision: str | None = None,
+    batch_size: int = 64,
+    threads: int | None = None,
+) -> Embedder:
+    """The embedder a `build_index` run with these options uses on the catalog `existing`
+    (a store, or None for a new index): the index's own backbone, pooling and precision
+    unless others are named; on ONNX, the graph exported for these weights before (no torch).
+
+    Example:
+        >>> embedder_for_index(existing_store("shop-index")).space.backbone  # doctest: +SKIP
+        'efficientnet-lite0'
+    """
+    if existing is not None:  # keep the index's own backbone unless told otherwise
+        header = existing.header  # type: ignore[attr-defined]
+        if backbone == DEFAULT_BACKBONE and pooling is None:
+            backbone, pooling = header.backbone, header.pooling
+        precision = precision or header.precision
+    if runtime == "onnx":
+        exported = OnnxEmbedder.for_weights(
+            backbone,
+            pooling=pooling,
+            weights=weights,
+            precision=precision or "fp32",
+            batch_size=batch_size,
+            threads=threads,
+        )
+        if exported is not None:
+            return exported
+    return load_embedder(
+        backbone,
+        pooling=pooling,
+        weights=weights,
+        runtime=runtime,
+        precision=precision or "fp32",
+        batch_size=batch_size,
+        threads=threads,
+    )
 
 
 def update_tuned_space(index_dir: str | Path) -> bool:
@@ -452,6 +499,25 @@ def _content_hash(file) -> str:
     if is_remote(file.abspath):
         return remote_fingerprint(file.abspath, file.size, file.mtime_ns)
     return file_hash(file.abspath)
+
+
+def _put_embedded(
+    writer, entry: CatalogEntry, digest: str, old: Item | None, vector, found: dict, summary
+) -> None:
+    """Write a newly embedded item, with what recognition `found` (colours, category) where
+    its metadata has no value of its own, and count it in `summary`."""
+    item = _item(entry, digest, old)
+    found = {
+        column: value
+        for column, value in found.items()
+        if value is not None and column not in item.metadata
+    }
+    if found:
+        item = item.replace(metadata={**item.metadata, **found})
+        summary.recognized += 1
+    writer.put(item, vector)
+    summary.embedded += 1
+    summary.changed += old is not None
 
 
 def _item(entry: CatalogEntry, digest: str, old: Item | None) -> Item:

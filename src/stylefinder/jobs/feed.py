@@ -27,7 +27,9 @@ from stylefinder.catalog.feeds.download import DownloadOptions
 from stylefinder.catalog.feeds.sync import FEED_DIR, FeedFetch, fetch_feed
 from stylefinder.errors import NotOnPostgresError, RemovalGuardError, StylefinderError
 from stylefinder.index.pg_connect import is_database_url
-from stylefinder.jobs.build import IndexSummary, build_index
+from stylefinder.jobs.build import IndexSummary, build_index, embedder_for_index
+from stylefinder.jobs.embed_ahead import EmbedAhead
+from stylefinder.jobs.targets import existing_store
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,7 @@ class FeedSyncSummary:
             "index": {
                 "total": index.total,
                 "embedded": index.embedded,
+                "embedded_while_downloading": index.embedded_ahead,
                 "changed": index.changed,
                 "reused": index.reused,
                 "updated_metadata": index.updated_metadata,
@@ -183,16 +186,25 @@ def _sync(
     download: DownloadOptions | None,
     build_options: dict[str, object],
 ) -> FeedSyncSummary:
-    fetched = fetch_feed(
-        feed,
-        index_dir,
-        feed_format=feed_format,
-        workers=workers,
-        per_host=per_host,
-        progress=progress,
-        options=download,
-    )
-    run = dict(build_options, metadata_csv=fetched.metadata_csv, progress=progress)
+    ahead = _embed_ahead(index_dir, build_options, progress)
+    with ahead or contextlib.nullcontext():
+        fetched = fetch_feed(
+            feed,
+            index_dir,
+            feed_format=feed_format,
+            workers=workers,
+            per_host=per_host,
+            progress=progress,
+            options=download,
+            on_image=ahead.add if ahead is not None else None,
+        )
+        run = dict(build_options, metadata_csv=fetched.metadata_csv, progress=progress)
+        if ahead is not None:
+            try:
+                run.update(embedder=ahead.embedder, prepared=ahead.finish())
+            except BaseException:
+                fetched.undo_removals()
+                raise
     try:
         try:
             built = build_index(fetched.catalog_dir, index_dir, **run)  # type: ignore[arg-type]
@@ -209,6 +221,34 @@ def _sync(
     else:
         fetched.commit_removals()
     return FeedSyncSummary(fetched, built)
+
+
+#: The `build_index` options that choose its embedder (`embedder_for_index`).
+_EMBEDDER_OPTIONS = ("backbone", "pooling", "weights", "runtime", "precision", "batch_size")
+
+
+def _embed_ahead(
+    index_dir: str | Path, build_options: dict[str, object], progress: bool
+) -> EmbedAhead | None:
+    """Embedding that overlaps the downloads, with the embedder `build_index` would use, or
+    None where the build does not embed here (a dry run, a rebuild, the Ray engine)."""
+    if any(build_options.get(name) for name in ("dry_run", "rebuild")):
+        return None
+    if build_options.get("engine", "local") != "local":
+        return None
+    embedder = build_options.get("embedder")
+    if embedder is None:
+        chosen = {name: build_options[name] for name in _EMBEDDER_OPTIONS if name in build_options}
+        embedder = embedder_for_index(
+            existing_store(index_dir), threads=build_options.get("threads"), **chosen
+        )
+    recognize = bool(build_options.get("recognize", True))
+    return EmbedAhead(
+        embedder,  # type: ignore[arg-type]
+        recognize=recognize,
+        imagenet_categories=recognize and bool(build_options.get("imagenet_categories")),
+        progress=progress,
+    )
 
 
 @dataclass

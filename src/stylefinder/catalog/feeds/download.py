@@ -4,8 +4,9 @@ One `Downloader` keeps a connection pool per host (urllib3's `PoolManager`) and 
 `per_host` requests run against one host at a time. Each request has connect and read timeouts
 and an overall deadline; 5xx and 429 answers are retried with exponential backoff, honouring
 `Retry-After` up to `max_retry_after` seconds; redirects are followed up to `max_redirects`.
-The body is streamed and abandoned past `max_bytes`; what arrives is sniffed and decoded with
-Pillow (the Content-Type header is not trusted) and refused past `max_pixels`. A re-fetch
+The body is streamed and abandoned past `max_bytes`; what arrives is sniffed by Pillow (the
+Content-Type header is not trusted), refused past `max_pixels`, and decoded unless it is a JPEG
+or PNG that ends as a whole file does (a cut-off one is decoded, and reported truncated). A re-fetch
 sends `If-None-Match` / `If-Modified-Since` from the last answer's ETag / Last-Modified.
 
 Every outcome is a `Fetched`, never an exception: a failure carries one of the `FAILURE_*`
@@ -332,7 +333,8 @@ class Downloader:
 
 def sniff_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | tuple[str, str]:
     """The file extension of an image's bytes, told by Pillow from the content (decoded, so
-    that a cut-off file is caught), or (reason, detail) when they are not a usable image.
+    that a cut-off file is caught, unless `_ends_whole`), or (reason, detail) when they are not
+    a usable image.
 
     Example:
         >>> sniff_image(b"<html>hello</html>")
@@ -353,6 +355,9 @@ def sniff_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | tupl
     if image.format not in SUPPORTED_FORMATS:
         return FAILURE_NOT_IMAGE, f"unsupported image format {image.format}"
     extension = EXTENSIONS.get(image.format or "", "img")
+    width, height = image.size
+    if 0 < width * height <= max_pixels and _ends_whole(data, image.format):
+        return extension  # the embedder decodes it anyway: a whole file needs no decode here
     try:
         load_image(image, max_pixels=max_pixels, draft_size=64)
     except ImageTooLargeError as error:
@@ -361,6 +366,24 @@ def sniff_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | tupl
         truncated = "truncated" in str(error).lower() or "broken data" in str(error).lower()
         return (FAILURE_TRUNCATED if truncated else FAILURE_NOT_IMAGE), error.reason
     return extension
+
+
+#: The last bytes of a whole JPEG (its end-of-image marker) and of a whole PNG (its IEND chunk).
+_TRAILERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+
+
+def _ends_whole(data: bytes, image_format: str | None) -> bool:
+    r"""Whether a JPEG or PNG body ends as a whole file does (a cut-off one does not), so that
+    it need not be decoded to be trusted; other formats (and a JPEG with bytes after its end
+    marker) are decoded instead. Decoding a large JPEG even at 1/8 scale costs about 0.7 ms,
+    which the downloads would take from the embedding they overlap with.
+
+    Example:
+        >>> _ends_whole(b"\x89PNG...IEND\xaeB`\x82", "PNG"), _ends_whole(b"\xff\xd8...", "JPEG")
+        (True, False)
+    """
+    trailer = _TRAILERS.get(image_format or "")
+    return trailer is not None and data.rstrip(b"\0\r\n")[-len(trailer) :] == trailer
 
 
 def _network_reason(error: BaseException | None, errors) -> tuple[str, str]:

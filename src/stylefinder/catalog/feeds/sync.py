@@ -180,11 +180,14 @@ def fetch_feed(
     per_host: int | None = None,
     progress: bool | Callable[[Fetched], None] = False,
     options: DownloadOptions | None = None,
+    on_image: Callable[[str, Path], None] | None = None,
 ) -> FeedFetch:
     """Read `feed` (a path or an http(s) URL) and bring its images into `index_dir`'s feed
     folder (see the module docstring); never fails for a bad row or image, which are listed.
     `workers` threads download, at most `per_host` at once from one host; `progress` shows a
-    bar (or is called with each outcome). Raises `FeedFormatError` for a feed that cannot be
+    bar (or is called with each outcome). `on_image(sha256, path)` is called, on the download
+    threads, for each file written with new content, as soon as it is there (so that it can be
+    embedded while the others download). Raises `FeedFormatError` for a feed that cannot be
     read at all (nothing is changed then).
 
     Example:
@@ -232,7 +235,11 @@ def fetch_feed(
         lock = threading.Lock()
 
         def apply(fetched: Fetched) -> None:  # on the download threads: one URL's own files
-            _apply(fetched, by_url[fetched.url], sources.get(fetched.url), state, result, lock)
+            written = _apply(
+                fetched, by_url[fetched.url], sources.get(fetched.url), state, result, lock
+            )
+            if on_image is not None and written is not None and fetched.sha256:
+                on_image(fetched.sha256, written)
 
         download_started = time.perf_counter()
         try:
@@ -343,10 +350,11 @@ def _apply(
     state: FeedState,
     result: FeedFetch,
     lock: threading.Lock,
-) -> None:
-    """Bring the photos of one URL's `slots` up to date with what `fetched` says. Runs on the
-    download threads: each touches only its URL's photos (their records and files); shared
-    counters and lists change under `lock`."""
+) -> Path | None:
+    """Bring the photos of one URL's `slots` up to date with what `fetched` says; returns the
+    first file written with the new body (None when none was). Runs on the download threads:
+    each touches only its URL's photos (their records and files); shared counters and lists
+    change under `lock`."""
     images_dir = result.catalog_dir
     feed_dir = images_dir.parent
     url = fetched.url
@@ -371,7 +379,7 @@ def _apply(
                     _stage(slot.item_id, state, images_dir, feed_dir, result)
                 else:
                     result.kept += 1
-        return
+        return None
     with lock:
         if state.failures.pop(url, None) is not None:
             result.recovered += 1
@@ -398,9 +406,9 @@ def _apply(
             )
         with lock:
             result.not_modified += 1
-        return
+        return None
     data = fetched.data or b""
-    wrote = False
+    written: Path | None = None
     for slot in slots:
         record = state.images.get(slot.item_id)
         target = f"{slot.folder}/{slot.position}.{fetched.extension}"
@@ -412,7 +420,7 @@ def _apply(
         ):
             record.url, record.etag, record.last_modified = url, fetched.etag, fetched.last_modified
             continue
-        _put(
+        path = _put(
             slot,
             data,
             fetched.extension or "img",
@@ -422,13 +430,14 @@ def _apply(
             state,
             images_dir,
         )
-        wrote = True
+        written = written or path
     with lock:
         result.bytes_downloaded += len(data)
-        if wrote:
+        if written is not None:
             result.downloaded += 1
         else:
             result.unchanged += 1
+    return written
 
 
 def _put(
@@ -440,8 +449,9 @@ def _put(
     last_modified: str | None,
     state: FeedState,
     images_dir: Path,
-) -> None:
-    """Write one photo's file and record it (removing its old file under another name)."""
+) -> Path:
+    """Write one photo's file and record it (removing its old file under another name);
+    returns the file."""
     relative = f"{slot.folder}/{slot.position}.{extension}"
     path = images_dir / relative
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -460,6 +470,7 @@ def _put(
         size=len(data),
         fetched_at=_now(),
     )
+    return path
 
 
 def _stage(item_id: str, state: FeedState, images_dir: Path, feed_dir: Path, result: FeedFetch):
