@@ -150,7 +150,7 @@ def main() -> None:
                 }
             )
     result = {
-        **environment("onnxruntime", "urllib3", "pillow"),
+        **environment("onnxruntime", "pycurl", "pillow"),
         "backbone": args.backbone,
         "threads": embedder.threads,
         "repeats": args.repeats,

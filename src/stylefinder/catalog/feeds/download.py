@@ -1,12 +1,12 @@
 """Download product images: concurrent, pooled, polite, and suspicious of what comes back.
 
-One `Downloader` keeps a connection pool per host (urllib3's `PoolManager`) and lets at most
-`per_host` requests run against one host at a time. Each request has connect and read timeouts
-and an overall deadline; 5xx and 429 answers are retried with exponential backoff, honouring
+The transfers run on libcurl's multi interface (`transfers.run_transfers`): at most
+`workers` at once and `per_host` against one host, with connect and read timeouts and an
+overall deadline; 5xx and 429 answers are retried with exponential backoff, honouring
 `Retry-After` up to `max_retry_after` seconds; redirects are followed up to `max_redirects`.
-The body is streamed and abandoned past `max_bytes`; what arrives is sniffed by Pillow (the
-Content-Type header is not trusted), refused past `max_pixels`, and decoded unless it is a JPEG
-or PNG that ends as a whole file does (a cut-off one is decoded, and reported truncated). A re-fetch
+A body is abandoned past `max_bytes`; what arrives is sniffed by Pillow (the Content-Type
+header is not trusted), refused past `max_pixels`, and decoded unless it is a JPEG or PNG
+that ends as a whole file does (a cut-off one is decoded, and reported truncated). A re-fetch
 sends `If-None-Match` / `If-Modified-Since` from the last answer's ETag / Last-Modified.
 
 Every outcome is a `Fetched`, never an exception: a failure carries one of the `FAILURE_*`
@@ -23,29 +23,47 @@ from __future__ import annotations
 
 import hashlib
 import io
-import ssl
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-from stylefinder._version import __version__
+from stylefinder.catalog.feeds.transfers import (
+    FAILURE_CONNECTION,
+    FAILURE_NOT_IMAGE,
+    FAILURE_REDIRECTS,
+    FAILURE_TIMEOUT,
+    FAILURE_TLS,
+    FAILURE_TOO_LARGE,
+    FAILURE_TRUNCATED,
+    RETRY_STATUSES,
+    Answer,
+    DownloadOptions,
+    Request,
+    run_transfers,
+)
 from stylefinder.catalog.images import DEFAULT_MAX_PIXELS, SUPPORTED_FORMATS, load_image
 from stylefinder.errors import BadImageError, ImageTooLargeError
 
-FAILURE_TIMEOUT = "timeout"
-FAILURE_NOT_IMAGE = "not an image"
-FAILURE_TOO_LARGE = "too large"
-FAILURE_TRUNCATED = "truncated"
-FAILURE_TLS = "tls error"
-FAILURE_CONNECTION = "connection error"
-FAILURE_REDIRECTS = "too many redirects"
+__all__ = [
+    "FAILURE_CONNECTION",
+    "FAILURE_NOT_IMAGE",
+    "FAILURE_REDIRECTS",
+    "FAILURE_TIMEOUT",
+    "FAILURE_TLS",
+    "FAILURE_TOO_LARGE",
+    "FAILURE_TRUNCATED",
+    "GONE_STATUSES",
+    "RETRY_STATUSES",
+    "DownloadOptions",
+    "Downloader",
+    "Fetched",
+    "Validators",
+    "http_failure",
+    "sniff_image",
+]
+
 #: Answers that say an image is gone for good (its old copy is removed); a failure for any
 #: other reason keeps the copy downloaded before.
 GONE_STATUSES = frozenset({404, 410})
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: File name extension of each format Pillow recognized.
 EXTENSIONS = {
     "JPEG": "jpg",
@@ -56,7 +74,6 @@ EXTENSIONS = {
     "BMP": "bmp",
     "TIFF": "tif",
 }
-CHUNK_BYTES = 64 * 1024
 
 
 def http_failure(status: int) -> str:
@@ -67,30 +84,6 @@ def http_failure(status: int) -> str:
         ('http 404', 'http 503')
     """
     return f"http {status}"
-
-
-@dataclass(frozen=True)
-class DownloadOptions:
-    """How images are fetched; the defaults suit a shop's CDN.
-
-    Example:
-        >>> DownloadOptions(read_timeout=5).connect_timeout
-        5.0
-    """
-
-    workers: int = 16
-    per_host: int = 8
-    connect_timeout: float = 5.0
-    read_timeout: float = 20.0
-    deadline: float = 120.0  # seconds for one image, retries and redirects included
-    retries: int = 3
-    backoff_factor: float = 0.5
-    backoff_max: float = 30.0
-    max_retry_after: float = 60.0
-    max_redirects: int = 5
-    max_bytes: int = 25 * 1024 * 1024
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    user_agent: str = f"stylefinder/{__version__} (product feed sync)"
 
 
 @dataclass(frozen=True)
@@ -129,7 +122,7 @@ def _failed(url: str, reason: str, detail: str, status: int | None = None) -> Fe
 
 
 class Downloader:
-    """A pool of connections and threads that fetches URLs; use it as a context manager.
+    """Fetches URLs with `options`; use it as a context manager.
 
     Example:
         >>> with Downloader() as downloader:  # doctest: +SKIP
@@ -137,17 +130,7 @@ class Downloader:
     """
 
     def __init__(self, options: DownloadOptions | None = None) -> None:
-        import urllib3
-
         self.options = options or DownloadOptions()
-        self._urllib3 = urllib3
-        self._pool = urllib3.PoolManager(
-            num_pools=64,
-            maxsize=self.options.per_host,
-            headers={"User-Agent": self.options.user_agent, "Accept": "image/*,*/*;q=0.5"},
-        )
-        self._hosts: dict[str, threading.BoundedSemaphore] = {}
-        self._lock = threading.Lock()
 
     def __enter__(self) -> Downloader:
         return self
@@ -156,32 +139,7 @@ class Downloader:
         self.close()
 
     def close(self) -> None:
-        self._pool.clear()
-
-    def _retry(self):
-        options = self.options
-        return self._urllib3.Retry(
-            total=None,
-            connect=options.retries,
-            read=options.retries,
-            status=options.retries,
-            other=0,
-            redirect=options.max_redirects,
-            status_forcelist=RETRY_STATUSES,
-            backoff_factor=options.backoff_factor,
-            backoff_max=options.backoff_max,
-            respect_retry_after_header=True,
-            retry_after_max=int(options.max_retry_after),
-            raise_on_status=False,
-            raise_on_redirect=True,
-        )
-
-    def _host_slot(self, url: str) -> threading.BoundedSemaphore:
-        host = urlsplit(url).netloc.lower()
-        with self._lock:
-            if host not in self._hosts:
-                self._hosts[host] = threading.BoundedSemaphore(self.options.per_host)
-            return self._hosts[host]
+        """Nothing is held between calls (each call's connections end with it)."""
 
     def fetch(
         self,
@@ -198,11 +156,9 @@ class Downloader:
             >>> Downloader().fetch("https://shop.example/gone.jpg").reason  # doctest: +SKIP
             'http 404'
         """
-        started = time.perf_counter()
-        with self._host_slot(url):
-            fetched = self._fetch(url, validators, check_image, max_bytes or self.options.max_bytes)
-        fetched.seconds = time.perf_counter() - started
-        return fetched
+        request = Request(url, validators.headers() if validators else {}, max_bytes)
+        (answer,) = run_transfers([request], self.options)
+        return self._fetched(answer, check_image)
 
     def fetch_all(
         self,
@@ -210,117 +166,48 @@ class Downloader:
         *,
         then: Callable[[Fetched], None] | None = None,
     ) -> Iterator[Fetched]:
-        """Fetch many URLs on `workers` threads; yields each outcome as it completes (in no
-        particular order). `then(fetched)`, when given, runs on the worker thread first (to
-        write the file while other downloads go on); its exceptions propagate here.
+        """Fetch many URLs, `workers` at once; yields each outcome as it completes (in no
+        particular order). `then(fetched)`, when given, runs first (to write the file while
+        the other transfers go on in libcurl); its exceptions propagate here.
 
         Example:
             >>> with Downloader() as d:  # doctest: +SKIP
             ...     statuses = {f.url: f.status for f in d.fetch_all([(url, None)])}
         """
-
-        def work(url: str, validators: Validators | None) -> Fetched:
-            fetched = self.fetch(url, validators)
+        wanted = (
+            Request(url, validators.headers() if validators else {}) for url, validators in requests
+        )
+        for answer in run_transfers(wanted, self.options):
+            fetched = self._fetched(answer, check_image=True)
             if then is not None:
                 then(fetched)
-            return fetched
+            yield fetched
 
-        with ThreadPoolExecutor(self.options.workers, thread_name_prefix="feed-download") as pool:
-            futures = [pool.submit(work, url, validators) for url, validators in requests]
-            try:
-                for future in as_completed(futures):
-                    yield future.result()
-            finally:
-                for future in futures:
-                    future.cancel()
+    def _fetched(self, answer: Answer, check_image: bool) -> Fetched:
+        fetched = self._read(answer, check_image)
+        fetched.seconds = answer.seconds
+        fetched.attempts = answer.attempts
+        return fetched
 
-    def _fetch(
-        self, url: str, validators: Validators | None, check_image: bool, max_bytes: int
-    ) -> Fetched:
-        errors = self._urllib3.exceptions
-        options = self.options
-        deadline = time.monotonic() + options.deadline
-        headers = validators.headers() if validators else {}
-        try:
-            response = self._pool.request(
-                "GET",
-                url,
-                headers=headers,
-                retries=self._retry(),
-                timeout=self._urllib3.Timeout(
-                    connect=options.connect_timeout, read=options.read_timeout
-                ),
-                preload_content=False,
-                decode_content=True,
-            )
-        except errors.MaxRetryError as error:
-            return _failed(url, *_network_reason(error.reason, errors))
-        except (errors.HTTPError, OSError, ValueError) as error:  # a malformed URL, ...
-            return _failed(url, *_network_reason(error, errors))
-        try:
-            return self._read(url, response, check_image, max_bytes, deadline, errors)
-        finally:
-            response.release_conn()
-
-    def _read(self, url, response, check_image, max_bytes, deadline, errors) -> Fetched:
-        status = response.status
-        history = [entry.status for entry in response.retries.history if entry.status]
-        history.append(status)
-        etag = response.headers.get("ETag")
-        last_modified = response.headers.get("Last-Modified")
+    def _read(self, answer: Answer, check_image: bool) -> Fetched:
+        url, status = answer.request.url, answer.status
+        if answer.problem is not None:
+            return _failed(url, answer.problem, answer.detail, status)
+        etag = answer.headers.get("etag")
+        last_modified = answer.headers.get("last-modified")
         if status == 304:
-            response.drain_conn()
             return Fetched(
-                url,
-                "not_modified",
-                etag=etag,
-                last_modified=last_modified,
-                http_status=304,
-                attempts=history,
+                url, "not_modified", etag=etag, last_modified=last_modified, http_status=304
             )
         if status != 200:
-            response.drain_conn()
-            retried = sum(s in RETRY_STATUSES for s in history) - 1
-            detail = f"HTTP {status} {response.reason or ''}".strip()
+            retried = sum(s in RETRY_STATUSES for s in answer.attempts) - 1
+            detail = f"HTTP {status} {answer.reason}".strip()
             if status in RETRY_STATUSES:
                 detail += f" after {retried} retries"
-            failed = _failed(url, http_failure(status), detail, status)
-            failed.attempts = history
-            return failed
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > max_bytes:
-            return _failed(
-                url,
-                FAILURE_TOO_LARGE,
-                f"Content-Length {int(declared):,} bytes is over {max_bytes:,}",
-                200,
-            )
-        body = bytearray()
-        try:
-            for chunk in response.stream(CHUNK_BYTES):
-                body += chunk
-                if len(body) > max_bytes:
-                    return _failed(url, FAILURE_TOO_LARGE, f"over {max_bytes:,} bytes", 200)
-                if time.monotonic() > deadline:
-                    return _failed(
-                        url,
-                        FAILURE_TIMEOUT,
-                        f"still downloading after {self.options.deadline:g} s",
-                        200,
-                    )
-        except errors.ProtocolError as error:
-            return _failed(url, *_body_reason(error, len(body), errors), 200)
-        except (errors.HTTPError, OSError) as error:
-            return _failed(url, *_network_reason(error, errors), 200)
-        data = bytes(body)
+            return _failed(url, http_failure(status or 0), detail, status)
+        data = answer.body or b""
         fetched = Fetched(
-            url,
-            "downloaded",
-            data=data,
-            etag=etag,
-            last_modified=last_modified,
-            http_status=200,
-            attempts=history,
+            url, "downloaded", data=data, etag=etag, last_modified=last_modified, http_status=200
         )
         fetched.sha256 = hashlib.sha256(data).hexdigest()
         if check_image:
@@ -384,28 +271,3 @@ def _ends_whole(data: bytes, image_format: str | None) -> bool:
     """
     trailer = _TRAILERS.get(image_format or "")
     return trailer is not None and data.rstrip(b"\0\r\n")[-len(trailer) :] == trailer
-
-
-def _network_reason(error: BaseException | None, errors) -> tuple[str, str]:
-    """(reason, detail) of a request that got no usable answer."""
-    detail = str(error) if error is not None else "no answer"
-    if isinstance(error, errors.ResponseError) and "redirect" in str(error).lower():
-        return FAILURE_REDIRECTS, detail
-    if isinstance(error, errors.NewConnectionError):  # refused, no such host (not a timeout)
-        return FAILURE_CONNECTION, detail
-    if isinstance(error, (errors.TimeoutError, TimeoutError)):
-        return FAILURE_TIMEOUT, detail
-    if isinstance(error, (errors.SSLError, ssl.SSLError)):
-        return FAILURE_TLS, detail
-    if isinstance(error, errors.ProtocolError) and "timed out" in detail:
-        return FAILURE_TIMEOUT, detail
-    if isinstance(error, (errors.LocationValueError, ValueError)):
-        return FAILURE_CONNECTION, f"bad address ({detail})"
-    return FAILURE_CONNECTION, detail
-
-
-def _body_reason(error: BaseException, received: int, errors) -> tuple[str, str]:
-    """(reason, detail) of a body that broke off."""
-    if "timed out" in str(error).lower():
-        return FAILURE_TIMEOUT, f"read timed out after {received:,} bytes"
-    return FAILURE_TRUNCATED, f"body ended after {received:,} bytes ({error})"
