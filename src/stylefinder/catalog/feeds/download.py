@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 from stylefinder.catalog.feeds.transfers import (
     FAILURE_CONNECTION,
-    FAILURE_NOT_IMAGE,
     FAILURE_REDIRECTS,
     FAILURE_TIMEOUT,
     FAILURE_TLS,
@@ -61,6 +60,7 @@ __all__ = [
     "sniff_image",
 ]
 
+FAILURE_NOT_IMAGE = "not an image"
 #: Answers that say an image is gone for good (its old copy is removed); a failure for any
 #: other reason keeps the copy downloaded before.
 GONE_STATUSES = frozenset({404, 410})

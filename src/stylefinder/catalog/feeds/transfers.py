@@ -35,7 +35,6 @@ from stylefinder._version import __version__
 from stylefinder.catalog.images import DEFAULT_MAX_PIXELS
 
 FAILURE_TIMEOUT = "timeout"
-FAILURE_NOT_IMAGE = "not an image"
 FAILURE_TOO_LARGE = "too large"
 FAILURE_TRUNCATED = "truncated"
 FAILURE_TLS = "tls error"
@@ -197,7 +196,8 @@ def run_transfers(
                 else:
                     heapq.heappush(delayed, (again_at, id(job), job))
             if not ended:
-                wait = multi.timeout() / 1000 if multi.timeout() >= 0 else 0.1
+                suggested = multi.timeout()  # ms libcurl wants to wait at most, -1: none
+                wait = suggested / 1000 if suggested >= 0 else 0.1
                 if delayed:
                     wait = min(wait, max(0.0, delayed[0][0] - time.monotonic()))
                 if active:
@@ -297,6 +297,7 @@ def _stalled(active: dict, options: DownloadOptions, now: float) -> list[tuple[o
 _TLS_ERRORS = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98})
 _CONNECT_ERRORS = frozenset({5, 6, 7})  # proxy or host not resolved, could not connect
 _EMPTY_ERRORS = frozenset({52, 55, 56})  # nothing back, send or receive failed
+_RETRIED_ERRORS = _CONNECT_ERRORS | _EMPTY_ERRORS | {28}  # 28: timed out
 
 
 def _outcome(
@@ -320,11 +321,10 @@ def _outcome(
         answer.body = job.body.getvalue()
         return answer, now
     answer.problem, answer.detail = _problem(job, code, message, options, now)
-    answered = job.status is not None
     if (
-        not answered
-        and answer.problem in (FAILURE_CONNECTION, FAILURE_TIMEOUT)
-        and code in _CONNECT_ERRORS | _EMPTY_ERRORS | {28}
+        job.status is None  # no answer yet: the connection failed, stalled or came back empty
+        and code in _RETRIED_ERRORS
+        and not job.too_large
         and job.network_retries < options.retries
     ):
         when = now + _backoff(job.network_retries + 1, options)
