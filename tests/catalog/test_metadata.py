@@ -185,3 +185,30 @@ def test_a_field_over_the_parser_limit_stops_with_a_clear_problem(tmp_path: Path
         "m.csv line 3: a field is over 16 MB; stopped (leave images and other large data out "
         "of the metadata CSV)"
     ]
+
+
+def test_paths_resolve_as_the_file_system_does(tmp_path: Path):
+    """A path through `..`, an absolute one, one through a link into a folder of the catalog
+    and one through a link to a folder outside it: matched or refused as the real path they
+    name says (`..` after a link goes up from where the link points)."""
+    root = _catalog(tmp_path / "shop", ["tops/a.png", "tops/b.png", "tops/inner/x.png", "c.png"])
+    _catalog(tmp_path / "elsewhere", ["d.png"])
+    (root / "down").symlink_to(root / "tops" / "inner", target_is_directory=True)
+    (root / "away").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    csv = root / "meta.csv"
+    csv.write_text(
+        "id,path\n"
+        "A,tops/../tops/a.png\n"
+        f"B,{root}/c.png\n"
+        "C,down/../b.png\n"
+        "D,away/d.png\n"
+        "E,../shop/c.png\n"
+    )
+    table = read_metadata_csv(csv, root)
+    assert {row.item_id: path for path, row in table.by_path.items()} == {
+        "A": "tops/a.png",
+        "B": "c.png",
+        "C": "tops/b.png",
+    }
+    assert any("line 5: empty path or outside the catalog" in p for p in table.problems)
+    assert any("line 6: duplicate path 'c.png'" in p for p in table.problems)

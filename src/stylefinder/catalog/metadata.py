@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -147,6 +148,7 @@ def _read_rows(
         table.problems.append(f"{where}: repeated column names in header {header}")
         return []
     rows: list[Row] = []
+    real_paths = _RealPaths()
     while (values := _next_values(reader, where, table)) is not None:
         line = reader.line_num
         if not any(v.strip() for v in values):
@@ -177,7 +179,7 @@ def _read_rows(
         }
         parsed = Row(line, item_id, metadata)
         if path_col is not None:
-            relpath = _normalize(values[path_col], root, csv_dir)
+            relpath = _normalize(values[path_col], root, csv_dir, real_paths)
             if relpath is None:
                 table.problems.append(f"{where} line {line}: empty path or outside the catalog")
                 continue
@@ -351,18 +353,64 @@ def _row_for(file: CatalogFile, table: MetadataTable | None, used: set[int]) -> 
     return None
 
 
-def _normalize(raw: str, root: Path, csv_dir: Path) -> str | None:
+def _normalize(raw: str, root: Path, csv_dir: Path, real: _RealPaths) -> str | None:
     text = raw.strip().replace("\\", "/")
     if not text:
         return None
-    candidate = Path(text)
-    options = [candidate] if candidate.is_absolute() else [root / candidate, csv_dir / candidate]
+    options = [text] if text.startswith("/") else [f"{root}/{text}", f"{csv_dir}/{text}"]
     for option in options:
-        resolved = Path(*option.parts).resolve()
-        try:
-            relative = resolved.relative_to(root).as_posix()
-        except ValueError:
+        resolved = real(option)
+        relative = _inside(resolved, str(root))
+        if relative is None:
             continue
-        if option is options[-1] or resolved.exists():
+        if option is options[-1] or os.path.exists(resolved):
             return relative
     return None
+
+
+class _RealPaths:
+    """`os.path.realpath` of absolute paths, with the real path of every folder on the way
+    remembered: a metadata CSV names thousands of files in the same folders, and resolving
+    each path from the top costs a system call per folder it passes through.
+
+    Example:
+        >>> _RealPaths()("/usr/./lib/../bin")
+        '/usr/bin'
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, str] = {}  # a path whose folder is real -> its real path
+        self._folders: dict[str, str] = {}  # a folder as written -> its real path
+
+    def __call__(self, path: str) -> str:
+        folder, _, name = path.rpartition("/")
+        real_folder = self._folders.get(folder)
+        if real_folder is None:
+            real_folder = self._folders[folder] = self._walk(folder)
+        return self._step(real_folder, name)
+
+    def _walk(self, path: str) -> str:
+        current = "/"
+        for name in path.split("/"):
+            current = self._step(current, name)
+        return current
+
+    def _step(self, real_folder: str, name: str) -> str:
+        if name in ("", "."):
+            return real_folder
+        if name == "..":
+            return os.path.dirname(real_folder)
+        joined = os.path.join(real_folder, name)
+        known = self._known.get(joined)
+        if known is None:
+            known = os.path.realpath(joined) if os.path.islink(joined) else joined
+            self._known[joined] = known
+        return known
+
+
+def _inside(path: str, root: str) -> str | None:
+    """`path` relative to `root` (both real and absolute), or None when it is outside."""
+    if path == root:
+        return "."
+    prefix = root if root.endswith("/") else f"{root}/"
+    return path[len(prefix) :] if path.startswith(prefix) else None

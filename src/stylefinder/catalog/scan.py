@@ -107,10 +107,13 @@ class _Walk:
     def _enter(self, path: Path) -> bool:
         try:
             identity = _identity(path.stat())
-            real = path.resolve()
+            if identity in self.seen_folders:
+                return False
+            if self.skipped:  # resolving every folder of a catalog costs (one per product)
+                real = path.resolve()
+                if any(p in self.skipped for p in (real, *real.parents)):
+                    return False
         except (OSError, RuntimeError):  # vanished, or a link loop that cannot be resolved
-            return False
-        if identity in self.seen_folders or any(p in self.skipped for p in (real, *real.parents)):
             return False
         self.seen_folders.add(identity)
         return True

@@ -193,6 +193,31 @@ def test_the_per_host_limit_holds(feed_server, fast_options):
     assert 1 < most[0] <= fast_options.per_host
 
 
+def test_a_host_at_its_limit_does_not_hold_up_another(feed_server, fast_options):
+    """Ten slow photos on one host, listed first, then two on another name of the server:
+    with two transfers per host, the other host's photos come among the first answers."""
+    import dataclasses
+
+    data = feed_server.image_bytes(7)
+
+    def slow(handler):
+        time.sleep(0.15)
+        handler.image(data)
+
+    urls = []
+    for n in range(10):
+        feed_server.routes[f"/s{n}.png"] = slow
+        urls.append((feed_server.url(f"/s{n}.png"), None))
+    feed_server.routes["/quick.png"] = image_route(data)
+    other = feed_server.url("/quick.png").replace("127.0.0.1", "localhost")
+    urls += [(other, None), (f"{other}?again", None)]
+    options = dataclasses.replace(fast_options, workers=6, per_host=2)
+    with Downloader(options) as downloader:
+        order = [r.url for r in downloader.fetch_all(urls) if r.status == "downloaded"]
+    assert len(order) == 12
+    assert {other, f"{other}?again"} <= set(order[:4])
+
+
 def test_routes_can_change_between_runs(feed_server, downloader):
     feed_server.routes["/v.png"] = by_version(
         feed_server, {1: status_route(404), 2: image_route(feed_server.image_bytes(8))}

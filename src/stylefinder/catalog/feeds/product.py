@@ -154,6 +154,9 @@ def split_list(text: str, separators: str = ",") -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
 
 
+_SPACE = re.compile(r"\s")
+
+
 def is_web_url(url: str) -> bool:
     """Whether `url` is an absolute http(s) address with a host.
 
@@ -165,4 +168,4 @@ def is_web_url(url: str) -> bool:
     if not lower.startswith(("http://", "https://")):
         return False
     host = url.split("://", 1)[1].split("/", 1)[0]
-    return bool(host) and not any(c.isspace() for c in url)
+    return bool(host) and _SPACE.search(url) is None

@@ -137,9 +137,12 @@ class FeedFetch:
                 self._state.images.pop(item_id, None)
         count = len(self._staged)
         self._staged = []
+        removing = self.catalog_dir.parent / REMOVING_DIR
+        if not count and not removing.exists():
+            return 0  # nothing set aside: the state and the folders are as the fetch left them
         if self._state is not None and self._state_path is not None:
             save_state(self._state_path, self._state)
-        shutil.rmtree(self.catalog_dir.parent / REMOVING_DIR, ignore_errors=True)
+        shutil.rmtree(removing, ignore_errors=True)
         _remove_empty_folders(self.catalog_dir)
         return count
 

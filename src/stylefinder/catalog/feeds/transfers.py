@@ -161,7 +161,7 @@ def run_transfers(
     multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, max(1, options.per_host))
     multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, max(1, options.workers))
     idle: list = []
-    waiting = deque(_Job(request, options, time.monotonic()) for request in requests)
+    waiting = _Waiting(_Job(request, options, time.monotonic()) for request in requests)
     delayed: list[tuple[float, int, _Job]] = []  # (when, order, job) of retries
     active: dict[object, _Job] = {}
     per_host: Counter[str] = Counter()
@@ -214,18 +214,56 @@ def run_transfers(
 
 def _start_waiting(waiting, active, per_host, idle, multi, options, now) -> None:
     """Hand libcurl the waiting jobs that fit under `workers` and `per_host`."""
-    skipped: list[_Job] = []
-    while waiting and len(active) < options.workers:
-        job = waiting.popleft()
-        if per_host[job.host] >= options.per_host:
-            skipped.append(job)
-            continue
+    while len(active) < options.workers:
+        job = waiting.pop_ready(per_host, options.per_host)
+        if job is None:
+            return
         handle = idle.pop() if idle else _new_handle()
         _prepare(handle, job, options, now)
         multi.add_handle(handle)
         active[handle] = job
         per_host[job.host] += 1
-    waiting.extendleft(reversed(skipped))
+
+
+class _Waiting:
+    """The jobs waiting for a transfer: first come, first served within a host, hosts taken
+    in turn. A host at its limit is passed over without looking at its jobs (a feed's
+    thousands of images on one CDN would otherwise be walked through on every turn)."""
+
+    def __init__(self, jobs: Iterable[_Job]) -> None:
+        self._by_host: dict[str, deque[_Job]] = {}
+        self._turns: deque[str] = deque()  # the hosts with jobs waiting, next first
+        self._count = 0
+        for job in jobs:
+            self.append(job)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, job: _Job) -> None:
+        jobs = self._by_host.get(job.host)
+        if jobs is None:
+            jobs = self._by_host[job.host] = deque()
+            self._turns.append(job.host)
+        jobs.append(job)
+        self._count += 1
+
+    def pop_ready(self, busy: Counter[str], limit: int) -> _Job | None:
+        """The next job of a host with fewer than `limit` transfers `busy`, or None. A host
+        at the limit has `limit` transfers, so at most `workers / limit` are passed over."""
+        for _ in range(len(self._turns)):
+            host = self._turns[0]
+            self._turns.rotate(-1)  # its turn is over: it goes to the back
+            if busy[host] >= limit:
+                continue
+            jobs = self._by_host[host]
+            job = jobs.popleft()
+            if not jobs:
+                del self._by_host[host]
+                self._turns.pop()
+            self._count -= 1
+            return job
+        return None
 
 
 def _new_handle():
