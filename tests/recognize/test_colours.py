@@ -222,3 +222,36 @@ def test_generated_set_reaches_the_target_accuracy(report) -> None:
     accuracy = sum(hits) / len(hits)
     report("colour naming accuracy (150 generated items)", f"{accuracy:.3f}")
     assert accuracy >= 0.95
+
+
+def _thin_line_print(cloth, print_colour) -> Image.Image:
+    """A garment of `cloth` with thin slanted lines of `print_colour` (about a fifth of it),
+    saved as a JPEG: at the working size the lines are a pixel or two wide, so most of their
+    pixels mix the two colours (and JPEG smears their chroma)."""
+    import io
+
+    image = Image.new("RGB", (240, 240), (225, 225, 223))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((40, 30, 200, 210), fill=cloth)
+    for y in range(36, 206, 12):
+        draw.line((44, y, 196, y + 6), fill=print_colour, width=3)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    photo = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    return photo.resize((120, 120), Image.Resampling.BOX)
+
+
+@pytest.mark.parametrize(
+    ("cloth", "print_colour", "names"),
+    [
+        ((50, 100, 160), (110, 70, 40), ["blue", "brown"]),
+        ((40, 120, 70), (190, 30, 30), ["green", "red"]),
+    ],
+    ids=["brown lines on blue", "red lines on green"],
+)
+def test_a_thin_print_is_named_by_its_own_colour_not_by_its_blends(cloth, print_colour, names):
+    """The blends of a brown print with a blue cloth are greyish, those of red on green
+    brownish: they are the print's edges, and count for the print and the cloth."""
+    found = dominant_colours(_thin_line_print(cloth, print_colour))
+    assert [c.name for c in found] == names, found
+    assert 0.12 <= found[1].share <= 0.3, found

@@ -110,7 +110,8 @@ def test_issue_23s_garments_are_named_as_shoppers_name_them(number):
 def test_studio_conditions_reach_the_target_where_issue_23_is_done():
     """Per condition, 40 items (seed 5): at least 0.95 (a miss or two) where the benchmark
     (`benchmarks/colour_studio.py`, 100 per condition) measures >= 0.97, and 0.9 where it
-    measures 0.96-0.97; prints (0.81) are still open."""
+    measures 0.96-0.97; prints are still open (0.91 in the benchmark, 0.78 here against
+    0.6 before their blends were handed to the print and the cloth)."""
     samples = generate_studio_testset(40, seed=5)
     by: dict[str, list[bool]] = {}
     for sample in samples:
@@ -122,6 +123,7 @@ def test_studio_conditions_reach_the_target_where_issue_23_is_done():
         assert np.mean(by[condition]) >= 0.95, (condition, np.mean(by[condition]))
     for condition in ("warm light", "white on white", "folds"):
         assert np.mean(by[condition]) >= 0.9, (condition, np.mean(by[condition]))
+    assert np.mean(by["print"]) >= 0.7, np.mean(by["print"])
 
 
 def test_every_colour_word_stands_for_palette_names():

@@ -15,9 +15,12 @@
    group beside the cloth (a print) by its pixels least blended with the cloth. A grey group
    as light as a white or light-grey backdrop allows (soft light) is white, its lit part
    including what its outlines enclose that the flood took for paper.
-4. Shares: pixels that straddle a colour edge (blends, in linear light a mix by area) go to
-   the group that covers more of them; pixels of lines too thin to have a clean inside count
-   as their own colour; outline pixels that are mostly backdrop are left out.
+4. Shares: pixels that straddle a colour edge (blends, in linear light a mix by area) are
+   split between the two groups by area; pixels of lines too thin to have a clean inside
+   count as their own colour; outline pixels that are mostly backdrop are left out. A print's
+   thin lines and dots blend with the cloth into groups of other names (and JPEG smears their
+   chroma): such a group, with no inside of its own, on the way from the cloth to another
+   group, is handed to those two by area, as are the cloth's pixels next to the print.
 
 Everything runs on a copy downscaled to at most `max_side` pixels per side (a few milliseconds
 per image). Greyscale images come out as black, grey and white.
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Union
 
@@ -172,6 +175,13 @@ CONTINUUM_SHARE = 0.2
 #: ... and only with the same tint: chromaticities of their linear light at most this far apart
 #: (shading keeps a colour's chromaticity; a print blended into the cloth at its edges does not).
 MERGE_TINT = 0.05
+#: A print's blends with the cloth (`_unmix_blends`): a group with at most BLEND_INSIDE of its
+#: pixels inside it, on the way from the cloth to another group (BLEND_ALONG of it, off it
+#: by at most BLEND_OFF of its length); cloth pixels next to a print from RING_ALONG of it.
+BLEND_INSIDE = 0.3
+BLEND_ALONG = (0.1, 0.9)
+BLEND_OFF = 0.25
+RING_ALONG = 0.15
 _CONTINUUM_EDGES = np.linspace(-0.1, 1.1, 13)  # positions along the way, as binned
 
 
@@ -216,8 +226,9 @@ def dominant_colours(
     garment, backdrop, counted = _regions(lab, rgb, opaque)
     if balance:
         rgb, lab, names, backdrop = _balanced(rgb, lab, names, backdrop)
-    groups = _colour_groups(lab, rgb, names, counted)
+    groups, members = _colour_groups(lab, rgb, names, counted)
     _name_whites(groups, backdrop, lambda: _lit_as_paper(lab, opaque, garment))
+    _unmix_blends(groups, members, counted, rgb)  # a print's blends with the cloth
     edges = garment & ~counted
     if backdrop is not None:  # outline pixels are part garment, part backdrop
         outline = edges & _kernels().dilate(~garment)
@@ -583,9 +594,10 @@ def _colour_groups(
             group.count, group.clean = group.count + count, group.clean + count
             group.lab_sum, group.rgb_sum = group.lab_sum + centre * count, group.rgb_sum + rgb_sum
             group.lit_l = max(group.lit_l, lit_l)
+            group.parts.append(at)
         else:
-            groups[name] = _Group(name, count, count, centre * count, rgb_sum, lit_l)
-    return list(groups.values())
+            groups[name] = _Group(name, count, count, centre * count, rgb_sum, lit_l, [at])
+    return list(groups.values()), members
 
 
 def _percentile(values: np.ndarray, q: float) -> float:
@@ -647,7 +659,80 @@ def _name_whites(
         return
     white.count, white.clean = white.count + grey.count, white.clean + grey.clean
     white.lab_sum, white.rgb_sum = white.lab_sum + grey.lab_sum, white.rgb_sum + grey.rgb_sum
+    white.parts += grey.parts
     groups.remove(grey)
+
+
+def _unmix_blends(
+    groups: list[_Group], members: np.ndarray, counted: np.ndarray, rgb: np.ndarray
+) -> None:
+    """Hand a print's blends with the cloth (the largest group) to the two of them.
+
+    A thin print line or a small dot has few pixels of its own colour: most mix it with the
+    cloth, and JPEG's half-resolution chroma smears them further, so that they form groups of
+    other names (a brown print on blue gives grey pixels). A group with little inside of its
+    own (at most BLEND_INSIDE of its pixels away from its border) whose colour lies on the way
+    from the cloth to another group (sRGB, off it by at most BLEND_OFF of the way's length,
+    BLEND_ALONG of the way along) is such a blend: that share of it goes to the other group,
+    the rest to the cloth. Cloth pixels next to a print are partly print too (their linear
+    light mixes both by area): the print gets what they hold of it, from RING_ALONG up. A
+    wide stripe has an inside and keeps its own name."""
+    if len(groups) < 2:
+        return
+    cloth = max(groups, key=lambda g: g.count)
+    where = np.full(counted.shape, -1, np.int64)
+    where[counted] = members
+    masks = {id(g): np.isin(where, g.parts) for g in groups}
+    kernels = _kernels()
+    for group in sorted(groups, key=lambda g: g.count):
+        if group is cloth or len(groups) < 3:
+            continue
+        mask = masks[id(group)]
+        size = int(mask.sum())
+        if not size or int(kernels.erode(mask, 1).sum()) > BLEND_INSIDE * size:
+            continue
+        found = _blend_of(group, cloth, [g for g in groups if g is not group and g is not cloth])
+        if found is None:
+            continue
+        other, along = found
+        other.count += along * group.count
+        cloth.count += (1 - along) * group.count
+        masks[id(other)] |= mask
+        groups.remove(group)
+    base = _linear(cloth.rgb_sum / cloth.clean)
+    for other in groups:
+        ring = kernels.dilate(masks[id(other)]) & masks[id(cloth)] if other is not cloth else None
+        if ring is None or not ring.any():
+            continue
+        way = _linear(other.rgb_sum / other.clean) - base
+        length = float(way @ way)
+        if length <= 1e-9:
+            continue
+        offset = _linear(rgb[ring]) - base
+        along = offset @ way / length
+        off = np.linalg.norm(offset - along[:, None] * way, axis=1) / np.sqrt(length)
+        moved = float(np.clip(along[(along >= RING_ALONG) & (off <= BLEND_OFF)], 0, 1).sum())
+        other.count += moved
+        cloth.count -= moved
+
+
+def _blend_of(group: _Group, cloth: _Group, others: list[_Group]) -> tuple[_Group, float] | None:
+    """The group of `others` that `group` is a blend of with the cloth (see `_unmix_blends`),
+    with how far along the way from the cloth to it the blend is; None when there is none."""
+    base = cloth.rgb_sum / cloth.clean / 255
+    own = group.rgb_sum / group.clean / 255 - base
+    best: tuple[float, _Group, float] | None = None
+    for other in others:
+        way = other.rgb_sum / other.clean / 255 - base
+        length = float(way @ way)
+        if length <= 1e-9:
+            continue
+        along = float(own @ way) / length
+        off = float(np.linalg.norm(own - along * way)) / np.sqrt(length)
+        fits = BLEND_ALONG[0] <= along <= BLEND_ALONG[1] and off <= BLEND_OFF
+        if fits and (best is None or off < best[0]):
+            best = (off, other, along)
+    return None if best is None else (best[1], best[2])
 
 
 def _lit_as_paper(lab: np.ndarray, opaque: np.ndarray, garment: np.ndarray) -> float:
@@ -673,9 +758,9 @@ def _lit_as_paper(lab: np.ndarray, opaque: np.ndarray, garment: np.ndarray) -> f
 
 
 def _count_edges(groups: list[_Group], rgb: np.ndarray) -> None:
-    """Count pixels on colour edges, blends of two groups' colours, with the group that covers
-    more of them: in linear light, a pixel that straddles two colours is their mix by the area
-    each covers, so it goes to the nearer end of the blend line (of two groups' mean colours)
+    """Count pixels on colour edges, blends of two groups' colours, with both groups by the
+    area each covers: in linear light, a pixel that straddles two colours is their mix by
+    area, so it is split by where it lies along the blend line (of two groups' mean colours)
     that passes nearest to it. (The nearest colour in CIELAB would give a blend of a dark and a
     light colour to the light one: lightness is a cube root of light.)"""
     if not groups or not len(rgb):
@@ -690,10 +775,11 @@ def _count_edges(groups: list[_Group], rgb: np.ndarray) -> None:
     )
     residual = ((offset - amount[..., None] * way[None]) ** 2).sum(-1)
     pair = residual.argmin(1)
-    near_end = amount[np.arange(len(light)), pair] < 0.5
-    chosen = np.where(near_end, first[pair], second[pair])
-    for group, extra in zip(groups, np.bincount(chosen, minlength=len(groups)), strict=True):
-        group.count += int(extra)
+    along = amount[np.arange(len(light)), pair]
+    extra = np.bincount(first[pair], 1 - along, len(groups))
+    extra += np.bincount(second[pair], along, len(groups))
+    for group, more in zip(groups, extra.tolist(), strict=True):
+        group.count += more
 
 
 def _count_outline(groups: list[_Group], rgb: np.ndarray, backdrop: np.ndarray) -> None:
@@ -718,8 +804,9 @@ def _count_outline(groups: list[_Group], rgb: np.ndarray, backdrop: np.ndarray) 
 @dataclass
 class _Group:
     name: str
-    count: int  # all pixels, edges included
+    count: float  # all pixels, edges included (blends split by area)
     clean: int  # pixels away from edges, which the sums are over
     lab_sum: np.ndarray
     rgb_sum: np.ndarray
     lit_l: float  # CIELAB L of the group's lit part (its LIT_PERCENTILE)
+    parts: list[int] = field(default_factory=list)  # its groups among `_colour_groups`' labels
