@@ -13,7 +13,7 @@ from the same garments, as in `index_throughput.py`). Each measure is taken in `
 interleaved rounds and the medians are reported. Writes benchmarks/results/feed_index.json.
 
 Usage: python benchmarks/feed_index.py [--backbone efficientnet-lite0] [--count 1000]
-       [--repeats 3] [--workers 16] [--per-host 8]
+       [--repeats 5] [--workers 16] [--per-host 8]
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="efficientnet-lite0")
     parser.add_argument("--count", type=int, default=1000, help="images per set")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; medians are reported")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds; medians are reported")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--per-host", type=int, default=8)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "feed_index.json"))
