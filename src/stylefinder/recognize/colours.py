@@ -239,7 +239,7 @@ def dominant_colours(
     if total == 0:
         return []
     shares = [
-        ColourShare(g.name, g.count / total, tuple(int(v) for v in np.rint(g.rgb_sum / g.clean)))
+        ColourShare(g.name, g.count / total, tuple(int(v) for v in np.rint(g.mean_rgb)))
         for g in sorted(groups, key=lambda g: -g.count)
     ]
     chosen = [s for s in shares if s.share >= min_share][:max_colours]
@@ -699,18 +699,15 @@ def _unmix_blends(
         cloth.count += (1 - along) * group.count
         masks[id(other)] |= mask
         groups.remove(group)
-    base = _linear(cloth.rgb_sum / cloth.clean)
+    base = _linear(cloth.mean_rgb)
     for other in groups:
-        ring = kernels.dilate(masks[id(other)]) & masks[id(cloth)] if other is not cloth else None
-        if ring is None or not ring.any():
+        if other is cloth:
             continue
-        way = _linear(other.rgb_sum / other.clean) - base
-        length = float(way @ way)
-        if length <= 1e-9:
+        ring = kernels.dilate(masks[id(other)]) & masks[id(cloth)]
+        placed = _on_the_way(_linear(rgb[ring]), base, _linear(other.mean_rgb))
+        if placed is None:
             continue
-        offset = _linear(rgb[ring]) - base
-        along = offset @ way / length
-        off = np.linalg.norm(offset - along[:, None] * way, axis=1) / np.sqrt(length)
+        along, off = placed
         moved = float(np.clip(along[(along >= RING_ALONG) & (off <= BLEND_OFF)], 0, 1).sum())
         other.count += moved
         cloth.count -= moved
@@ -719,20 +716,32 @@ def _unmix_blends(
 def _blend_of(group: _Group, cloth: _Group, others: list[_Group]) -> tuple[_Group, float] | None:
     """The group of `others` that `group` is a blend of with the cloth (see `_unmix_blends`),
     with how far along the way from the cloth to it the blend is; None when there is none."""
-    base = cloth.rgb_sum / cloth.clean / 255
-    own = group.rgb_sum / group.clean / 255 - base
+    base = cloth.mean_rgb / 255
     best: tuple[float, _Group, float] | None = None
     for other in others:
-        way = other.rgb_sum / other.clean / 255 - base
-        length = float(way @ way)
-        if length <= 1e-9:
+        placed = _on_the_way(group.mean_rgb[None] / 255, base, other.mean_rgb / 255)
+        if placed is None:
             continue
-        along = float(own @ way) / length
-        off = float(np.linalg.norm(own - along * way)) / np.sqrt(length)
+        along, off = float(placed[0][0]), float(placed[1][0])
         fits = BLEND_ALONG[0] <= along <= BLEND_ALONG[1] and off <= BLEND_OFF
         if fits and (best is None or off < best[0]):
             best = (off, other, along)
     return None if best is None else (best[1], best[2])
+
+
+def _on_the_way(
+    points: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where colours (N, 3) lie on the way from `start` to `end`: how far along it (0 at the
+    start, 1 at the end) and how far off it, in lengths of the way; None for no way."""
+    way = end - start
+    length = float(way @ way)
+    if length <= 1e-9 or not len(points):
+        return None
+    offset = points - start
+    along = offset @ way / length
+    off = np.linalg.norm(offset - along[:, None] * way, axis=1) / np.sqrt(length)
+    return along, off
 
 
 def _lit_as_paper(lab: np.ndarray, opaque: np.ndarray, garment: np.ndarray) -> float:
@@ -766,7 +775,7 @@ def _count_edges(groups: list[_Group], rgb: np.ndarray) -> None:
     if not groups or not len(rgb):
         return
     light = _linear(rgb)
-    ends = _linear(np.array([g.rgb_sum / g.clean for g in groups]))
+    ends = _linear(np.array([g.mean_rgb for g in groups]))
     first, second = np.triu_indices(len(groups))
     way = ends[second] - ends[first]  # (pairs, 3)
     offset = light[:, None, :] - ends[first][None]  # (pixels, pairs, 3)
@@ -789,7 +798,7 @@ def _count_outline(groups: list[_Group], rgb: np.ndarray, backdrop: np.ndarray) 
     if not groups or not len(rgb):
         return
     pixels = rgb.astype(np.float32) - backdrop.astype(np.float32)
-    toward = np.array([g.rgb_sum / g.clean for g in groups], dtype=np.float32) - backdrop
+    toward = np.array([g.mean_rgb for g in groups], dtype=np.float32) - backdrop
     length = np.maximum((toward * toward).sum(1), 1e-6)
     amount = np.clip(pixels @ toward.T / length, 0, 1)  # (pixels, groups): the garment's part
     residual = ((pixels[:, None, :] - amount[..., None] * toward[None]) ** 2).sum(-1)
@@ -810,3 +819,8 @@ class _Group:
     rgb_sum: np.ndarray
     lit_l: float  # CIELAB L of the group's lit part (its LIT_PERCENTILE)
     parts: list[int] = field(default_factory=list)  # its groups among `_colour_groups`' labels
+
+    @property
+    def mean_rgb(self) -> np.ndarray:
+        """The mean RGB of its pixels away from edges."""
+        return self.rgb_sum / self.clean
